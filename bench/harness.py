@@ -1,0 +1,590 @@
+"""Run the scenarios: fastgate and an nginx baseline under wrk, in alternation.
+
+Layout on a machine with two CPUs (the first two this process may use):
+
+* CPU A (the proxy's core): the proxy under test — nginx as a reverse proxy, or
+  fastgate.  Both run all the time, but only one is under load at any moment.
+* CPU B (the load core): wrk (one thread) and the fixed upstream (nginx returning a
+  small body, or ``fastgate echo`` when nginx is missing).
+
+Per scenario: start both proxies, run the setup hook, probe each target (it must answer
+2xx), warm each up, then ``rounds`` rounds that run wrk against each target in turn
+(order reversed every other round, so drift does not favour one).  Around every wrk run
+the CPU of the proxy's process tree is read from /proc; CPU µs/request is that CPU over
+the requests wrk completed.  Medians over the rounds go into the table and the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import client, procstat, scenarios
+from bench.processes import (
+    ManagedProcess,
+    StartupError,
+    Supervisor,
+    free_port,
+    port_open,
+    wait_ready,
+)
+from bench.report import BASELINE, RunMeasurement, TargetSummary, ratios, render_table
+from bench.spec import NGINX_UPSTREAM, UPSTREAM_URL, Probe, Scenario, SetupContext, WrkPlan
+from bench.wrk_output import WrkOutputError, parse_wrk_output
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_DIR = REPO / "bench"
+DEFAULT_JSON = BENCH_DIR / "results" / "latest.json"
+SECRET = "bench-secret"
+FASTGATE = "fastgate"
+WRK_THREADS = 1
+SBIN_PATH = os.pathsep.join(
+    [os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"]
+)
+
+
+class BenchError(RuntimeError):
+    """A scenario could not be measured (a process failed, a probe was refused, ...)."""
+
+
+# ---------------------------------------------------------------- settings and tools
+
+
+@dataclass(frozen=True)
+class Settings:
+    rounds: int
+    duration_s: int
+    warmup_s: int
+    connections: int
+    scenarios: tuple[str, ...]
+    json_path: Path
+    keep_tmp: bool
+
+
+def parse_args(argv: Sequence[str] | None) -> Settings | None:
+    parser = argparse.ArgumentParser(
+        prog="tools/bench",
+        description="Benchmark fastgate against nginx as a reverse proxy (see bench/README.md).",
+    )
+    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 3)")
+    parser.add_argument("--duration", type=int, help="seconds per wrk run (default 10)")
+    parser.add_argument("--warmup", type=int, help="seconds of warm-up per target (default 2)")
+    parser.add_argument("--connections", type=int, default=64,
+                        help="wrk connections (default 64)")
+    parser.add_argument("--scenario", action="append", default=[], metavar="NAME",
+                        help="run this scenario (repeatable; default: all)")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="PATH",
+                        help="write results here (default bench/results/latest.json)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 round of 2 s, 1 s warm-up")
+    parser.add_argument("--keep-tmp", action="store_true",
+                        help="keep the temp dir (configs, logs) for inspection")
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for scenario in scenarios.SCENARIOS:
+            print(f"{scenario.name:24} {scenario.description}")
+        return None
+    quick = args.quick
+    settings = Settings(
+        rounds=args.rounds if args.rounds is not None else (1 if quick else 3),
+        duration_s=args.duration if args.duration is not None else (2 if quick else 10),
+        warmup_s=args.warmup if args.warmup is not None else (1 if quick else 2),
+        connections=args.connections,
+        scenarios=tuple(args.scenario),
+        json_path=args.json,
+        keep_tmp=args.keep_tmp,
+    )
+    if settings.rounds < 1 or settings.duration_s < 1 or settings.warmup_s < 0:
+        parser.error("--rounds and --duration must be >= 1, --warmup >= 0")
+    if settings.connections < WRK_THREADS:
+        parser.error(f"--connections must be >= {WRK_THREADS}")
+    try:
+        scenarios.by_name(list(settings.scenarios))
+    except KeyError as exc:
+        parser.error(str(exc.args[0]))
+    return settings
+
+
+@dataclass(frozen=True)
+class Tools:
+    wrk: str
+    nginx: str | None
+    taskset: str | None
+    fastgate: str
+    proxy_cpu: int | None
+    load_cpu: int | None
+
+    def pinned(self, cpu: int | None, argv: Sequence[str]) -> list[str]:
+        if cpu is None or self.taskset is None:
+            return list(argv)
+        return [self.taskset, "-c", str(cpu), *argv]
+
+
+def find_tools() -> Tools:
+    """Locate wrk, nginx, taskset and fastgate (``tools/bench`` installs the first two)."""
+    wrk = shutil.which("wrk", path=SBIN_PATH)
+    if wrk is None:
+        raise BenchError("wrk not found: apt-get install -y wrk (tools/bench does it as root)")
+    nginx = shutil.which("nginx", path=SBIN_PATH)
+    taskset = shutil.which("taskset", path=SBIN_PATH)
+    fastgate = Path(sys.prefix) / "bin" / FASTGATE
+    if not fastgate.exists():
+        found = shutil.which(FASTGATE)
+        if found is None:
+            raise BenchError(f"{fastgate} not found: run tools/bench, which installs it")
+        fastgate = Path(found)
+    cpus = sorted(os.sched_getaffinity(0))
+    proxy_cpu = load_cpu = None
+    if len(cpus) >= 2 and taskset is not None:
+        proxy_cpu, load_cpu = cpus[0], cpus[1]
+    return Tools(wrk, nginx, taskset, str(fastgate), proxy_cpu, load_cpu)
+
+
+# ---------------------------------------------------------------- config rendering
+
+
+def render_template(text: str, values: Mapping[str, object]) -> str:
+    """Replace ``{{name}}`` placeholders; KeyError when one has no value."""
+
+    def sub(match: re.Match[str]) -> str:
+        return str(values[match.group(1)])
+
+    return re.sub(r"\{\{([a-z_]+)\}\}", sub, text)
+
+
+def substitute(value: Any, placeholder: str, replacement: str) -> Any:
+    """``value`` with ``placeholder`` replaced in every string it holds (JSON-like data)."""
+    if isinstance(value, str):
+        return value.replace(placeholder, replacement)
+    if isinstance(value, Mapping):
+        return {k: substitute(v, placeholder, replacement) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [substitute(v, placeholder, replacement) for v in value]
+    return value
+
+
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``extra``; nested mappings merge rather than replace."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+# ---------------------------------------------------------------- the running bench
+
+
+@dataclass
+class Target:
+    """A proxy under test, reachable at ``url``; CPU is read from ``proc``'s tree."""
+
+    name: str
+    url: str
+    proc: ManagedProcess
+    pinned: dict[int, list[int]] = field(default_factory=dict)
+
+
+class Bench:
+    def __init__(self, settings: Settings, tools: Tools, tmp: Path, sup: Supervisor) -> None:
+        self.settings = settings
+        self.tools = tools
+        self.tmp = tmp
+        self.sup = sup
+        self.upstream: ManagedProcess | None = None
+        self.upstream_url = ""
+        self.upstream_kind = ""
+
+    # -- processes
+
+    def _start_nginx(self, name: str, template: str, cpu: int | None,
+                     values: Mapping[str, object]) -> ManagedProcess:
+        assert self.tools.nginx is not None
+        prefix = self.tmp / name
+        prefix.mkdir(parents=True)
+        # nginx's workers drop to an unprivileged user when started as root.
+        prefix.chmod(0o755)
+        conf = prefix / "nginx.conf"
+        text = (BENCH_DIR / "nginx" / template).read_text()
+        conf.write_text(render_template(text, {"prefix": prefix, **values}))
+        argv = [self.tools.nginx, "-p", f"{prefix}/", "-c", str(conf), "-e", "stderr"]
+        return self.sup.start(name, self.tools.pinned(cpu, argv), prefix / "process.log")
+
+    def start_upstream(self) -> None:
+        port = free_port()
+        self.upstream_url = f"http://127.0.0.1:{port}"
+        if self.tools.nginx is not None:
+            self.upstream_kind = "nginx"
+            proc = self._start_nginx("upstream-nginx", "upstream.conf", self.tools.load_cpu,
+                                     {"port": port})
+        else:
+            self.upstream_kind = "fastgate echo"
+            log_dir = self.tmp / "upstream-echo"
+            log_dir.mkdir()
+            argv = [self.tools.fastgate, "echo", "--port", str(port)]
+            proc = self.sup.start("upstream-echo", self.tools.pinned(self.tools.load_cpu, argv),
+                                  log_dir / "process.log")
+        wait_ready(proc, lambda: 200 <= client.request(self.upstream_url).status < 300,
+                   "the upstream answered GET / with 2xx")
+        self.upstream = proc
+
+    def start_nginx_proxy(self, scenario: Scenario, work: Path) -> Target:
+        port = free_port()
+        upstream_port = self.upstream_url.rsplit(":", 1)[1]
+        proc = self._start_nginx(
+            f"{work.name}-nginx-proxy", "proxy.conf", self.tools.proxy_cpu,
+            {"port": port, "upstream_port": upstream_port, "upstream_name": NGINX_UPSTREAM,
+             "locations": scenario.nginx_locations},
+        )
+        wait_ready(proc, lambda: port_open(port), f"nginx listened on {port}")
+        return Target(BASELINE, f"http://127.0.0.1:{port}", proc)
+
+    def write_gateway_config(self, scenario: Scenario, gw_dir: Path, port: int) -> Path:
+        apps = gw_dir / "apps"
+        apps.mkdir(parents=True)
+        base = {
+            "listen_address": "127.0.0.1",
+            "listen_port": port,
+            "secret": SECRET,
+            "app_path": str(apps),
+            "storage": {"type": "memory"},
+        }
+        config = substitute(deep_merge(base, scenario.gateway_config),
+                            UPSTREAM_URL, self.upstream_url)
+        for n, api in enumerate(scenario.api_definitions):
+            api = substitute(api, UPSTREAM_URL, self.upstream_url)
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(api.get("api_id") or n))
+            (apps / f"{n:03d}-{name}.json").write_text(json.dumps(api, indent=2) + "\n")
+        for rel, text in scenario.files.items():
+            path = gw_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text.replace(UPSTREAM_URL, self.upstream_url))
+        config_path = gw_dir / "gateway.json"
+        config_path.write_text(json.dumps(config, indent=2) + "\n")
+        return config_path
+
+    def start_fastgate(self, scenario: Scenario, work: Path) -> tuple[Target, str]:
+        port = free_port()
+        gw_dir = work / "fastgate"
+        config_path = self.write_gateway_config(scenario, gw_dir, port)
+        secret = json.loads(config_path.read_text()).get("secret", SECRET)
+        argv = [self.tools.fastgate, "run", "--config", str(config_path)]
+        proc = self.sup.start(f"{work.name}-fastgate",
+                              self.tools.pinned(self.tools.proxy_cpu, argv),
+                              gw_dir / "process.log", cwd=gw_dir)
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(proc, lambda: client.request(url, path="/hello").status == 200,
+                   "GET /hello answered 200")
+        return Target(FASTGATE, url, proc), secret
+
+    # -- load
+
+    def run_wrk(self, target: Target, scenario: Scenario, plan: WrkPlan, duration_s: int,
+                round_no: int) -> RunMeasurement:
+        argv = [self.tools.wrk, f"-t{WRK_THREADS}", f"-c{self.settings.connections}",
+                f"-d{duration_s}s", "--latency"]
+        if plan.script is not None:
+            argv += ["-s", str(plan.script)]
+        argv.append(target.url + scenario.path)
+        if plan.script_args:
+            argv += ["--", *plan.script_args]
+        argv = self.tools.pinned(self.tools.load_cpu, argv)
+
+        assert self.upstream is not None
+        proxy_before = procstat.sample_tree(target.proc.pid)
+        upstream_before = procstat.sample_tree(self.upstream.pid)
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
+        wall = time.monotonic() - started
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proxy_after = procstat.sample_tree(target.proc.pid)
+        upstream_after = procstat.sample_tree(self.upstream.pid)
+
+        if done.returncode != 0:
+            raise BenchError(f"wrk exited {done.returncode}: {argv}\n{done.stderr}{done.stdout}")
+        if done.stderr.strip():
+            print(f"    wrk stderr: {done.stderr.strip()}", file=sys.stderr)
+        try:
+            result = parse_wrk_output(done.stdout)
+        except WrkOutputError as exc:
+            raise BenchError(str(exc)) from exc
+        if not target.proc.alive():
+            raise BenchError(f"{target.name} died under load:\n{target.proc.log_tail()}")
+        proxy = procstat.cpu_delta(proxy_before, proxy_after)
+        upstream = procstat.cpu_delta(upstream_before, upstream_after)
+        wrk_cpu = (children_after.ru_utime - children_before.ru_utime
+                   + children_after.ru_stime - children_before.ru_stime)
+        return RunMeasurement(
+            target=target.name,
+            round=round_no,
+            wrk=result,
+            wall_s=wall,
+            proxy_cpu_s=proxy.seconds,
+            proxy_pids=proxy.pids,
+            vanished_pids=proxy.vanished,
+            upstream_cpu_s=upstream.seconds,
+            wrk_cpu_s=wrk_cpu,
+        )
+
+    def probe(self, target: Target, probe: Probe) -> None:
+        try:
+            resp = client.request(target.url, probe.method, probe.path, dict(probe.headers),
+                                  probe.body)
+        except OSError as exc:
+            raise BenchError(f"probe {probe.method} {probe.path} to {target.name}: {exc}") from exc
+        if not 200 <= resp.status < 300:
+            raise BenchError(
+                f"probe {probe.method} {probe.path} to {target.name} answered {resp.status} "
+                f"(must be 2xx: a proxy answering errors fast is no benchmark): "
+                f"{resp.body[:300]!r}"
+            )
+
+    # -- one scenario
+
+    def run_scenario(self, scenario: Scenario) -> dict[str, Any]:
+        settings = self.settings
+        work = self.tmp / f"scenario-{scenario.name}"
+        work.mkdir()
+        targets: list[Target] = []
+        try:
+            if self.tools.nginx is not None:
+                targets.append(self.start_nginx_proxy(scenario, work))
+            fastgate, secret = self.start_fastgate(scenario, work)
+            targets.append(fastgate)
+
+            plan = WrkPlan(
+                script=BENCH_DIR / "wrk" / scenario.wrk_script if scenario.wrk_script else None,
+                probe=scenario.probe,
+            )
+            if scenario.setup is not None:
+                setup_dir = work / "setup"
+                setup_dir.mkdir()
+                plan = scenario.setup(SetupContext(
+                    scenario=scenario, gateway_url=fastgate.url, secret=secret,
+                    upstream_url=self.upstream_url, work_dir=setup_dir, plan=plan,
+                ))
+            for target in targets:
+                self.probe(target, plan.probe)
+
+            warmup_problems: list[str] = []
+            if settings.warmup_s:
+                for target in targets:
+                    warm = self.run_wrk(target, scenario, plan, settings.warmup_s, 0)
+                    warmup_problems += [f"{target.name} warm-up: {p}" for p in warm.problems()]
+            for target in targets:
+                target.pinned = {pid: procstat.cpus_allowed(pid)
+                                 for pid in procstat.sample_tree(target.proc.pid)}
+
+            summaries = {target.name: TargetSummary(target.name) for target in targets}
+            for round_no in range(1, settings.rounds + 1):
+                order = targets if round_no % 2 else list(reversed(targets))
+                for target in order:
+                    run = self.run_wrk(target, scenario, plan, settings.duration_s, round_no)
+                    summaries[target.name].runs.append(run)
+                    print("  " + progress_line(run, settings.rounds), flush=True)
+        finally:
+            for target in targets:
+                self.sup.stop(target.proc)
+
+        ordered = [summaries[t.name] for t in targets]
+        result: dict[str, Any] = {
+            "name": scenario.name,
+            "description": scenario.description,
+            "wrk_script": str(plan.script) if plan.script else None,
+            "targets": {s.target: s.to_json() for s in ordered},
+            "pinned_cpus": {t.name: {str(pid): cpus for pid, cpus in t.pinned.items()}
+                            for t in targets},
+            "table": render_table(ordered),
+            "problems": warmup_problems + [f"{s.target} {p}" for s in ordered
+                                           for p in s.problems()],
+            "notes": [f"{s.target} {n}" for s in ordered for n in s.notes()],
+        }
+        if BASELINE in summaries:
+            result["ratios_to_nginx"] = {
+                s.target: ratios(s, summaries[BASELINE]) for s in ordered if s.target != BASELINE
+            }
+        return result
+
+
+def progress_line(run: RunMeasurement, rounds: int) -> str:
+    cpu = run.cpu_us_per_request
+    util = run.proxy_utilisation
+    p99 = run.wrk.p99_us
+    text = (f"round {run.round}/{rounds}  {run.target:9} {run.wrk.requests_per_sec:>10,.0f} req/s"
+            f"  p99 {p99 / 1e3 if p99 is not None else float('nan'):6.2f}ms"
+            f"  {cpu if cpu is not None else float('nan'):6.1f} us/req"
+            f"  proxy CPU {util if util is not None else 0:4.0%}")
+    problems = run.problems()
+    if problems:
+        text += "  !!! " + "; ".join(problems)
+    return text
+
+
+# ---------------------------------------------------------------- machine info
+
+
+def _command_output(argv: Sequence[str]) -> str | None:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, cwd=REPO)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (done.stdout + done.stderr).strip() or None
+
+
+def machine_info(tools: Tools, upstream_kind: str) -> dict[str, Any]:
+    cpu_model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    wrk_version = _command_output([tools.wrk, "-v"])
+    commit = _command_output(["git", "rev-parse", "--verify", "-q", "HEAD"])
+    status = _command_output(["git", "status", "--porcelain"])
+    try:
+        fastgate_version: str | None = importlib.metadata.version("fastgate")
+    except importlib.metadata.PackageNotFoundError:
+        fastgate_version = None
+    core = REPO / "fastgate" / "_core"
+    return {
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "cpus_allowed": sorted(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "nginx": _command_output([tools.nginx, "-v"]) if tools.nginx else None,
+        "wrk": wrk_version.splitlines()[0] if wrk_version else None,
+        "git_commit": commit if commit and re.fullmatch(r"[0-9a-f]{40}", commit) else None,
+        "git_dirty": bool(status) if status is not None else None,
+        "fastgate_version": fastgate_version,
+        "fastgate_no_extensions": os.environ.get("FASTGATE_NO_EXTENSIONS", ""),
+        "compiled_core_modules": sorted(p.name.split(".")[0] for p in core.glob("*.so")),
+        "upstream": upstream_kind,
+        "proxy_cpu": tools.proxy_cpu,
+        "load_cpu": tools.load_cpu,
+    }
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # Further signals are ignored so they cannot cut the cleanup short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_args(argv)
+    if settings is None:
+        return 0
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    try:
+        tools = find_tools()
+    except BenchError as exc:
+        print(f"tools/bench: {exc}", file=sys.stderr)
+        return 2
+    if tools.nginx is None:
+        print("!!! nginx not found: upstream is `fastgate echo` and there is NO baseline "
+              "(apt-get install -y nginx-light)", file=sys.stderr)
+    if tools.proxy_cpu is None:
+        print("!!! fewer than 2 CPUs (or no taskset): nothing is pinned, numbers are noisy",
+              file=sys.stderr)
+
+    selected = scenarios.by_name(list(settings.scenarios))
+    print(f"fastgate bench: {len(selected)} scenario(s), {settings.rounds} round(s) x "
+          f"{settings.duration_s}s, warm-up {settings.warmup_s}s, wrk -t{WRK_THREADS} "
+          f"-c{settings.connections}; proxy on CPU {tools.proxy_cpu}, wrk + upstream on CPU "
+          f"{tools.load_cpu}", flush=True)
+
+    tmp = Path(tempfile.mkdtemp(prefix="fastgate-bench-"))
+    results: list[dict[str, Any]] = []
+    failures: list[str] = []
+    upstream_kind = ""
+    try:
+        with Supervisor() as sup:
+            bench = Bench(settings, tools, tmp, sup)
+            bench.start_upstream()
+            upstream_kind = bench.upstream_kind
+            for scenario in selected:
+                print(f"\n== {scenario.name}: {scenario.description}", flush=True)
+                try:
+                    results.append(bench.run_scenario(scenario))
+                except (BenchError, StartupError, OSError,
+                        subprocess.TimeoutExpired) as exc:
+                    failures.append(f"{scenario.name}: {exc}")
+                    print(f"!!! scenario {scenario.name} failed (details below)", file=sys.stderr)
+    except StartupError as exc:
+        failures.append(str(exc))
+        print(f"!!! {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\ninterrupted: all benchmark processes stopped", file=sys.stderr)
+        return 130
+    finally:
+        if settings.keep_tmp:
+            print(f"temp dir kept: {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    report = {
+        "machine": machine_info(tools, upstream_kind),
+        "settings": {
+            "rounds": settings.rounds,
+            "duration_s": settings.duration_s,
+            "warmup_s": settings.warmup_s,
+            "connections": settings.connections,
+            "wrk_threads": WRK_THREADS,
+        },
+        "scenarios": results,
+        "failures": failures,
+    }
+    print_summary(results, failures, settings)
+    settings.json_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.json_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nresults written to {settings.json_path}")
+    flagged = failures or any(r["problems"] for r in results)
+    return 1 if flagged else 0
+
+
+def print_summary(results: list[dict[str, Any]], failures: list[str],
+                  settings: Settings) -> None:
+    print(f"\n==== results: median of {settings.rounds} round(s) x {settings.duration_s}s, "
+          f"{settings.connections} connections; ratio = fastgate / nginx")
+    for result in results:
+        print(f"\n{result['name']}: {result['description']}")
+        print(result["table"])
+        for note in result["notes"]:
+            print(f"  note: {note}")
+        if result["problems"]:
+            print("  " + "!" * 70)
+            print("  !!! ERRORS — these numbers are NOT a benchmark:")
+            for problem in result["problems"]:
+                print(f"  !!!   {problem}")
+            print("  " + "!" * 70)
+    for failure in failures:
+        print(f"\n!!! FAILED {failure}")

@@ -1,0 +1,234 @@
+"""Numbers per run, medians per target, ratios to the baseline, the table and the JSON.
+
+Every ratio is fastgate's value divided by nginx's, measured in the same run: for
+requests/s higher is better, for latency and CPU per request lower is better.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.wrk_output import WrkResult
+
+BASELINE = "nginx"
+
+#: A proxy using less of its core than this was not the bottleneck: the load generator
+#: or the upstream was, and its requests/s say little (its CPU µs/request still hold).
+SATURATED_UTILISATION = 0.85
+
+
+@dataclass(frozen=True)
+class RunMeasurement:
+    """One wrk run against one target, with the CPU each side used meanwhile."""
+
+    target: str
+    round: int
+    wrk: WrkResult
+    wall_s: float
+    proxy_cpu_s: float
+    proxy_pids: tuple[int, ...] = ()
+    vanished_pids: tuple[int, ...] = ()
+    upstream_cpu_s: float | None = None
+    wrk_cpu_s: float | None = None
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        if self.wrk.requests == 0:
+            return None
+        return self.proxy_cpu_s * 1e6 / self.wrk.requests
+
+    @property
+    def proxy_utilisation(self) -> float | None:
+        return self.proxy_cpu_s / self.wall_s if self.wall_s > 0 else None
+
+    def problems(self) -> list[str]:
+        """Reasons this run is not a benchmark (errors) — empty when it is sound."""
+        found = []
+        if self.wrk.non_2xx_3xx:
+            found.append(f"{self.wrk.non_2xx_3xx} responses with status >= 400")
+        sock = self.wrk.socket_errors
+        if sock.total:
+            found.append(
+                f"socket errors: connect {sock.connect}, read {sock.read}, "
+                f"write {sock.write}, timeout {sock.timeout}"
+            )
+        if self.wrk.requests == 0:
+            found.append("no requests completed")
+        return found
+
+    def notes(self) -> list[str]:
+        """Caveats that do not invalidate the run."""
+        found = []
+        util = self.proxy_utilisation
+        if util is not None and util < SATURATED_UTILISATION:
+            found.append(
+                f"proxy used {util:.0%} of its core: not saturated, requests/s are "
+                "bounded by the load generator or the upstream"
+            )
+        if self.vanished_pids:
+            found.append(
+                f"processes {list(self.vanished_pids)} exited during the run: "
+                "CPU is a lower bound"
+            )
+        return found
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "round": self.round,
+            "requests": self.wrk.requests,
+            "requests_per_sec": self.wrk.requests_per_sec,
+            "duration_s": self.wrk.duration_us / 1e6,
+            "latency_us": {f"p{p:g}": v for p, v in sorted(self.wrk.percentiles_us.items())},
+            "latency_avg_us": self.wrk.latency_avg_us,
+            "latency_max_us": self.wrk.latency_max_us,
+            "bytes_read": self.wrk.bytes_read,
+            "non_2xx_3xx": self.wrk.non_2xx_3xx,
+            "socket_errors": {
+                "connect": self.wrk.socket_errors.connect,
+                "read": self.wrk.socket_errors.read,
+                "write": self.wrk.socket_errors.write,
+                "timeout": self.wrk.socket_errors.timeout,
+            },
+            "wall_s": self.wall_s,
+            "proxy_cpu_s": self.proxy_cpu_s,
+            "proxy_cpu_us_per_request": self.cpu_us_per_request,
+            "proxy_utilisation": self.proxy_utilisation,
+            "proxy_pids": list(self.proxy_pids),
+            "upstream_cpu_s": self.upstream_cpu_s,
+            "wrk_cpu_s": self.wrk_cpu_s,
+            "problems": self.problems(),
+            "notes": self.notes(),
+        }
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+@dataclass
+class TargetSummary:
+    """Medians over a target's rounds (one proxy, one scenario)."""
+
+    target: str
+    runs: list[RunMeasurement] = field(default_factory=list)
+
+    def _median_of(self, pick: Callable[[RunMeasurement], float | None]) -> float | None:
+        return _median([pick(run) for run in self.runs])
+
+    @property
+    def requests_per_sec(self) -> float | None:
+        return self._median_of(lambda run: run.wrk.requests_per_sec)
+
+    @property
+    def p50_us(self) -> float | None:
+        return self._median_of(lambda run: run.wrk.p50_us)
+
+    @property
+    def p99_us(self) -> float | None:
+        return self._median_of(lambda run: run.wrk.p99_us)
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        return self._median_of(lambda run: run.cpu_us_per_request)
+
+    @property
+    def proxy_utilisation(self) -> float | None:
+        return self._median_of(lambda run: run.proxy_utilisation)
+
+    @property
+    def requests(self) -> int:
+        return sum(run.wrk.requests for run in self.runs)
+
+    @property
+    def errors(self) -> int:
+        return sum(run.wrk.errors for run in self.runs)
+
+    def problems(self) -> list[str]:
+        return [f"round {run.round}: {p}" for run in self.runs for p in run.problems()]
+
+    def notes(self) -> list[str]:
+        return [f"round {run.round}: {n}" for run in self.runs for n in run.notes()]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests_per_sec": self.requests_per_sec,
+            "latency_p50_us": self.p50_us,
+            "latency_p99_us": self.p99_us,
+            "cpu_us_per_request": self.cpu_us_per_request,
+            "proxy_utilisation": self.proxy_utilisation,
+            "requests": self.requests,
+            "errors": self.errors,
+            "problems": self.problems(),
+            "notes": self.notes(),
+            "runs": [run.to_json() for run in self.runs],
+        }
+
+
+def ratio(value: float | None, baseline: float | None) -> float | None:
+    """``value / baseline``, or None when either is missing or the baseline is zero."""
+    if value is None or baseline is None or baseline == 0:
+        return None
+    return value / baseline
+
+
+def ratios(target: TargetSummary, baseline: TargetSummary) -> dict[str, float | None]:
+    """The target's medians over the baseline's (same scenario, same run)."""
+    return {
+        "requests_per_sec": ratio(target.requests_per_sec, baseline.requests_per_sec),
+        "latency_p50": ratio(target.p50_us, baseline.p50_us),
+        "latency_p99": ratio(target.p99_us, baseline.p99_us),
+        "cpu_us_per_request": ratio(target.cpu_us_per_request, baseline.cpu_us_per_request),
+    }
+
+
+def format_latency(us: float | None) -> str:
+    if us is None:
+        return "-"
+    if us < 1e3:
+        return f"{us:.0f}us"
+    if us < 1e6:
+        return f"{us / 1e3:.2f}ms"
+    return f"{us / 1e6:.2f}s"
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def render_table(summaries: Sequence[TargetSummary], baseline: str = BASELINE) -> str:
+    """The per-scenario table: medians, and each value over the baseline's as a ratio."""
+    base = next((s for s in summaries if s.target == baseline), None)
+    header = ("target", "req/s", "ratio", "p50", "p99", "ratio", "CPU us/req", "ratio",
+              "proxy CPU", "errors")
+    rows = [header]
+    for summary in summaries:
+        r = ratios(summary, base) if base is not None else {}
+        rows.append((
+            summary.target,
+            _fmt(summary.requests_per_sec, ",.0f"),
+            _fmt_ratio(r.get("requests_per_sec")),
+            format_latency(summary.p50_us),
+            format_latency(summary.p99_us),
+            _fmt_ratio(r.get("latency_p99")),
+            _fmt(summary.cpu_us_per_request, ".1f"),
+            _fmt_ratio(r.get("cpu_us_per_request")),
+            _fmt(summary.proxy_utilisation, ".0%"),
+            str(summary.errors),
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""The ``fastgate`` command: ``run``, ``check``, ``echo``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from fastgate import __version__
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _load(path: str) -> tuple[object, list[str]]:
+    """Load and validate everything a gateway needs; (config, warnings).
+
+    Raises ConfigError naming the file and the field.
+    """
+    from fastgate.apidef import load_api_definitions
+    from fastgate.config import load_gateway_config
+    from fastgate.policies import load_policies
+
+    config = load_gateway_config(path)
+    warnings = []
+    if config.ignored_fields:
+        warnings.append("%s: fields not implemented by fastgate, ignored: %s"
+                        % (config.path, ", ".join(config.ignored_fields)))
+    specs = load_api_definitions(config.app_path)
+    load_policies(config.policies, config.path)
+    for spec in specs:
+        if spec.ignored_fields:
+            warnings.append("%s: API %r: fields not implemented yet, ignored: %s"
+                            % (spec.source, spec.api_id, ", ".join(spec.ignored_fields)))
+        if spec.unsupported_auth:
+            warnings.append("%s: API %r enables %s, which fastgate does not implement yet; "
+                            "its requests are refused" % (spec.source, spec.api_id,
+                                                          ", ".join(spec.unsupported_auth)))
+    return config, warnings
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from fastgate.config import ConfigError
+
+    try:
+        _config, warnings = _load(args.config)
+    except ConfigError as exc:
+        print("fastgate: invalid configuration: %s" % exc, file=sys.stderr)
+        return 2
+    for warning in warnings:
+        print("warning: %s" % warning, file=sys.stderr)
+    print("%s: configuration OK" % args.config)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from fastgate.config import ConfigError, GatewayConfig
+    from fastgate.server.gateway import run_supervisor, run_worker
+
+    _setup_logging(args.log_level)
+    log = logging.getLogger("fastgate")
+    try:
+        config, warnings = _load(args.config)
+    except ConfigError as exc:
+        log.error("invalid configuration: %s", exc)
+        return 2
+    assert isinstance(config, GatewayConfig)
+    if config.ignored_fields:
+        log.warning("%s", warnings.pop(0))
+    if config.workers > 1:
+        for warning in warnings:
+            log.warning("%s", warning)
+        return run_supervisor(config)
+    # Warnings about APIs are logged by the worker when it loads them.
+    return run_worker(config)
+
+
+def cmd_echo(args: argparse.Namespace) -> int:
+    from fastgate.echo import run_echo
+
+    _setup_logging(args.log_level)
+    run_echo(args.host, args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastgate",
+        description="A fast HTTP/1.1 API gateway that reads Tyk's configuration language.",
+    )
+    parser.add_argument("--version", action="version", version="fastgate " + __version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway")
+    run.add_argument("--config", required=True, help="gateway config (tyk.conf field names)")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate a configuration and exit")
+    check.add_argument("--config", required=True)
+    check.set_defaults(func=cmd_check)
+
+    echo = sub.add_parser("echo", help="run a small upstream that answers with what it got")
+    echo.add_argument("--port", type=int, required=True)
+    echo.add_argument("--host", default="127.0.0.1")
+    echo.add_argument("--log-level", default="warning",
+                      choices=["debug", "info", "warning", "error"])
+    echo.set_defaults(func=cmd_echo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code

@@ -1,0 +1,503 @@
+"""Gateway configuration: the subset of Tyk's ``tyk.conf`` fastgate implements.
+
+Rules, in one place:
+
+* The file is JSON with Tyk's field names.  A wrong type, an out-of-range
+  number or an unknown enum value is refused with a :class:`ConfigError`
+  naming the file and the dotted field path (``storage.port``).  Booleans are
+  never accepted where a number is expected, although Python's ``bool`` is an
+  ``int``.
+* ``null`` counts as absent, as it does for Tyk (Go decodes it to the zero
+  value).  Timeouts of 0 mean "the default", as in Tyk.
+* Fields fastgate does not implement are accepted, so an existing ``tyk.conf``
+  loads, and listed in :attr:`GatewayConfig.ignored_fields` (dotted paths) for
+  the CLI to warn about once.
+* Relative paths (``app_path``, ``policies.policy_record_name``,
+  ``policies.policy_path``, ``storage.path``) are relative to the directory of
+  the configuration file, not to the working directory.
+* fastgate's own additions: ``storage.type: "memory"`` (the default),
+  ``storage.path``, ``workers``, ``http_server_options.idle_timeout`` and
+  ``http_server_options.max_header_bytes``.
+
+:class:`FieldReader` is the typed accessor the API definition and policy
+loaders share; it records which fields were read, so that whatever was not
+read is what fastgate ignores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import orjson
+
+__all__ = [
+    "ConfigError",
+    "FieldReader",
+    "GatewayConfig",
+    "HttpServerOptions",
+    "PoliciesConfig",
+    "StorageConfig",
+    "json_type_name",
+    "load_gateway_config",
+    "load_json_file",
+    "parse_gateway_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration problem in one file.
+
+    ``str()`` is ``'<file>: <field>: <message>'``, or ``'<file>: <message>'``
+    when the problem concerns the whole file (``field == ''``).
+    """
+
+    file: str
+    field: str
+    message: str
+
+    def __init__(self, file: str, field: str, message: str) -> None:
+        self.file = file
+        self.field = field
+        self.message = message
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        if self.field:
+            return f"{self.file}: {self.field}: {self.message}"
+        return f"{self.file}: {self.message}"
+
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str, str]]:
+        return (type(self), (self.file, self.field, self.message))
+
+
+# --------------------------------------------------------------------------
+# Reading JSON files and typed fields
+# --------------------------------------------------------------------------
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _position(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of character ``offset`` in ``text``."""
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return line, column
+
+
+def load_json_file(path: str) -> object:
+    """Read and decode one JSON file.
+
+    Raises ConfigError(path, '', ...) when the file cannot be read, is not
+    UTF-8 or is not valid JSON (with the line and column of the problem).
+    A UTF-8 byte order mark, which some editors write, is skipped.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read the file: {exc.strerror or exc}") from None
+    if raw.startswith(_UTF8_BOM):
+        raw = raw[len(_UTF8_BOM) :]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start].decode("utf-8", "replace")
+        line, column = _position(before, len(before))
+        raise ConfigError(
+            path, "", f"invalid JSON: not UTF-8 text at line {line} column {column}"
+        ) from None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(
+            path, "", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+
+
+_TYPE_NAMES: dict[type, str] = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+}
+
+
+def json_type_name(value: object) -> str:
+    """What a decoded JSON value is, for messages: 'a string', 'an array', ..."""
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+class FieldReader:
+    """Typed, validating access to the fields of one JSON object.
+
+    Every accessor returns the default when the field is absent or null, and
+    raises ConfigError(file, '<prefix><name>', ...) when it has the wrong type
+    or value.  Fields never asked for are reported by :meth:`unread`.
+    Values are never echoed in type errors (the field may be a secret).
+    """
+
+    __slots__ = ("_read", "_sections", "file", "obj", "prefix")
+
+    def __init__(self, obj: Mapping[str, object], file: str, prefix: str = "") -> None:
+        self.obj = obj
+        self.file = file
+        self.prefix = prefix
+        self._read: set[str] = set()
+        self._sections: dict[str, FieldReader] = {}
+
+    def path(self, name: str) -> str:
+        """The dotted path of field ``name``, for messages."""
+        return self.prefix + name
+
+    def error(self, name: str, message: str) -> ConfigError:
+        """A ConfigError about field ``name`` of this object."""
+        return ConfigError(self.file, self.path(name), message)
+
+    def get(self, name: str) -> object:
+        """The raw value of ``name`` (None when absent), marked as read."""
+        self._read.add(name)
+        return self.obj.get(name)
+
+    def _wrong_type(self, name: str, expected: str, value: object) -> ConfigError:
+        return self.error(name, f"expected {expected}, got {json_type_name(value)}")
+
+    def string(self, name: str, default: str = "", *, choices: Iterable[str] | None = None) -> str:
+        value = self.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self._wrong_type(name, "a string", value)
+        if choices is not None:
+            allowed = tuple(choices)
+            if value not in allowed:
+                listed = ", ".join(repr(c) for c in allowed)
+                raise self.error(name, f"must be one of {listed}; got {value!r}")
+        return value
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        value = self.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self._wrong_type(name, "true or false", value)
+        return value
+
+    def integer(
+        self,
+        name: str,
+        default: int = 0,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int:
+        value = self.get(name)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._wrong_type(name, "an integer", value)
+        self._check_range(name, value, minimum, maximum)
+        return value
+
+    def number(
+        self,
+        name: str,
+        default: float = 0.0,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> float:
+        value = self.get(name)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._wrong_type(name, "a number", value)
+        self._check_range(name, value, minimum, maximum)
+        return float(value)
+
+    def _check_range(
+        self, name: str, value: float, minimum: float | None, maximum: float | None
+    ) -> None:
+        if minimum is not None and maximum is not None:
+            if not minimum <= value <= maximum:
+                raise self.error(name, f"must be between {minimum} and {maximum}; got {value}")
+        elif minimum is not None and value < minimum:
+            raise self.error(name, f"must be at least {minimum}; got {value}")
+        elif maximum is not None and value > maximum:
+            raise self.error(name, f"must be at most {maximum}; got {value}")
+
+    def string_list(self, name: str) -> tuple[str, ...]:
+        value = self.get(name)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self._wrong_type(name, "an array of strings", value)
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ConfigError(
+                    self.file,
+                    f"{self.path(name)}[{index}]",
+                    f"expected a string, got {json_type_name(item)}",
+                )
+        return tuple(value)
+
+    def obj_field(self, name: str) -> dict[str, object] | None:
+        """The object at ``name`` (None when absent or null), read as a whole."""
+        value = self.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self._wrong_type(name, "an object", value)
+        return value
+
+    def section(self, name: str) -> FieldReader:
+        """A reader for the object at ``name`` (empty when absent or null).
+
+        Fields of the section that are never read show up in :meth:`unread`
+        as ``<name>.<field>``.
+        """
+        value = self.obj_field(name)
+        reader = FieldReader(value or {}, self.file, f"{self.path(name)}.")
+        self._sections[name] = reader
+        return reader
+
+    def unread(self) -> list[str]:
+        """Dotted paths of the fields present that were never read, in file order."""
+        out: list[str] = []
+        for name in self.obj:
+            section = self._sections.get(name)
+            if section is not None:
+                out.extend(section.unread())
+            elif name not in self._read:
+                out.append(self.path(name))
+        return out
+
+
+# --------------------------------------------------------------------------
+# The configuration
+# --------------------------------------------------------------------------
+
+STORAGE_TYPES = ("memory", "redis")
+HASH_KEY_FUNCTIONS = ("", "murmur32", "murmur64", "murmur128", "sha256")
+POLICY_SOURCES = ("file",)
+# Tyk's other policy sources, refused with an explanation rather than "unknown value".
+_TYK_ONLY_POLICY_SOURCES = {
+    "service": "loads policies from a Tyk Dashboard",
+    "rpc": "loads policies over Tyk MDCB (RPC)",
+}
+
+DEFAULT_SERVER_TIMEOUT = 120.0
+DEFAULT_PROXY_TIMEOUT = 30.0
+DEFAULT_GRACEFUL_SHUTDOWN = 30.0
+DEFAULT_MAX_IDLE_PER_HOST = 100
+MIN_HEADER_BYTES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    type: str = "memory"  # "memory" | "redis"
+    host: str = "localhost"
+    port: int = 6379
+    addrs: tuple[str, ...] = ()
+    enable_cluster: bool = False
+    username: str = ""
+    password: str = field(default="", repr=False)
+    database: int = 0
+    path: str | None = None  # memory store journal, absolute
+
+
+@dataclass(frozen=True, slots=True)
+class PoliciesConfig:
+    policy_source: str = "file"
+    policy_record_name: str | None = None  # absolute
+    policy_path: str | None = None  # absolute; wins over policy_record_name, as in Tyk
+
+
+@dataclass(frozen=True, slots=True)
+class HttpServerOptions:
+    read_timeout: float = DEFAULT_SERVER_TIMEOUT
+    write_timeout: float = DEFAULT_SERVER_TIMEOUT
+    idle_timeout: float = DEFAULT_SERVER_TIMEOUT
+    max_header_bytes: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    path: str  # absolute path of the config file
+    secret: str = field(repr=False)  # never in a repr: those land in logs
+    app_path: str  # absolute directory of API definitions
+    listen_address: str = ""  # "" = all interfaces
+    listen_port: int = 8080
+    policies: PoliciesConfig = PoliciesConfig()
+    storage: StorageConfig = StorageConfig()
+    hash_keys: bool = True
+    hash_key_function: str = ""  # "", "murmur32", "murmur64", "murmur128", "sha256"
+    http_server_options: HttpServerOptions = HttpServerOptions()
+    proxy_default_timeout: float = DEFAULT_PROXY_TIMEOUT
+    max_idle_connections_per_host: int = DEFAULT_MAX_IDLE_PER_HOST
+    graceful_shutdown_timeout_duration: float = DEFAULT_GRACEFUL_SHUTDOWN
+    workers: int = 1
+    control_api_port: int = 0
+    # Dotted paths present in the file that fastgate does not implement (warned once).
+    ignored_fields: tuple[str, ...] = ()
+
+
+def load_gateway_config(path: str) -> GatewayConfig:
+    """Read, decode and validate the gateway configuration file at ``path``.
+
+    Raises ConfigError naming the file (and the field, when one is at fault).
+    """
+    return parse_gateway_config(load_json_file(path), path)
+
+
+def _resolve(base: str, value: str) -> str:
+    return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+
+
+def _optional_path(reader: FieldReader, name: str, base: str) -> str | None:
+    value = reader.string(name)
+    return _resolve(base, value) if value else None
+
+
+def _timeout(reader: FieldReader, name: str, default: float) -> float:
+    # Tyk: "not setting this config, or setting this to 0, defaults to ..."
+    value = reader.number(name, default, minimum=0)
+    return value if value > 0 else default
+
+
+def parse_gateway_config(data: object, path: str) -> GatewayConfig:
+    """Validate an already decoded configuration.
+
+    ``path`` is the file it came from: named in messages, and the base of
+    relative paths.  Raises ConfigError.
+    """
+    path = os.path.abspath(path)
+    base = os.path.dirname(path)
+    if not isinstance(data, dict):
+        raise ConfigError(path, "", f"expected a JSON object, got {json_type_name(data)}")
+    top = FieldReader(data, path)
+    extra_ignored: list[str] = []
+
+    listen_address = top.string("listen_address")
+    listen_port = top.integer("listen_port", 8080, minimum=0, maximum=65535)
+    control_api_port = top.integer("control_api_port", 0, minimum=0, maximum=65535)
+
+    secret = top.string("secret")
+    if not secret:
+        raise top.error(
+            "secret",
+            "must be set to a non-empty string: it guards the /tyk/ control API",
+        )
+
+    if "app_path" in data and data["app_path"] == "":
+        raise top.error("app_path", "must not be empty (the directory of API definitions)")
+    app_path = _resolve(base, top.string("app_path", "apps"))
+
+    policies = _parse_policies(top.section("policies"), base, extra_ignored)
+    storage = _parse_storage(top.section("storage"), base, extra_ignored)
+
+    hash_keys = top.boolean("hash_keys", True)
+    hash_key_function = top.string("hash_key_function", "", choices=HASH_KEY_FUNCTIONS)
+
+    server = top.section("http_server_options")
+    http_server_options = HttpServerOptions(
+        read_timeout=_timeout(server, "read_timeout", DEFAULT_SERVER_TIMEOUT),
+        write_timeout=_timeout(server, "write_timeout", DEFAULT_SERVER_TIMEOUT),
+        idle_timeout=_timeout(server, "idle_timeout", DEFAULT_SERVER_TIMEOUT),
+        max_header_bytes=server.integer("max_header_bytes", 65536, minimum=MIN_HEADER_BYTES),
+    )
+
+    proxy_default_timeout = _timeout(top, "proxy_default_timeout", DEFAULT_PROXY_TIMEOUT)
+    max_idle = (
+        top.integer("max_idle_connections_per_host", DEFAULT_MAX_IDLE_PER_HOST, minimum=0)
+        or DEFAULT_MAX_IDLE_PER_HOST
+    )
+    graceful = _timeout(top, "graceful_shutdown_timeout_duration", DEFAULT_GRACEFUL_SHUTDOWN)
+
+    workers = top.integer("workers", 1, minimum=1)
+    if workers > 1 and storage.type != "redis":
+        raise top.error(
+            "workers",
+            "more than one worker needs the redis store; the memory store lives in one process"
+            ' (set storage.type to "redis" or workers to 1)',
+        )
+
+    return GatewayConfig(
+        path=path,
+        secret=secret,
+        app_path=app_path,
+        listen_address=listen_address,
+        listen_port=listen_port,
+        policies=policies,
+        storage=storage,
+        hash_keys=hash_keys,
+        hash_key_function=hash_key_function,
+        http_server_options=http_server_options,
+        proxy_default_timeout=proxy_default_timeout,
+        max_idle_connections_per_host=max_idle,
+        graceful_shutdown_timeout_duration=graceful,
+        workers=workers,
+        control_api_port=control_api_port,
+        ignored_fields=tuple(top.unread() + extra_ignored),
+    )
+
+
+def _parse_policies(section: FieldReader, base: str, ignored: list[str]) -> PoliciesConfig:
+    source = section.string("policy_source")
+    if source in _TYK_ONLY_POLICY_SOURCES:
+        raise section.error(
+            "policy_source",
+            f"{source!r} {_TYK_ONLY_POLICY_SOURCES[source]}, which fastgate does not support;"
+            ' use "file" with policy_record_name or policy_path',
+        )
+    if source not in ("", *POLICY_SOURCES):
+        allowed = ", ".join(repr(s) for s in POLICY_SOURCES)
+        raise section.error("policy_source", f"must be one of {allowed}; got {source!r}")
+    record_name = _optional_path(section, "policy_record_name", base)
+    policy_path = _optional_path(section, "policy_path", base)
+    if record_name is not None and policy_path is not None:
+        # Tyk reads policy_path and silently skips the record file; say so.
+        ignored.append(section.path("policy_record_name"))
+    return PoliciesConfig(
+        policy_source="file", policy_record_name=record_name, policy_path=policy_path
+    )
+
+
+def _parse_storage(section: FieldReader, base: str, ignored: list[str]) -> StorageConfig:
+    store_type = section.string("type") or "memory"
+    if store_type not in STORAGE_TYPES:
+        allowed = ", ".join(repr(s) for s in STORAGE_TYPES)
+        raise section.error("type", f"must be one of {allowed}; got {store_type!r}")
+    addrs = section.string_list("addrs")
+    for index, addr in enumerate(addrs):
+        host, sep, addr_port = addr.rpartition(":")
+        if not sep or not host or not addr_port.isdigit() or not 1 <= int(addr_port) <= 65535:
+            raise ConfigError(
+                section.file,
+                f"{section.path('addrs')}[{index}]",
+                f'expected "host:port", got {addr!r}',
+            )
+    port = section.integer("port", 6379, minimum=0, maximum=65535)
+    if store_type == "redis" and not addrs and port == 0:
+        raise section.error("port", "must be between 1 and 65535 when storage.addrs is empty")
+    enable_cluster = section.boolean("enable_cluster")
+    if enable_cluster and store_type != "redis":
+        raise section.error("enable_cluster", 'needs storage.type "redis"')
+    path = _optional_path(section, "path", base)
+    if path is not None and store_type != "memory":
+        ignored.append(section.path("path"))  # the journal belongs to the memory store
+    return StorageConfig(
+        type=store_type,
+        host=section.string("host", "localhost") or "localhost",
+        port=port,
+        addrs=addrs,
+        enable_cluster=enable_cluster,
+        username=section.string("username"),
+        password=section.string("password"),
+        database=section.integer("database", 0, minimum=0),
+        path=path,
+    )

@@ -1,0 +1,309 @@
+"""The gateway process: configuration in service, listener, reload, shutdown.
+
+A :class:`Gateway` holds what every connection reads: the router of compiled
+API routes (swapped whole on reload, so requests in flight keep the route
+they started with), the upstream pools, and the timeouts.  One gateway runs
+per worker process; with ``workers > 1`` a small supervisor forks the
+workers, which share the port through ``SO_REUSEPORT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastgate.apidef import ApiSpec, load_api_definitions
+from fastgate.config import ConfigError, GatewayConfig
+from fastgate.policies import load_policies
+from fastgate.server import responses
+from fastgate.server.protocol import ClientProtocol
+from fastgate.server.router import Router
+from fastgate.server.upstream import UpstreamPool
+
+log = logging.getLogger("fastgate")
+
+#: Sweeper period in seconds: timeouts are precise to one tick.
+TICK = 0.25
+
+
+@dataclass(slots=True, eq=False)
+class ApiRoute:
+    """An API definition compiled for the hot path."""
+
+    spec: ApiSpec
+    listen_path: bytes
+    strip: bool
+    target_path: bytes
+    host_header: bytes | None  # None: keep the client's Host (preserve_host_header)
+    pool: UpstreamPool
+    #: A prepared refusal when the API cannot be served safely (it enables an
+    #: authentication method fastgate does not implement yet).
+    refusal: bytes | None
+
+
+class Gateway:
+    """Configuration in service and the connections it serves."""
+
+    def __init__(self, config: GatewayConfig, loop: asyncio.AbstractEventLoop) -> None:
+        from fastgate.admin import AdminApi
+
+        self.config = config
+        self.loop = loop
+        opts = config.http_server_options
+        self.max_header_bytes = opts.max_header_bytes
+        self.read_ticks = _ticks(opts.read_timeout)
+        self.write_ticks = _ticks(opts.write_timeout)
+        self.idle_ticks = _ticks(opts.idle_timeout)
+        self.upstream_ticks = _ticks(config.proxy_default_timeout)
+        self.connections: set[ClientProtocol] = set()
+        self.pools: dict[tuple[str, str, int], UpstreamPool] = {}
+        self.router: Router[ApiRoute] = Router(())
+        self.policies: dict[str, dict] = {}
+        self.admin = AdminApi(self)
+        self.shutting_down = False
+        self.servers: list[asyncio.AbstractServer] = []
+        self.on_reload: Callable[[], None] | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._stopped = asyncio.Event()
+
+    # -- configuration -----------------------------------------------------------
+
+    def load(self) -> list[str]:
+        """Read API definitions and policies and put them in service.
+
+        Raises :class:`ConfigError` and leaves the configuration in service
+        untouched when anything is wrong.  Returns warnings to report.
+        """
+        specs = load_api_definitions(self.config.app_path)
+        policies = load_policies(self.config.policies, self.config.path)
+        routes = [self._compile(spec) for spec in specs if spec.active]
+        self.router = Router(routes)
+        self.policies = policies
+        self._close_unused_pools()
+        warnings = []
+        for spec in specs:
+            if spec.ignored_fields:
+                warnings.append("%s: API %r: fields not implemented yet, ignored: %s" % (
+                    spec.source or "api", spec.api_id, ", ".join(spec.ignored_fields)))
+            if spec.unsupported_auth:
+                warnings.append("%s: API %r enables %s, which fastgate does not implement yet; "
+                                "its requests are refused" % (spec.source or "api", spec.api_id,
+                                                              ", ".join(spec.unsupported_auth)))
+        return warnings
+
+    def reload(self) -> str | None:
+        """Reload API definitions and policies; the error message, or None."""
+        try:
+            warnings = self.load()
+        except ConfigError as exc:
+            log.error("reload failed, the previous configuration stays in service: %s", exc)
+            return str(exc)
+        for warning in warnings:
+            log.warning("%s", warning)
+        log.info("reloaded: %d APIs in service", len(self.router.routes))
+        return None
+
+    def _compile(self, spec: ApiSpec) -> ApiRoute:
+        key = (spec.target_scheme, spec.target_host, spec.target_port)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = UpstreamPool(self.loop, spec.target_scheme, spec.target_host,
+                                spec.target_port, self.config.max_idle_connections_per_host)
+            self.pools[key] = pool
+        refusal = None
+        if spec.unsupported_auth:
+            refusal = responses.error_response(
+                501, "This API requires an authentication method fastgate does not "
+                     "implement yet: " + ", ".join(spec.unsupported_auth))
+        return ApiRoute(
+            spec=spec,
+            listen_path=spec.listen_path_bytes,
+            strip=spec.strip_listen_path,
+            target_path=spec.target_path.encode(),
+            host_header=None if spec.preserve_host_header else spec.target_host_header.encode(),
+            pool=pool,
+            refusal=refusal,
+        )
+
+    def _close_unused_pools(self) -> None:
+        used = {id(route.pool) for route in self.router.routes}
+        for key, pool in list(self.pools.items()):
+            if id(pool) not in used:
+                pool.close()
+                del self.pools[key]
+
+    # -- serving ------------------------------------------------------------------
+
+    async def start(self, sock: socket.socket | None = None) -> None:
+        cfg = self.config
+        sockets = [sock] if sock is not None else [bind_socket(cfg.listen_address,
+                                                               cfg.listen_port,
+                                                               reuse_port=cfg.workers > 1)]
+        if cfg.control_api_port:
+            sockets.append(bind_socket(cfg.listen_address, cfg.control_api_port,
+                                       reuse_port=cfg.workers > 1))
+        for s in sockets:
+            server = await self.loop.create_server(lambda: ClientProtocol(self), sock=s,
+                                                   backlog=2048)
+            self.servers.append(server)
+        self._sweeper = self.loop.call_later(TICK, self._sweep)
+
+    def _sweep(self) -> None:
+        read, write, idle = self.read_ticks, self.write_ticks, self.idle_ticks
+        for conn in list(self.connections):
+            conn.check_timeouts(read, write, idle)
+        upstream = self.upstream_ticks
+        for pool in list(self.pools.values()):
+            for uconn in list(pool.busy):
+                uconn.check_timeout(upstream)
+        self._sweeper = self.loop.call_later(TICK, self._sweep)
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let requests in flight finish (bounded), close."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        log.info("shutting down: %d connections open", len(self.connections))
+        for server in self.servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        deadline = time.monotonic() + self.config.graceful_shutdown_timeout_duration
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        for pool in self.pools.values():
+            pool.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+def _ticks(seconds: float) -> int:
+    if seconds <= 0:
+        return sys.maxsize  # 0 disables the timeout, as in Go's http.Server
+    return max(1, math.ceil(seconds / TICK))
+
+
+def bind_socket(address: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A listening TCP socket.  ``SO_REUSEPORT`` only for several workers, so
+    that two unrelated gateways never silently share a port."""
+    host = address or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+# -- process entry points --------------------------------------------------------
+
+
+def run_worker(config: GatewayConfig, *, worker_id: int = 0) -> int:
+    """Run one gateway in this process until SIGTERM/SIGINT; the exit code."""
+    import uvloop
+
+    return uvloop.run(_serve(config, worker_id))
+
+
+async def _serve(config: GatewayConfig, worker_id: int) -> int:
+    loop = asyncio.get_running_loop()
+    gateway = Gateway(config, loop)
+    try:
+        warnings = gateway.load()
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    for warning in warnings:
+        log.warning("%s", warning)
+    try:
+        await gateway.start()
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", config.listen_address or "0.0.0.0",
+                  config.listen_port, exc.strerror or exc)
+        return 2
+    if config.workers > 1:
+        # Tell the supervisor, which tells every worker: /tyk/reload reloads all.
+        parent = os.getppid()
+        gateway.on_reload = lambda: os.kill(parent, signal.SIGHUP)
+    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(gateway.shutdown()))
+    loop.add_signal_handler(signal.SIGINT, lambda: loop.create_task(gateway.shutdown()))
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload)
+    log.info("worker %d listening on %s:%d with %d APIs", worker_id,
+             config.listen_address or "0.0.0.0", config.listen_port,
+             len(gateway.router.routes))
+    await gateway.wait_stopped()
+    return 0
+
+
+def run_supervisor(config: GatewayConfig) -> int:
+    """Fork ``config.workers`` workers sharing the port; restart any that dies;
+    forward SIGHUP (reload) and SIGTERM/SIGINT (graceful stop)."""
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(worker_id: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+                signal.signal(sig, signal.SIG_DFL)
+            code = 1
+            try:
+                code = run_worker(config, worker_id=worker_id)
+            finally:
+                os._exit(code)
+        children[pid] = worker_id
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    for worker_id in range(config.workers):
+        spawn(worker_id)
+    exit_code = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        worker_id = children.pop(pid, -1)
+        code = os.waitstatus_to_exitcode(status)
+        if stopping or worker_id < 0:
+            if code != 0:
+                exit_code = 1
+            continue
+        if code == 2:  # a configuration or listen error: restarting cannot help
+            log.error("worker %d could not start; stopping", worker_id)
+            forward(signal.SIGTERM, None)
+            exit_code = 2
+            continue
+        log.error("worker %d exited with %d; restarting it", worker_id, code)
+        time.sleep(0.1)
+        spawn(worker_id)
+    return exit_code

@@ -1,0 +1,639 @@
+"""Shared fixtures: the echo upstream, gateway processes and raw HTTP/1.1 connections.
+
+Everything here runs real processes over real sockets:
+
+* ``echo`` (session): ``python -m fastgate.echo`` on a free port; ``echo.url(path)``,
+  ``echo.count()`` (the ``/__count`` counters), ``echo.rss_kib()``.
+* ``gateway_factory`` (per test) and ``module_gateway_factory`` (per module):
+  ``factory(apis=[...], http_server_options={...}, **config) -> Gateway``
+  writes a gateway config and API definitions into a temporary directory,
+  starts ``python -m fastgate run --config FILE``, waits for ``GET /hello``
+  and, at teardown, sends SIGTERM and checks that the gateway exited 0.
+  Its stdout/stderr go to files that are attached to the report of a
+  failing test.
+* ``make_api(api_id, listen_path, target_url=None, **fields) -> dict``: a
+  keyless Tyk Classic definition (target defaults to the echo server).
+* ``raw(port, host=...) -> RawConnection``: a plain socket speaking bytes,
+  with a strict HTTP/1.1 response reader (closed at teardown).
+* ``free_port() -> int``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+HOST = "127.0.0.1"
+SECRET = "test-secret-352"
+READY_TIMEOUT = 10.0
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def find_free_port(host: str = HOST) -> int:
+    """A TCP port nobody listens on right now (bind to 0, read it, release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    return find_free_port
+
+
+def read_rss_kib(pid: int) -> int:
+    """Resident set size of a process in KiB (``VmRSS`` in ``/proc/PID/status``)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+# --------------------------------------------------------------------------- raw HTTP
+
+
+@dataclass
+class RawResponse:
+    """One HTTP response as read off the wire."""
+
+    version: str
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    head: bytes  # status line and header block, CRLFs included
+    chunk_sizes: list[int] = field(default_factory=list)  # when chunked
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+    def header_all(self, name: str) -> list[str]:
+        lname = name.lower()
+        return [value for key, value in self.headers if key.lower() == lname]
+
+    def header_names(self) -> set[str]:
+        return {key.lower() for key, _ in self.headers}
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+_STATUS_LINE = re.compile(rb"HTTP/(1\.[01]) ([1-5][0-9][0-9]) ?([^\r\n]*)")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+class RawConnection:
+    """A client socket that sends exact bytes and parses responses strictly."""
+
+    def __init__(self, port: int, host: str = HOST, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = bytearray()
+        self.eof = False
+
+    def __enter__(self) -> RawConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.sock.settimeout(timeout)
+
+    def _fill(self) -> bool:
+        """Read more into the buffer; False at EOF."""
+        if self.eof:
+            return False
+        data = self.sock.recv(256 * 1024)
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            if not self._fill():
+                raise EOFError(f"connection closed after {len(self.buf)} of {n} bytes")
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def _line(self, limit: int = 1 << 20) -> bytes:
+        while True:
+            idx = self.buf.find(b"\r\n")
+            if idx >= 0:
+                line = bytes(self.buf[:idx])
+                del self.buf[: idx + 2]
+                return line
+            if len(self.buf) > limit:
+                raise AssertionError("line too long")
+            if not self._fill():
+                raise EOFError(f"connection closed inside a line: {bytes(self.buf)[:200]!r}")
+
+    def read_head(self) -> tuple[bytes, list[tuple[str, str]], str, int, str]:
+        status_line = self._line()
+        match = _STATUS_LINE.fullmatch(status_line)
+        assert match, f"bad status line {status_line!r}"
+        head = [status_line]
+        headers: list[tuple[str, str]] = []
+        while True:
+            line = self._line()
+            head.append(line)
+            if not line:
+                break
+            assert b"\n" not in line and b"\r" not in line, f"bare CR/LF in {line!r}"
+            name, sep, value = line.partition(b":")
+            assert sep and _TOKEN.fullmatch(name), f"bad header line {line!r}"
+            headers.append((name.decode("latin-1"), value.strip(b" \t").decode("latin-1")))
+        return (
+            b"\r\n".join(head) + b"\r\n",
+            headers,
+            match.group(1).decode(),
+            int(match.group(2)),
+            match.group(3).decode("latin-1"),
+        )
+
+    def read_response(self, *, head: bool = False) -> RawResponse:
+        """Read one response (a 1xx interim response is returned as is).
+
+        ``head``: the request was HEAD, so no body follows whatever the headers say.
+        """
+        raw_head, headers, version, status, reason = self.read_head()
+        resp = RawResponse(version, status, reason, headers, b"", raw_head)
+        if head or status < 200 or status in (204, 304):
+            return resp
+        te = [v.strip().lower() for v in resp.header_all("transfer-encoding")]
+        lengths = resp.header_all("content-length")
+        if te:
+            assert not lengths, "response with both Transfer-Encoding and Content-Length"
+            assert te[-1] == "chunked", f"unexpected Transfer-Encoding {te}"
+            body = bytearray()
+            while True:
+                size_line = self._line()
+                size = int(size_line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self._line():  # trailers
+                        pass
+                    break
+                resp.chunk_sizes.append(size)
+                body += self._take(size)
+                assert self._take(2) == b"\r\n", "chunk not followed by CRLF"
+            resp.body = bytes(body)
+        elif lengths:
+            assert len(set(lengths)) == 1, f"several Content-Lengths {lengths}"
+            resp.body = self._take(int(lengths[0]))
+        else:
+            while self._fill():
+                pass
+            resp.body = bytes(self.buf)
+            self.buf.clear()
+        return resp
+
+    def request(self, data: bytes, *, head: bool = False) -> RawResponse:
+        self.send(data)
+        return self.read_response(head=head)
+
+    def wait_closed(self, timeout: float) -> bool:
+        """True when the peer closes (FIN or RST) within ``timeout``; data is discarded."""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.sock.settimeout(left)
+                if not self.sock.recv(65536):
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except TimeoutError:
+            return False
+
+
+@pytest.fixture
+def raw() -> Iterator[Callable[..., RawConnection]]:
+    conns: list[RawConnection] = []
+
+    def connect(port: int, host: str = HOST, timeout: float = 10.0) -> RawConnection:
+        conn = RawConnection(port, host, timeout)
+        conns.append(conn)
+        return conn
+
+    yield connect
+    for conn in conns:
+        conn.close()
+
+
+def get_request(path: str, host: str = "example.test", extra: str = "") -> bytes:
+    """A minimal keep-alive GET as bytes."""
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode("latin-1")
+
+
+@pytest.fixture
+def http_get() -> Callable[..., bytes]:
+    return get_request
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _wait_for_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+    """First stdout line of ``proc`` (empty on EOF or timeout)."""
+    result: list[bytes] = []
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return result[0] if result else b""
+
+
+@dataclass
+class EchoServer:
+    """A running ``fastgate.echo`` subprocess."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    host: str = HOST
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def url(self, path: str = "/") -> str:
+        return self.base_url + path
+
+    def count(self) -> dict[str, int]:
+        resp = requests.get(self.url("/__count"), timeout=5)
+        resp.raise_for_status()
+        counts: dict[str, int] = resp.json()
+        return counts
+
+    def rss_kib(self) -> int:
+        return read_rss_kib(self.proc.pid)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return code
+
+
+def start_echo(port: int = 0, host: str = HOST) -> EchoServer:
+    """Start ``python -m fastgate.echo`` and wait until it prints its address."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastgate.echo", "--host", host, "--port", str(port)],
+        stdout=subprocess.PIPE,
+    )
+    line = _wait_for_line(proc, READY_TIMEOUT)
+    match = re.search(rb"listening on http://[^:]+:(\d+)", line)
+    if not match:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        pytest.fail(f"echo server did not start (first line {line!r})")
+    return EchoServer(proc, int(match.group(1)), host)
+
+
+@pytest.fixture(scope="session")
+def echo() -> Iterator[EchoServer]:
+    server = start_echo()
+    yield server
+    assert server.stop() == 0
+
+
+@pytest.fixture
+def echo_factory() -> Iterator[Callable[[], EchoServer]]:
+    """Fresh echo servers (for tests that stop or measure one)."""
+    servers: list[EchoServer] = []
+
+    def start() -> EchoServer:
+        server = start_echo()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+# --------------------------------------------------------------------------- gateway
+
+
+def api_definition(
+    api_id: str,
+    listen_path: str,
+    target_url: str,
+    *,
+    strip_listen_path: bool = True,
+    preserve_host_header: bool = False,
+    active: bool = True,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A keyless Tyk Classic API definition; ``fields`` are merged on top."""
+    api: dict[str, Any] = {
+        "api_id": api_id,
+        "name": f"API {api_id}",
+        "org_id": "test-org",
+        "active": active,
+        "use_keyless": True,
+        "proxy": {
+            "listen_path": listen_path,
+            "target_url": target_url,
+            "strip_listen_path": strip_listen_path,
+            "preserve_host_header": preserve_host_header,
+        },
+        "version_data": {"not_versioned": True, "versions": {"Default": {"name": "Default"}}},
+    }
+    api.update(fields)
+    return api
+
+
+def gateway_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fastgate", *args]
+
+
+@dataclass
+class Gateway:
+    """A gateway process and the directory holding its configuration."""
+
+    root: Path
+    port: int
+    secret: str
+    config: dict[str, Any]
+    config_path: Path
+    app_dir: Path
+    stdout_path: Path
+    stderr_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    host: str = HOST
+    expected_exit: int | None = 0  # None: the test checked the exit itself
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def url(self, path: str = "/") -> str:
+        return self.base_url + path
+
+    # -- configuration files --
+    def write_config(self) -> None:
+        self.config_path.write_text(json.dumps(self.config, indent=2))
+
+    def write_api(self, api: dict[str, Any], filename: str | None = None) -> Path:
+        """Write (or replace) an API definition file; named ``<api_id>.json`` by default."""
+        path = self.app_dir / (filename or f"{api['api_id']}.json")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(api, indent=2))
+        tmp.replace(path)
+        return path
+
+    def write_api_text(self, filename: str, text: str) -> Path:
+        path = self.app_dir / filename
+        path.write_text(text)
+        return path
+
+    def remove_api(self, filename_or_id: str) -> None:
+        name = filename_or_id if filename_or_id.endswith(".json") else filename_or_id + ".json"
+        (self.app_dir / name).unlink()
+
+    def reload(self, *, block: bool = True, secret: str | None = None) -> requests.Response:
+        """``GET /tyk/reload[?block=true]`` with the admin secret."""
+        url = self.url("/tyk/reload" + ("?block=true" if block else ""))
+        headers = {"X-Tyk-Authorization": self.secret if secret is None else secret}
+        return requests.get(url, headers=headers, timeout=15)
+
+    # -- process --
+    def start(self, *, wait: bool = True) -> None:
+        self.write_config()
+        with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
+            self.proc = subprocess.Popen(
+                gateway_command("run", "--config", str(self.config_path)),
+                stdout=out,
+                stderr=err,
+                cwd=self.root,
+            )
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(
+                    f"gateway exited with {self.proc.returncode} before it was ready\n"
+                    + self.logs()
+                )
+            try:
+                resp = requests.get(self.url("/hello"), timeout=1)
+                if resp.status_code == 200:
+                    return
+                last = resp.status_code
+            except requests.RequestException as exc:
+                last = exc
+            time.sleep(0.05)
+        pytest.fail(f"gateway not ready after {timeout}s (last: {last})\n" + self.logs())
+
+    def rss_kib(self) -> int:
+        return read_rss_kib(self.pid)
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float | None = None) -> int:
+        """SIGTERM (if still running) and wait; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        if timeout is None:
+            timeout = float(self.config.get("graceful_shutdown_timeout_duration", 5)) + 10
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
+
+    def logs(self) -> str:
+        parts = []
+        for label, path in (("stdout", self.stdout_path), ("stderr", self.stderr_path)):
+            text = path.read_text(errors="replace") if path.exists() else ""
+            if len(text) > 20000:
+                text = "...\n" + text[-20000:]
+            parts.append(f"--- gateway {label} ({path}) ---\n{text}")
+        return "\n".join(parts)
+
+
+class GatewayFactory:
+    """Creates gateways in fresh directories and stops them all at teardown."""
+
+    def __init__(self, tmp_dir: Callable[[], Path], echo: EchoServer) -> None:
+        self._tmp_dir = tmp_dir
+        self._echo = echo
+        self.gateways: list[Gateway] = []
+
+    def __call__(
+        self,
+        apis: list[dict[str, Any]] | None = None,
+        *,
+        http_server_options: dict[str, Any] | None = None,
+        start: bool = True,
+        **config: Any,
+    ) -> Gateway:
+        root = self._tmp_dir()
+        app_dir = root / "apps"
+        app_dir.mkdir()
+        (root / "policies.json").write_text("{}")
+        options = {
+            "read_timeout": 30,
+            "write_timeout": 30,
+            "idle_timeout": 30,
+            "max_header_bytes": 16384,
+        }
+        options.update(http_server_options or {})
+        port = find_free_port()
+        full: dict[str, Any] = {
+            "listen_address": HOST,
+            "listen_port": port,
+            "secret": SECRET,
+            "app_path": "apps",
+            "policies": {"policy_source": "file", "policy_record_name": "policies.json"},
+            "storage": {"type": "memory"},
+            "http_server_options": options,
+            "proxy_default_timeout": 30,
+            "graceful_shutdown_timeout_duration": 5,
+        }
+        full.update(config)
+        gw = Gateway(
+            root=root,
+            port=port,
+            secret=full["secret"],
+            config=full,
+            config_path=root / "gateway.json",
+            app_dir=app_dir,
+            stdout_path=root / "gateway.stdout",
+            stderr_path=root / "gateway.stderr",
+        )
+        if apis is None:
+            apis = [api_definition("a", "/a/", self._echo.base_url)]
+        for api in apis:
+            gw.write_api(api)
+        self.gateways.append(gw)
+        if start:
+            gw.start()
+        return gw
+
+    def close(self) -> None:
+        problems = []
+        for gw in self.gateways:
+            if gw.proc is None:
+                continue
+            try:
+                code = gw.stop()
+            except subprocess.TimeoutExpired:
+                problems.append(f"gateway on port {gw.port} ignored SIGTERM\n{gw.logs()}")
+                continue
+            if gw.expected_exit is not None and code != gw.expected_exit:
+                problems.append(
+                    f"gateway on port {gw.port} exited {code} after SIGTERM "
+                    f"(expected {gw.expected_exit})\n{gw.logs()}"
+                )
+        if problems:
+            pytest.fail("\n\n".join(problems))
+
+
+@pytest.fixture
+def gateway_factory(
+    tmp_path_factory: pytest.TempPathFactory, echo: EchoServer
+) -> Iterator[GatewayFactory]:
+    """Per-test gateways: ``gateway_factory(apis=[...], **config) -> Gateway``."""
+    factory = GatewayFactory(lambda: tmp_path_factory.mktemp("gw"), echo)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="module")
+def module_gateway_factory(
+    tmp_path_factory: pytest.TempPathFactory, echo: EchoServer
+) -> Iterator[GatewayFactory]:
+    """Gateways shared by the tests of one module (start them in a module fixture)."""
+    factory = GatewayFactory(lambda: tmp_path_factory.mktemp("gw"), echo)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def make_api() -> Callable[..., dict[str, Any]]:
+    """``make_api(api_id, listen_path, target_url, **fields)``; see :func:`api_definition`."""
+    return api_definition
+
+
+@pytest.fixture
+def gateway_cmd() -> Callable[..., list[str]]:
+    """``gateway_cmd("check", "--config", path)``: argv running the fastgate CLI."""
+    return gateway_command
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the logs of the gateways a failing test used to its report."""
+    report = yield
+    if report.failed:
+        seen: set[int] = set()
+        gateways: list[Gateway] = []
+        for fixture_value in getattr(item, "funcargs", {}).values():
+            if isinstance(fixture_value, Gateway):
+                gateways.append(fixture_value)
+            elif isinstance(fixture_value, GatewayFactory):
+                gateways.extend(fixture_value.gateways)
+        for gw in gateways:
+            if id(gw) in seen:
+                continue
+            seen.add(id(gw))
+            with contextlib.suppress(OSError):
+                report.sections.append((f"gateway :{gw.port} logs", gw.logs()))
+    return report
+

@@ -1,0 +1,68 @@
+"""Each compiled module, its twin and its .pyi stub promise the same interface."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+
+import fastgate._core as core
+
+CORE_DIR = Path(core.__file__).parent
+
+
+def test_modules_are_complete() -> None:
+    for name in core.MODULES:
+        assert (CORE_DIR / f"{name}.pyx").is_file()
+        assert (CORE_DIR / f"{name}.pyi").is_file()
+        assert (CORE_DIR / f"{name}_py.py").is_file()
+    on_disk = {p.stem for p in CORE_DIR.glob("*.pyx")}
+    assert on_disk == set(core.MODULES)
+
+
+def test_selected_modules_are_bound() -> None:
+    for name in core.MODULES:
+        chosen = getattr(core, name)
+        assert chosen in (core.compiled(name), core.twin(name))
+        assert chosen is (core.compiled(name) or core.twin(name))
+
+
+def _stub_functions(name: str) -> dict[str, list[tuple[str, bool]]]:
+    tree = ast.parse((CORE_DIR / f"{name}.pyi").read_text())
+    functions: dict[str, list[tuple[str, bool]]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            args = node.args
+            params = [a.arg for a in args.posonlyargs + args.args]
+            first_default = len(params) - len(args.defaults)
+            functions[node.name] = [(p, i >= first_default) for i, p in enumerate(params)]
+            assert ast.get_docstring(node), f"{name}.pyi: {node.name} has no docstring"
+    return functions
+
+
+def _signature(function: object) -> list[tuple[str, object, object]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+
+@pytest.mark.parametrize("name", core.MODULES)
+def test_same_public_interface(impl, name: str) -> None:
+    module = getattr(impl, name)
+    twin = core.twin(name)
+    stub = _stub_functions(name)
+    assert sorted(module.__all__) == sorted(twin.__all__) == sorted(stub)
+    for function in twin.__all__:
+        assert _signature(getattr(module, function)) == _signature(getattr(twin, function))
+        stub_params = [
+            (p.name, p.default is not inspect.Parameter.empty)
+            for p in inspect.signature(getattr(twin, function)).parameters.values()
+        ]
+        assert stub_params == stub[function]
+
+
+def test_unknown_module() -> None:
+    with pytest.raises(KeyError):
+        core.compiled("nope")
+    with pytest.raises(KeyError):
+        core.twin("nope")

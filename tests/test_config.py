@@ -1,0 +1,586 @@
+"""Gateway configuration (tyk.conf subset): types, ranges, enums, paths, unknown fields."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from fastgate.apidef import load_api_definitions
+from fastgate.config import (
+    ConfigError,
+    GatewayConfig,
+    HttpServerOptions,
+    PoliciesConfig,
+    StorageConfig,
+    load_gateway_config,
+    parse_gateway_config,
+)
+from fastgate.policies import load_policies
+
+REPO = Path(__file__).resolve().parent.parent
+QUICKSTART = REPO / "examples" / "quickstart"
+
+SECRET = "test-secret-5f1c"
+
+
+def write_config(tmp_path: Path, data: object, name: str = "gateway.json") -> Path:
+    path = tmp_path / name
+    path.write_bytes(orjson.dumps(data))
+    return path
+
+
+def with_field(dotted: str, value: object, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A minimal valid config with ``dotted`` set to ``value`` (sections created)."""
+    data: dict[str, Any] = {"secret": SECRET} if base is None else base
+    *parents, last = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return data
+
+
+def load(tmp_path: Path, data: object) -> GatewayConfig:
+    return load_gateway_config(str(write_config(tmp_path, data)))
+
+
+# ---------------------------------------------------------------------------
+# Defaults and accepted values
+# ---------------------------------------------------------------------------
+
+
+def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
+    cfg = load(tmp_path, {"secret": SECRET})
+    assert cfg == GatewayConfig(
+        path=str(tmp_path / "gateway.json"),
+        secret=SECRET,
+        app_path=str(tmp_path / "apps"),
+    )
+    assert cfg.listen_address == ""
+    assert cfg.listen_port == 8080
+    assert cfg.storage == StorageConfig()
+    assert cfg.storage.type == "memory"
+    assert cfg.policies == PoliciesConfig()
+    assert cfg.http_server_options == HttpServerOptions()
+    assert cfg.hash_keys is True
+    assert cfg.hash_key_function == ""
+    assert cfg.proxy_default_timeout == 30.0
+    assert cfg.max_idle_connections_per_host == 100
+    assert cfg.graceful_shutdown_timeout_duration == 30.0
+    assert cfg.workers == 1
+    assert cfg.control_api_port == 0
+    assert cfg.ignored_fields == ()
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "attribute", "expected"),
+    [
+        ("listen_address", "127.0.0.1", "listen_address", "127.0.0.1"),
+        ("listen_port", 0, "listen_port", 0),
+        ("listen_port", 65535, "listen_port", 65535),
+        ("control_api_port", 9696, "control_api_port", 9696),
+        ("hash_keys", False, "hash_keys", False),
+        ("hash_key_function", "murmur32", "hash_key_function", "murmur32"),
+        ("hash_key_function", "murmur64", "hash_key_function", "murmur64"),
+        ("hash_key_function", "murmur128", "hash_key_function", "murmur128"),
+        ("hash_key_function", "sha256", "hash_key_function", "sha256"),
+        ("hash_key_function", "", "hash_key_function", ""),
+        ("proxy_default_timeout", 2.5, "proxy_default_timeout", 2.5),
+        ("proxy_default_timeout", 60, "proxy_default_timeout", 60.0),
+        # Tyk: 0 means "the default"
+        ("proxy_default_timeout", 0, "proxy_default_timeout", 30.0),
+        ("graceful_shutdown_timeout_duration", 5, "graceful_shutdown_timeout_duration", 5.0),
+        ("graceful_shutdown_timeout_duration", 0, "graceful_shutdown_timeout_duration", 30.0),
+        ("max_idle_connections_per_host", 500, "max_idle_connections_per_host", 500),
+        ("max_idle_connections_per_host", 0, "max_idle_connections_per_host", 100),
+        # null counts as absent, as in Go
+        ("listen_port", None, "listen_port", 8080),
+        ("hash_keys", None, "hash_keys", True),
+    ],
+)
+def test_accepted_top_level_values(
+    tmp_path: Path, dotted: str, value: object, attribute: str, expected: object
+) -> None:
+    cfg = load(tmp_path, with_field(dotted, value))
+    assert getattr(cfg, attribute) == expected
+    assert cfg.ignored_fields == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("read_timeout", 10, 10.0),
+        ("read_timeout", 0.25, 0.25),
+        ("read_timeout", 0, 120.0),
+        ("write_timeout", 300, 300.0),
+        ("write_timeout", 0, 120.0),
+        ("idle_timeout", 5, 5.0),
+        ("max_header_bytes", 1024, 1024),
+        ("max_header_bytes", 1 << 20, 1 << 20),
+    ],
+)
+def test_http_server_options(tmp_path: Path, name: str, value: object, expected: object) -> None:
+    cfg = load(tmp_path, with_field(f"http_server_options.{name}", value))
+    assert getattr(cfg.http_server_options, name) == expected
+
+
+def test_redis_storage_and_several_workers(tmp_path: Path) -> None:
+    data = {
+        "secret": SECRET,
+        "workers": 4,
+        "storage": {
+            "type": "redis",
+            "host": "redis.internal",
+            "port": 6380,
+            "username": "gw",
+            "password": "hunter2",
+            "database": 3,
+        },
+    }
+    cfg = load(tmp_path, data)
+    assert cfg.workers == 4
+    assert cfg.storage == StorageConfig(
+        type="redis",
+        host="redis.internal",
+        port=6380,
+        username="gw",
+        password="hunter2",
+        database=3,
+    )
+
+
+def test_redis_cluster(tmp_path: Path) -> None:
+    data = with_field(
+        "storage",
+        {
+            "type": "redis",
+            "enable_cluster": True,
+            "addrs": ["10.0.0.1:7000", "redis-2:7001", "[::1]:7002"],
+            "port": 0,
+        },
+    )
+    cfg = load(tmp_path, data)
+    assert cfg.storage.enable_cluster is True
+    assert cfg.storage.addrs == ("10.0.0.1:7000", "redis-2:7001", "[::1]:7002")
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "attribute", "expected"),
+    [
+        ("storage.type", "", "type", "memory"),
+        ("storage.type", "memory", "type", "memory"),
+        ("storage.host", "", "host", "localhost"),
+        ("policies.policy_source", "", None, None),
+        ("policies.policy_source", "file", None, None),
+    ],
+)
+def test_empty_enums_mean_the_default(
+    tmp_path: Path, dotted: str, value: object, attribute: str | None, expected: object
+) -> None:
+    cfg = load(tmp_path, with_field(dotted, value))
+    assert cfg.policies.policy_source == "file"
+    if attribute is not None:
+        assert getattr(cfg.storage, attribute) == expected
+
+
+# ---------------------------------------------------------------------------
+# Refusals: every one names the file and the dotted field
+# ---------------------------------------------------------------------------
+
+REFUSALS: list[tuple[str, object, str, str]] = [
+    # (dotted field, value, field named in the error, message fragment)
+    ("listen_address", 0, "listen_address", "expected a string, got an integer"),
+    ("listen_port", "80", "listen_port", "expected an integer, got a string"),
+    ("listen_port", True, "listen_port", "expected an integer, got a boolean"),
+    ("listen_port", 80.0, "listen_port", "expected an integer, got a number"),
+    ("listen_port", -1, "listen_port", "between 0 and 65535"),
+    ("listen_port", 65536, "listen_port", "between 0 and 65535"),
+    ("control_api_port", 70000, "control_api_port", "between 0 and 65535"),
+    ("control_api_port", "9696", "control_api_port", "expected an integer"),
+    ("secret", "", "secret", "non-empty"),
+    ("secret", None, "secret", "non-empty"),
+    ("secret", 1234, "secret", "expected a string, got an integer"),
+    ("app_path", "", "app_path", "must not be empty"),
+    ("app_path", ["apps"], "app_path", "expected a string, got an array"),
+    ("hash_keys", "yes", "hash_keys", "expected true or false, got a string"),
+    ("hash_keys", 1, "hash_keys", "expected true or false, got an integer"),
+    ("hash_key_function", "md5", "hash_key_function", "must be one of"),
+    ("hash_key_function", 64, "hash_key_function", "expected a string"),
+    ("storage", "redis", "storage", "expected an object, got a string"),
+    ("storage.type", "mongo", "storage.type", "must be one of 'memory', 'redis'; got 'mongo'"),
+    ("storage.type", 1, "storage.type", "expected a string"),
+    ("storage.host", 1, "storage.host", "expected a string"),
+    ("storage.port", "6379", "storage.port", "expected an integer"),
+    ("storage.port", True, "storage.port", "expected an integer, got a boolean"),
+    ("storage.port", 65536, "storage.port", "between 0 and 65535"),
+    ("storage.addrs", "h:1", "storage.addrs", "expected an array of strings"),
+    ("storage.addrs", [1], "storage.addrs[0]", "expected a string"),
+    ("storage.addrs", ["a:1", "redis-2"], "storage.addrs[1]", 'expected "host:port"'),
+    ("storage.addrs", ["a:0"], "storage.addrs[0]", 'expected "host:port"'),
+    ("storage.enable_cluster", "true", "storage.enable_cluster", "expected true or false"),
+    ("storage.enable_cluster", True, "storage.enable_cluster", 'needs storage.type "redis"'),
+    ("storage.username", 5, "storage.username", "expected a string"),
+    ("storage.password", 5, "storage.password", "expected a string"),
+    ("storage.database", -1, "storage.database", "at least 0"),
+    ("storage.database", False, "storage.database", "expected an integer, got a boolean"),
+    ("storage.path", 5, "storage.path", "expected a string"),
+    ("policies", [], "policies", "expected an object, got an array"),
+    ("policies.policy_source", "service", "policies.policy_source", "Tyk Dashboard"),
+    ("policies.policy_source", "rpc", "policies.policy_source", "MDCB"),
+    ("policies.policy_source", "mongo", "policies.policy_source", "must be one of 'file'"),
+    ("policies.policy_record_name", 1, "policies.policy_record_name", "expected a string"),
+    ("policies.policy_path", [], "policies.policy_path", "expected a string"),
+    ("http_server_options", 1, "http_server_options", "expected an object"),
+    (
+        "http_server_options.read_timeout",
+        "120",
+        "http_server_options.read_timeout",
+        "expected a number, got a string",
+    ),
+    (
+        "http_server_options.read_timeout",
+        True,
+        "http_server_options.read_timeout",
+        "expected a number, got a boolean",
+    ),
+    ("http_server_options.read_timeout", -1, "http_server_options.read_timeout", "at least 0"),
+    ("http_server_options.write_timeout", -0.5, "http_server_options.write_timeout", "at least"),
+    ("http_server_options.idle_timeout", -1, "http_server_options.idle_timeout", "at least 0"),
+    (
+        "http_server_options.max_header_bytes",
+        100,
+        "http_server_options.max_header_bytes",
+        "at least 1024",
+    ),
+    (
+        "http_server_options.max_header_bytes",
+        2048.5,
+        "http_server_options.max_header_bytes",
+        "expected an integer",
+    ),
+    ("proxy_default_timeout", "30", "proxy_default_timeout", "expected a number"),
+    ("proxy_default_timeout", -1, "proxy_default_timeout", "at least 0"),
+    ("max_idle_connections_per_host", -1, "max_idle_connections_per_host", "at least 0"),
+    ("max_idle_connections_per_host", 1.5, "max_idle_connections_per_host", "expected an integer"),
+    (
+        "graceful_shutdown_timeout_duration",
+        -3,
+        "graceful_shutdown_timeout_duration",
+        "at least 0",
+    ),
+    ("workers", 0, "workers", "at least 1"),
+    ("workers", True, "workers", "expected an integer, got a boolean"),
+    ("workers", "2", "workers", "expected an integer"),
+    (
+        "workers",
+        2,
+        "workers",
+        "more than one worker needs the redis store; the memory store lives in one process",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "field", "fragment"),
+    REFUSALS,
+    ids=[f"{r[0]}={r[1]!r}" for r in REFUSALS],
+)
+def test_refusals_name_file_and_field(
+    tmp_path: Path, dotted: str, value: object, field: str, fragment: str
+) -> None:
+    path = write_config(tmp_path, with_field(dotted, value))
+    with pytest.raises(ConfigError) as caught:
+        load_gateway_config(str(path))
+    err = caught.value
+    assert err.file == str(path)
+    assert err.field == field
+    assert fragment in err.message
+    assert str(err) == f"{path}: {field}: {err.message}"
+
+
+def test_redis_port_zero_needs_addrs(tmp_path: Path) -> None:
+    path = write_config(tmp_path, with_field("storage", {"type": "redis", "port": 0}))
+    with pytest.raises(ConfigError) as caught:
+        load_gateway_config(str(path))
+    assert caught.value.field == "storage.port"
+
+
+def test_secret_missing(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"listen_port": 8080})
+    with pytest.raises(ConfigError, match=r"gateway\.json: secret: must be set"):
+        load_gateway_config(str(path))
+
+
+@pytest.mark.parametrize("dotted", ["secret", "storage.password"])
+def test_type_errors_never_echo_the_value(tmp_path: Path, dotted: str) -> None:
+    path = write_config(tmp_path, with_field(dotted, ["s3cr3t-value"]))
+    with pytest.raises(ConfigError) as caught:
+        load_gateway_config(str(path))
+    assert "s3cr3t-value" not in str(caught.value)
+
+
+def test_repr_hides_secrets(tmp_path: Path) -> None:
+    cfg = load(tmp_path, with_field("storage", {"type": "redis", "password": "hunter2"}))
+    assert SECRET not in repr(cfg)
+    assert "hunter2" not in repr(cfg)
+
+
+@pytest.mark.parametrize("data", [[], "x", 1, None])
+def test_top_level_must_be_an_object(tmp_path: Path, data: object) -> None:
+    path = write_config(tmp_path, data)
+    with pytest.raises(ConfigError) as caught:
+        load_gateway_config(str(path))
+    assert caught.value.field == ""
+    assert str(caught.value).startswith(f"{path}: expected a JSON object")
+
+
+# ---------------------------------------------------------------------------
+# Files: broken JSON, unreadable, encodings
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column"),
+    [
+        (b'{\n  "secret": "x",\n  "listen_port": 8080,\n}\n', 3, 22),
+        (b'{"secret": "x" "listen_port": 1}', 1, 16),
+        (b"", 1, 1),
+        (b'{\n  "secret": \'x\'\n}', 2, 13),
+    ],
+)
+def test_invalid_json_names_file_line_and_column(
+    tmp_path: Path, text: bytes, line: int, column: int
+) -> None:
+    path = tmp_path / "tyk.conf"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError) as caught:
+        load_gateway_config(str(path))
+    err = caught.value
+    assert err.file == str(path)
+    assert err.field == ""
+    assert f"invalid JSON at line {line} column {column}" in str(err)
+    assert str(err).startswith(f"{path}: invalid JSON")
+
+
+def test_not_utf8_names_the_position(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.json"
+    path.write_bytes('{\n  "name": "é",\n  "secret": "caf'.encode() + b'\xe9"\n}')
+    with pytest.raises(ConfigError, match="not UTF-8 text at line 3 column 17"):
+        load_gateway_config(str(path))
+
+
+def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.json"
+    path.write_bytes(b"\xef\xbb\xbf" + orjson.dumps({"secret": SECRET}))
+    assert load_gateway_config(str(path)).secret == SECRET
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.json"
+    with pytest.raises(ConfigError) as caught:
+        load_gateway_config(str(path))
+    assert caught.value.file == str(path)
+    assert "cannot read the file" in str(caught.value)
+
+
+def test_config_error_pickles() -> None:
+    err = ConfigError("/etc/gw.json", "storage.port", "expected an integer")
+    copy = pickle.loads(pickle.dumps(err))
+    assert (copy.file, copy.field, copy.message) == (err.file, err.field, err.message)
+    assert str(copy) == "/etc/gw.json: storage.port: expected an integer"
+    assert str(ConfigError("/etc/gw.json", "", "bad")) == "/etc/gw.json: bad"
+    assert isinstance(err, ValueError)
+
+
+# ---------------------------------------------------------------------------
+# Relative paths are relative to the config file
+# ---------------------------------------------------------------------------
+
+
+def test_relative_paths_are_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf_dir = tmp_path / "etc" / "fastgate"
+    conf_dir.mkdir(parents=True)
+    data = {
+        "secret": SECRET,
+        "app_path": "apps/",
+        "policies": {"policy_record_name": "../policies.json"},
+        "storage": {"type": "memory", "path": "data/journal"},
+    }
+    path = write_config(conf_dir, data)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_gateway_config(os.path.relpath(path, elsewhere))
+    assert cfg.path == str(path)
+    assert cfg.app_path == str(conf_dir / "apps")
+    assert cfg.policies.policy_record_name == str(tmp_path / "etc" / "policies.json")
+    assert cfg.storage.path == str(conf_dir / "data" / "journal")
+
+
+def test_absolute_paths_are_kept(tmp_path: Path) -> None:
+    data = {
+        "secret": SECRET,
+        "app_path": "/opt/tyk-gateway/apps",
+        "policies": {"policy_path": "/opt/tyk-gateway/policies"},
+    }
+    cfg = load(tmp_path, data)
+    assert cfg.app_path == "/opt/tyk-gateway/apps"
+    assert cfg.policies.policy_path == "/opt/tyk-gateway/policies"
+    assert cfg.policies.policy_record_name is None
+
+
+def test_parse_gateway_config_uses_path_for_messages_and_paths(tmp_path: Path) -> None:
+    where = str(tmp_path / "conf" / "x.json")
+    cfg = parse_gateway_config({"secret": SECRET, "app_path": "a"}, where)
+    assert cfg.path == where
+    assert cfg.app_path == str(tmp_path / "conf" / "a")
+    with pytest.raises(ConfigError) as caught:
+        parse_gateway_config({"secret": SECRET, "listen_port": "1"}, where)
+    assert caught.value.file == where
+
+
+# ---------------------------------------------------------------------------
+# Unknown fields are accepted and listed
+# ---------------------------------------------------------------------------
+
+# A tyk.conf as Tyk ships it (docker image / tyk.conf.example), plus fields of
+# later issues.
+REAL_TYK_CONF: dict[str, Any] = {
+    "listen_address": "",
+    "listen_port": 8080,
+    "secret": "352d20ee67be67f6340b4c0605b044b7",
+    "node_secret": "352d20ee67be67f6340b4c0605b044b7",
+    "template_path": "/opt/tyk-gateway/templates",
+    "tyk_js_path": "/opt/tyk-gateway/js/tyk.js",
+    "middleware_path": "/opt/tyk-gateway/middleware",
+    "use_db_app_configs": False,
+    "app_path": "/opt/tyk-gateway/apps/",
+    "storage": {
+        "type": "redis",
+        "host": "tyk-redis",
+        "port": 6379,
+        "username": "",
+        "password": "",
+        "database": 0,
+        "optimisation_max_idle": 2000,
+        "optimisation_max_active": 4000,
+    },
+    "enable_analytics": False,
+    "analytics_config": {"type": "", "ignored_ips": []},
+    "health_check": {"enable_health_checks": False, "health_check_value_timeouts": 0},
+    "optimisations_use_async_session_write": True,
+    "enable_non_transactional_rate_limiter": True,
+    "enable_sentinel_rate_limiter": False,
+    "enable_redis_rolling_limiter": False,
+    "allow_master_keys": False,
+    "policies": {
+        "policy_source": "file",
+        "policy_record_name": "/opt/tyk-gateway/policies/policies.json",
+        "allow_explicit_policy_id": True,
+    },
+    "hash_keys": True,
+    "hash_key_function": "murmur64",
+    "suppress_redis_signal_reload": False,
+    "close_connections": False,
+    "enable_jsvm": True,
+    "hostname": "",
+    "log_level": "info",
+    "http_server_options": {
+        "enable_websockets": True,
+        "read_timeout": 60,
+        "write_timeout": 60,
+    },
+    "slave_options": {"use_rpc": False},
+    "max_idle_connections_per_host": 500,
+    "proxy_default_timeout": 45.5,
+    "graceful_shutdown_timeout_duration": 10,
+}
+
+
+def test_real_tyk_conf_loads_and_lists_what_is_ignored(tmp_path: Path) -> None:
+    cfg = load(tmp_path, REAL_TYK_CONF)
+    assert cfg.storage.type == "redis"
+    assert cfg.storage.host == "tyk-redis"
+    assert cfg.app_path == "/opt/tyk-gateway/apps"
+    assert cfg.policies.policy_record_name == "/opt/tyk-gateway/policies/policies.json"
+    assert cfg.hash_key_function == "murmur64"
+    assert cfg.http_server_options.read_timeout == 60.0
+    assert cfg.max_idle_connections_per_host == 500
+    assert cfg.proxy_default_timeout == 45.5
+    assert cfg.graceful_shutdown_timeout_duration == 10.0
+    assert cfg.ignored_fields == (
+        "node_secret",
+        "template_path",
+        "tyk_js_path",
+        "middleware_path",
+        "use_db_app_configs",
+        "storage.optimisation_max_idle",
+        "storage.optimisation_max_active",
+        "enable_analytics",
+        "analytics_config",
+        "health_check",
+        "optimisations_use_async_session_write",
+        "enable_non_transactional_rate_limiter",
+        "enable_sentinel_rate_limiter",
+        "enable_redis_rolling_limiter",
+        "allow_master_keys",
+        "policies.allow_explicit_policy_id",
+        "suppress_redis_signal_reload",
+        "close_connections",
+        "enable_jsvm",
+        "hostname",
+        "log_level",
+        "http_server_options.enable_websockets",
+        "slave_options",
+    )
+
+
+def test_policy_path_wins_over_record_name(tmp_path: Path) -> None:
+    data = with_field("policies", {"policy_record_name": "p.json", "policy_path": "pols"})
+    cfg = load(tmp_path, data)
+    assert cfg.policies.policy_path == str(tmp_path / "pols")
+    assert cfg.ignored_fields == ("policies.policy_record_name",)
+
+
+def test_storage_path_is_ignored_with_redis(tmp_path: Path) -> None:
+    cfg = load(tmp_path, with_field("storage", {"type": "redis", "path": "journal"}))
+    assert cfg.ignored_fields == ("storage.path",)
+
+
+def test_config_is_immutable(tmp_path: Path) -> None:
+    cfg = load(tmp_path, {"secret": SECRET})
+    with pytest.raises(AttributeError):
+        cfg.listen_port = 1  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------------------
+# The quick start example
+# ---------------------------------------------------------------------------
+
+
+def test_quickstart_example_loads() -> None:
+    cfg = load_gateway_config(str(QUICKSTART / "gateway.json"))
+    assert cfg.listen_port == 8080
+    assert cfg.secret == "change-me-quickstart-secret"
+    assert cfg.app_path == str(QUICKSTART / "apps")
+    assert cfg.storage.type == "memory"
+    assert cfg.policies.policy_record_name == str(QUICKSTART / "policies.json")
+    assert cfg.ignored_fields == ()
+
+    (echo,) = load_api_definitions(cfg.app_path)
+    assert (echo.api_id, echo.name, echo.listen_path) == ("echo", "Echo", "/echo/")
+    assert echo.use_keyless and echo.strip_listen_path and echo.active
+    assert (echo.target_host, echo.target_port) == ("127.0.0.1", 8081)
+    assert echo.unsupported_auth == ()
+    assert echo.ignored_fields == ()
+
+    policies = load_policies(cfg.policies, cfg.path)
+    assert set(policies) == {"default"}
+    assert "echo" in policies["default"]["access_rights"]

@@ -1,0 +1,39 @@
+# Shared by tools/run, tools/test and tools/bench: a virtualenv at .venv with
+# fastgate built into it, and Debian packages installed when missing.
+# Sourced, not executed.
+
+FASTGATE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$FASTGATE_ROOT/.venv"
+PY="$VENV/bin/python"
+
+# ensure_venv [extras]: create .venv if needed and (re)build fastgate into it.
+# Rebuilding is cheap when nothing changed (Cython skips unchanged modules).
+ensure_venv() {
+    local extras="${1:-}"
+    if [ ! -x "$PY" ]; then
+        echo "fastgate: creating virtualenv in $VENV" >&2
+        python3 -m venv "$VENV"
+    fi
+    # The build needs Cython and setuptools in the venv (no build isolation,
+    # so repeated builds reuse them instead of downloading them each time).
+    "$PY" -m pip install -q --disable-pip-version-check "setuptools>=68" "Cython>=3.0,<4" wheel
+    local spec="$FASTGATE_ROOT"
+    [ -n "$extras" ] && spec="$FASTGATE_ROOT[$extras]"
+    "$PY" -m pip install -q --disable-pip-version-check --no-build-isolation -e "$spec"
+}
+
+# ensure_apt CMD PACKAGE [CMD PACKAGE ...]: apt-get install the packages whose
+# command is missing ('apt-get update' once first).
+ensure_apt() {
+    local missing=()
+    while [ $# -ge 2 ]; do
+        command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+        shift 2
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "fastgate: installing ${missing[*]} with apt-get" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
