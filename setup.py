@@ -14,6 +14,9 @@ from setuptools import Extension, setup
 
 HERE = Path(__file__).parent
 
+#: fastgate/_core modules whose source is the pure-Python twin itself.
+PURE_MODE_MODULES = ("proxy",)
+
 
 def _flag(name: str) -> bool:
     # Same rule as fastgate._core: unset, "" and "0" mean off.
@@ -25,18 +28,20 @@ def extensions() -> list[Extension]:
         return []
     from Cython.Build import cythonize
 
+    core = HERE / "fastgate" / "_core"
     modules = [
         Extension(
             "fastgate._core." + pyx.stem,
             [pyx.relative_to(HERE).as_posix()],
             extra_compile_args=["-O3"],
         )
-        for pyx in sorted((HERE / "fastgate" / "_core").glob("*.pyx"))
+        for pyx in sorted(core.glob("*.pyx"))
     ]
-    return cythonize(
+    annotate = _flag("FASTGATE_CYTHON_ANNOTATE")
+    extensions = cythonize(
         modules,
         language_level=3,
-        annotate=_flag("FASTGATE_CYTHON_ANNOTATE"),
+        annotate=annotate,
         compiler_directives={
             "boundscheck": False,
             "wraparound": False,
@@ -44,6 +49,19 @@ def extensions() -> list[Extension]:
             "embedsignature": True,
         },
     )
+    # Modules written in Cython's pure-Python mode: the twin ``X_py.py`` *is*
+    # the source, compiled as ``fastgate._core.X``, so the two cannot diverge.
+    # Python semantics are kept (bounds checks, negative indexes, division).
+    pure = [
+        Extension(
+            "fastgate._core." + name,
+            [(core / f"{name}_py.py").relative_to(HERE).as_posix()],
+            extra_compile_args=["-O3"],
+        )
+        for name in PURE_MODE_MODULES
+    ]
+    extensions += cythonize(pure, language_level=3, annotate=annotate)
+    return extensions
 
 
 setup(ext_modules=extensions())

@@ -310,12 +310,16 @@ class Bench:
         argv = self.tools.pinned(self.tools.load_cpu, argv)
 
         assert self.upstream is not None
+        self.check_alive(target.proc, f"before round {round_no}")
+        self.check_alive(self.upstream, f"before round {round_no}")
         proxy_before = procstat.sample_tree(target.proc.pid)
         upstream_before = procstat.sample_tree(self.upstream.pid)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cores_before = procstat.read_core_times()
         started = time.monotonic()
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
         wall = time.monotonic() - started
+        cores_after = procstat.read_core_times()
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         proxy_after = procstat.sample_tree(target.proc.pid)
         upstream_after = procstat.sample_tree(self.upstream.pid)
@@ -323,17 +327,26 @@ class Bench:
         if done.returncode != 0:
             raise BenchError(f"wrk exited {done.returncode}: {argv}\n{done.stderr}{done.stdout}")
         if done.stderr.strip():
-            print(f"    wrk stderr: {done.stderr.strip()}", file=sys.stderr)
+            # wrk reports a broken Lua script on stderr and then runs plain GETs anyway:
+            # that would measure a workload other than the scenario's.
+            raise BenchError(f"wrk complained: {argv}\n{done.stderr.strip()}")
         try:
             result = parse_wrk_output(done.stdout)
         except WrkOutputError as exc:
             raise BenchError(str(exc)) from exc
-        if not target.proc.alive():
-            raise BenchError(f"{target.name} died under load:\n{target.proc.log_tail()}")
+        self.check_alive(target.proc, f"in round {round_no}")
         proxy = procstat.cpu_delta(proxy_before, proxy_after)
         upstream = procstat.cpu_delta(upstream_before, upstream_after)
         wrk_cpu = (children_after.ru_utime - children_before.ru_utime
                    + children_after.ru_stime - children_before.ru_stime)
+        proxy_core_busy = proxy_core_steal = load_core_busy = None
+        proxy_cpu, load_cpu = self.tools.proxy_cpu, self.tools.load_cpu
+        if proxy_cpu is not None and load_cpu is not None:
+            tick = procstat.CLOCK_TICKS_PER_SEC
+            proxy_core_busy = (cores_after[proxy_cpu].busy - cores_before[proxy_cpu].busy) / tick
+            proxy_core_steal = (cores_after[proxy_cpu].steal
+                                - cores_before[proxy_cpu].steal) / tick
+            load_core_busy = (cores_after[load_cpu].busy - cores_before[load_cpu].busy) / tick
         return RunMeasurement(
             target=target.name,
             round=round_no,
@@ -344,7 +357,17 @@ class Bench:
             vanished_pids=proxy.vanished,
             upstream_cpu_s=upstream.seconds,
             wrk_cpu_s=wrk_cpu,
+            proxy_core_busy_s=proxy_core_busy,
+            proxy_core_steal_s=proxy_core_steal,
+            load_core_busy_s=load_core_busy,
         )
+
+    @staticmethod
+    def check_alive(proc: ManagedProcess, when: str) -> None:
+        if not proc.alive():
+            status = proc.popen.returncode
+            how = f"killed by signal {-status}" if status < 0 else f"exited with status {status}"
+            raise BenchError(f"{proc.name} {how} {when}:\n{proc.log_tail()}")
 
     def probe(self, target: Target, probe: Probe) -> None:
         try:
@@ -443,6 +466,16 @@ def progress_line(run: RunMeasurement, rounds: int) -> str:
 # ---------------------------------------------------------------- machine info
 
 
+def stale_extensions() -> list[str]:
+    """``_core`` Cython sources with no compiled module, or newer than it."""
+    stale = []
+    for pyx in sorted((REPO / "fastgate" / "_core").glob("*.pyx")):
+        built = list(pyx.parent.glob(pyx.stem + ".*.so"))
+        if not built or max(so.stat().st_mtime for so in built) < pyx.stat().st_mtime:
+            stale.append(str(pyx.relative_to(REPO)))
+    return stale
+
+
 def _command_output(argv: Sequence[str]) -> str | None:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=10, cwd=REPO)
@@ -482,6 +515,7 @@ def machine_info(tools: Tools, upstream_kind: str) -> dict[str, Any]:
         "fastgate_version": fastgate_version,
         "fastgate_no_extensions": os.environ.get("FASTGATE_NO_EXTENSIONS", ""),
         "compiled_core_modules": sorted(p.name.split(".")[0] for p in core.glob("*.so")),
+        "stale_core_modules": stale_extensions(),
         "upstream": upstream_kind,
         "proxy_cpu": tools.proxy_cpu,
         "load_cpu": tools.load_cpu,
@@ -514,6 +548,18 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(apt-get install -y nginx-light)", file=sys.stderr)
     if tools.proxy_cpu is None:
         print("!!! fewer than 2 CPUs (or no taskset): nothing is pinned, numbers are noisy",
+              file=sys.stderr)
+    else:
+        # The harness itself (probes, /proc sampling) stays off the proxy's core.
+        assert tools.load_cpu is not None
+        os.sched_setaffinity(0, {tools.load_cpu})
+
+    stale = stale_extensions()
+    if stale and not os.environ.get("FASTGATE_NO_EXTENSIONS"):
+        print(f"!!! not built, or changed since the build: {', '.join(stale)} — fastgate runs "
+              "old code or the pure-Python twins; rebuild (tools/test does)", file=sys.stderr)
+    if os.environ.get("FASTGATE_NO_EXTENSIONS"):
+        print("note: FASTGATE_NO_EXTENSIONS is set: fastgate runs its pure-Python twins",
               file=sys.stderr)
 
     selected = scenarios.by_name(list(settings.scenarios))

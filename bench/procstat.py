@@ -106,3 +106,30 @@ def cpu_delta(before: dict[int, int], after: dict[int, int]) -> CpuDelta:
 def cpus_allowed(pid: int) -> list[int]:
     """The CPUs the process may run on (its taskset affinity)."""
     return sorted(os.sched_getaffinity(pid))
+
+
+@dataclass(frozen=True)
+class CoreTimes:
+    """One CPU's time since boot from ``/proc/stat``, in clock ticks."""
+
+    busy: int  # user + nice + system + irq + softirq (guest time is inside user)
+    idle: int  # idle + iowait
+    steal: int  # taken by the hypervisor for other guests
+
+
+def parse_core_times(text: str) -> dict[int, CoreTimes]:
+    """The per-CPU lines (``cpuN ...``) of a ``/proc/stat`` text, by CPU number."""
+    cores = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or name == "cpu":
+            continue
+        values = [int(v) for v in rest.split()] + [0] * 8
+        user, nice, system, idle, iowait, irq, softirq, steal = values[:8]
+        cores[int(name[3:])] = CoreTimes(user + nice + system + irq + softirq, idle + iowait,
+                                         steal)
+    return cores
+
+
+def read_core_times() -> dict[int, CoreTimes]:
+    return parse_core_times((PROC / "stat").read_text())

@@ -19,6 +19,10 @@ BASELINE = "nginx"
 #: or the upstream was, and its requests/s say little (its CPU µs/request still hold).
 SATURATED_UTILISATION = 0.85
 
+#: Other processes (or the hypervisor) taking more than this share of the proxy's core
+#: make a run's numbers suspect.
+DISTURBANCE = 0.05
+
 
 @dataclass(frozen=True)
 class RunMeasurement:
@@ -33,6 +37,10 @@ class RunMeasurement:
     vanished_pids: tuple[int, ...] = ()
     upstream_cpu_s: float | None = None
     wrk_cpu_s: float | None = None
+    #: Whole-core figures (every process), when the proxy and the load are pinned.
+    proxy_core_busy_s: float | None = None
+    proxy_core_steal_s: float | None = None
+    load_core_busy_s: float | None = None
 
     @property
     def cpu_us_per_request(self) -> float | None:
@@ -62,12 +70,30 @@ class RunMeasurement:
     def notes(self) -> list[str]:
         """Caveats that do not invalidate the run."""
         found = []
+        wall = self.wall_s
+        if self.proxy_core_busy_s is not None and wall > 0:
+            others = (self.proxy_core_busy_s - self.proxy_cpu_s) / wall
+            if others > DISTURBANCE:
+                found.append(f"other processes used {others:.0%} of the proxy's core: "
+                             "the run was disturbed")
+        if self.proxy_core_steal_s is not None and wall > 0:
+            steal = self.proxy_core_steal_s / wall
+            if steal > DISTURBANCE:
+                found.append(f"the hypervisor stole {steal:.0%} of the proxy's core")
         util = self.proxy_utilisation
         if util is not None and util < SATURATED_UTILISATION:
-            found.append(
-                f"proxy used {util:.0%} of its core: not saturated, requests/s are "
-                "bounded by the load generator or the upstream"
-            )
+            text = f"proxy used {util:.0%} of its core: not saturated"
+            if self.load_core_busy_s is not None and wall > 0:
+                load = self.load_core_busy_s / wall
+                parts = [f"load core {load:.0%} busy"]
+                if self.wrk_cpu_s is not None and self.upstream_cpu_s is not None:
+                    others = self.load_core_busy_s - self.wrk_cpu_s - self.upstream_cpu_s
+                    parts.append(f"wrk {self.wrk_cpu_s / wall:.0%}, upstream "
+                                 f"{self.upstream_cpu_s / wall:.0%}, others {others / wall:.0%}")
+                text += " (" + ": ".join(parts) + ")"
+                if load > 0.9:
+                    text += "; the load core was saturated"
+            found.append(text)
         if self.vanished_pids:
             found.append(
                 f"processes {list(self.vanished_pids)} exited during the run: "
@@ -99,6 +125,9 @@ class RunMeasurement:
             "proxy_pids": list(self.proxy_pids),
             "upstream_cpu_s": self.upstream_cpu_s,
             "wrk_cpu_s": self.wrk_cpu_s,
+            "proxy_core_busy_s": self.proxy_core_busy_s,
+            "proxy_core_steal_s": self.proxy_core_steal_s,
+            "load_core_busy_s": self.load_core_busy_s,
             "problems": self.problems(),
             "notes": self.notes(),
         }

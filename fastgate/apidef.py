@@ -117,11 +117,12 @@ _INERT_WHEN_KEYLESS = frozenset({"auth", "auth_configs", "base_identity_provided
 # Values Tyk exports that mean "nothing special".
 _INERT_VALUES: dict[str, tuple[object, ...]] = {"protocol": ("http",)}
 # Keys that switch the section holding them on or off.
-_SWITCHES = ("enabled", "enable", "enable_cache", "use_discovery_service")
+_SWITCHES = ("enabled", "enable", "is_enabled", "enable_cache", "use_discovery_service")
 
 # RFC 3986: path = *( pchar / "/" ); pchar = unreserved / pct-encoded / sub-delims / ":" / "@"
 _PATH_RE = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
-_HOSTNAME_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?\.?")
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOSTNAME_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")  # names and IPv4; "_" for containers
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _DEFAULT_VERSION_NAME = "Default"
 

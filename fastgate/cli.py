@@ -25,22 +25,17 @@ def _load(path: str) -> tuple[object, list[str]]:
     from fastgate.apidef import load_api_definitions
     from fastgate.config import load_gateway_config
     from fastgate.policies import load_policies
+    from fastgate.server.gateway import spec_warnings
 
     config = load_gateway_config(path)
     warnings = []
     if config.ignored_fields:
-        warnings.append("%s: fields not implemented by fastgate, ignored: %s"
-                        % (config.path, ", ".join(config.ignored_fields)))
+        ignored = ", ".join(config.ignored_fields)
+        warnings.append(f"{config.path}: fields not implemented by fastgate, ignored: {ignored}")
     specs = load_api_definitions(config.app_path)
     load_policies(config.policies, config.path)
     for spec in specs:
-        if spec.ignored_fields:
-            warnings.append("%s: API %r: fields not implemented yet, ignored: %s"
-                            % (spec.source, spec.api_id, ", ".join(spec.ignored_fields)))
-        if spec.unsupported_auth:
-            warnings.append("%s: API %r enables %s, which fastgate does not implement yet; "
-                            "its requests are refused" % (spec.source, spec.api_id,
-                                                          ", ".join(spec.unsupported_auth)))
+        warnings += spec_warnings(spec)
     return config, warnings
 
 
@@ -50,11 +45,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         _config, warnings = _load(args.config)
     except ConfigError as exc:
-        print("fastgate: invalid configuration: %s" % exc, file=sys.stderr)
+        print(f"fastgate: invalid configuration: {exc}", file=sys.stderr)
         return 2
     for warning in warnings:
-        print("warning: %s" % warning, file=sys.stderr)
-    print("%s: configuration OK" % args.config)
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{args.config}: configuration OK")
     return 0
 
 

@@ -355,7 +355,7 @@ def load_gateway_config(path: str) -> GatewayConfig:
 
 
 def _resolve(base: str, value: str) -> str:
-    return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+    return os.path.normpath(os.path.join(base, value))
 
 
 def _optional_path(reader: FieldReader, name: str, base: str) -> str | None:

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import http
 import math
@@ -623,17 +624,18 @@ def run_echo(host: str, port: int) -> None:
     import uvloop
 
     async def main() -> None:
-        server = await serve_echo(host, port)
-        bound = server.sockets[0].getsockname()
-        print(f"fastgate echo listening on http://{bound[0]}:{bound[1]}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        server = await serve_echo(host, port)
+        bound = server.sockets[0].getsockname()
+        print(f"fastgate echo listening on http://{bound[0]}:{bound[1]}", flush=True)
         await stop.wait()
         server.close()
 
-    uvloop.run(main())
+    with contextlib.suppress(KeyboardInterrupt):  # a SIGINT before the handler is set
+        uvloop.run(main())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,7 +52,7 @@ def find_free_port(host: str = HOST) -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def free_port() -> Callable[[], int]:
     return find_free_port
 
@@ -257,7 +257,7 @@ def get_request(path: str, host: str = "example.test", extra: str = "") -> bytes
     return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode("latin-1")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def http_get() -> Callable[..., bytes]:
     return get_request
 
@@ -422,7 +422,8 @@ class Gateway:
 
     def write_api(self, api: dict[str, Any], filename: str | None = None) -> Path:
         """Write (or replace) an API definition file; named ``<api_id>.json`` by default."""
-        path = self.app_dir / (filename or f"{api['api_id']}.json")
+        api_id = api["api_definition"]["api_id"] if "api_definition" in api else api["api_id"]
+        path = self.app_dir / (filename or f"{api_id}.json")
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(api, indent=2))
         tmp.replace(path)
@@ -451,7 +452,7 @@ class Gateway:
                 gateway_command("run", "--config", str(self.config_path)),
                 stdout=out,
                 stderr=err,
-                cwd=self.root,
+                cwd="/",  # relative paths in the config must not depend on the cwd
             )
         if wait:
             self.wait_ready()
@@ -561,6 +562,7 @@ class GatewayFactory:
             apis = [api_definition("a", "/a/", self._echo.base_url)]
         for api in apis:
             gw.write_api(api)
+        gw.write_config()
         self.gateways.append(gw)
         if start:
             gw.start()
@@ -605,13 +607,13 @@ def module_gateway_factory(
     factory.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_api() -> Callable[..., dict[str, Any]]:
     """``make_api(api_id, listen_path, target_url, **fields)``; see :func:`api_definition`."""
     return api_definition
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def gateway_cmd() -> Callable[..., list[str]]:
     """``gateway_cmd("check", "--config", path)``: argv running the fastgate CLI."""
     return gateway_command
@@ -630,7 +632,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             elif isinstance(fixture_value, GatewayFactory):
                 gateways.extend(fixture_value.gateways)
         for gw in gateways:
-            if id(gw) in seen:
+            if id(gw) in seen or gw.proc is None:
                 continue
             seen.add(id(gw))
             with contextlib.suppress(OSError):

@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastgate.apidef import load_api_definitions
 from fastgate.config import (
@@ -350,7 +352,7 @@ def test_top_level_must_be_an_object(tmp_path: Path, data: object) -> None:
         (b'{\n  "secret": "x",\n  "listen_port": 8080,\n}\n', 3, 22),
         (b'{"secret": "x" "listen_port": 1}', 1, 16),
         (b"", 1, 1),
-        (b'{\n  "secret": \'x\'\n}', 2, 13),
+        (b"{\n  \"secret\": 'x'\n}", 2, 13),
     ],
 )
 def test_invalid_json_names_file_line_and_column(
@@ -584,3 +586,30 @@ def test_quickstart_example_loads() -> None:
     policies = load_policies(cfg.policies, cfg.path)
     assert set(policies) == {"default"}
     assert "echo" in policies["default"]["access_rights"]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+CONFIG_FIELDS = sorted({r[0] for r in REFUSALS} | {"storage.addrs", "unknown.field"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(dotted=st.sampled_from(CONFIG_FIELDS), value=JSON_VALUES)
+def test_any_json_gives_a_config_or_a_config_error(dotted: str, value: object) -> None:
+    where = "/etc/fastgate/gateway.json"
+    try:
+        data = with_field(dotted, value)
+    except TypeError:
+        return  # a parent of the field was replaced by a non-object
+    try:
+        cfg = parse_gateway_config(data, where)
+    except ConfigError as err:
+        assert err.file == where
+    else:
+        assert cfg.secret
+        assert cfg.workers == 1 or cfg.storage.type == "redis"

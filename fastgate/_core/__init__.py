@@ -43,10 +43,19 @@ import warnings
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-__all__ = ["MODULES", "NO_EXTENSIONS", "compare", "compiled", "http", "murmur3", "twin"]
+__all__ = [
+    "MODULES",
+    "NO_EXTENSIONS",
+    "compare",
+    "compiled",
+    "http",
+    "murmur3",
+    "proxy",
+    "twin",
+]
 
 #: Every module of this package, in import order (a module after those it cimports).
-MODULES: tuple[str, ...] = ("compare", "http", "murmur3")
+MODULES: tuple[str, ...] = ("compare", "http", "murmur3", "proxy")
 
 
 def _extensions_disabled() -> bool:
@@ -101,7 +110,9 @@ def twin(name: str) -> ModuleType:
 
 if TYPE_CHECKING:
     from fastgate._core import compare, http, murmur3
+    from fastgate._core import proxy_py as proxy
 else:
     compare = _select("compare")
     http = _select("http")
     murmur3 = _select("murmur3")
+    proxy = _select("proxy")

@@ -5,6 +5,14 @@ Tyk hashes API keys with it when ``hash_keys`` is on (``hash_key_function``
 ``hex.EncodeToString(h.Sum(nil))``; the ``*_hex`` functions return exactly that
 string, so fastgate finds the keys a Tyk installation stored.
 
+Caveat, murmur32 only: Tyk before 5.0 (its fork TykTechnologies/murmur3 at
+1915e68) stored for ``murmur32`` -- and for the default, empty
+``hash_key_function`` on legacy keys -- the *unfinished* 32-bit state: the
+whole 4-byte blocks mixed, the 1-3 trailing bytes, the length and the final mix
+left out (Tyk issue #1309: keys differing only in their last characters
+collide).  ``murmur32`` here is the standard function; murmur64 and murmur128
+are the same in every Tyk version.
+
 MurmurHash3 is not a cryptographic hash: it obfuscates keys at rest, it does not
 protect them.  Every function takes ``data`` as exactly ``bytes`` (TypeError
 otherwise) and an optional ``seed``, an integer in ``range(0, 2**32)``

@@ -20,7 +20,7 @@ _C1_128 = 0x87C37B91114253D5
 _C2_128 = 0x4CF5AD432745937F
 
 
-def _check(data: object, seed: object) -> int:
+def _check(data: object, seed: int) -> int:
     if type(data) is not bytes:
         raise TypeError(
             f"Argument 'data' has incorrect type (expected bytes, got {type(data).__name__})"

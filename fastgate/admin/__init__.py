@@ -16,10 +16,12 @@ from urllib.parse import parse_qs
 
 from fastgate._core import compare
 from fastgate.server import responses
-from fastgate.server.headers import Header
 
 if TYPE_CHECKING:
     from fastgate.server.gateway import Gateway
+
+#: A request header as the proxy parsed it: (lower-cased name, name, value).
+Header = tuple[bytes, bytes, bytes]
 
 FORBIDDEN = responses.json_response(
     403,

@@ -10,6 +10,8 @@ workers, which share the port through ``SO_REUSEPORT``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import math
 import os
@@ -20,13 +22,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fastgate._core.proxy import ClientProtocol, UpstreamPool
 from fastgate.apidef import ApiSpec, load_api_definitions
 from fastgate.config import ConfigError, GatewayConfig
 from fastgate.policies import load_policies
 from fastgate.server import responses
-from fastgate.server.protocol import ClientProtocol
 from fastgate.server.router import Router
-from fastgate.server.upstream import UpstreamPool
 
 log = logging.getLogger("fastgate")
 
@@ -90,13 +91,7 @@ class Gateway:
         self._close_unused_pools()
         warnings = []
         for spec in specs:
-            if spec.ignored_fields:
-                warnings.append("%s: API %r: fields not implemented yet, ignored: %s" % (
-                    spec.source or "api", spec.api_id, ", ".join(spec.ignored_fields)))
-            if spec.unsupported_auth:
-                warnings.append("%s: API %r enables %s, which fastgate does not implement yet; "
-                                "its requests are refused" % (spec.source or "api", spec.api_id,
-                                                              ", ".join(spec.unsupported_auth)))
+            warnings += spec_warnings(spec)
         return warnings
 
     def reload(self) -> str | None:
@@ -121,8 +116,8 @@ class Gateway:
         refusal = None
         if spec.unsupported_auth:
             refusal = responses.error_response(
-                501, "This API requires an authentication method fastgate does not "
-                     "implement yet: " + ", ".join(spec.unsupported_auth))
+                501, "This API requires an authentication method or access control "
+                     "fastgate does not implement yet: " + ", ".join(spec.unsupported_auth))
         return ApiRoute(
             spec=spec,
             listen_path=spec.listen_path_bytes,
@@ -151,8 +146,9 @@ class Gateway:
             sockets.append(bind_socket(cfg.listen_address, cfg.control_api_port,
                                        reuse_port=cfg.workers > 1))
         for s in sockets:
-            server = await self.loop.create_server(lambda: ClientProtocol(self), sock=s,
-                                                   backlog=2048)
+            server = await self.loop.create_server(
+                functools.partial(ClientProtocol, self),
+                sock=s, backlog=2048)
             self.servers.append(server)
         self._sweeper = self.loop.call_later(TICK, self._sweep)
 
@@ -189,6 +185,21 @@ class Gateway:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+def spec_warnings(spec: ApiSpec) -> list[str]:
+    """What an operator must hear about an API definition at load."""
+    where = spec.source or "api"
+    warnings = []
+    if spec.ignored_fields:
+        ignored = ", ".join(spec.ignored_fields)
+        warnings.append(f"{where}: API {spec.api_id!r}: fields not implemented yet, "
+                        f"ignored: {ignored}")
+    if spec.unsupported_auth:
+        methods = ", ".join(spec.unsupported_auth)
+        warnings.append(f"{where}: API {spec.api_id!r} enables {methods}, which fastgate "
+                        "does not implement yet; its requests are refused")
+    return warnings
 
 
 def _ticks(seconds: float) -> int:
@@ -275,10 +286,8 @@ def run_supervisor(config: GatewayConfig) -> int:
         if signum in (signal.SIGTERM, signal.SIGINT):
             stopping = True
         for pid in list(children):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
-            except ProcessLookupError:
-                pass
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)

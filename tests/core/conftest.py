@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
@@ -36,7 +37,7 @@ class Implementation:
         return f"<fastgate._core implementation {self.kind}>"
 
 
-def _missing_extension(name: str) -> None:
+def _missing_extension(name: str) -> NoReturn:
     if core.NO_EXTENSIONS:
         pytest.skip("FASTGATE_NO_EXTENSIONS is set: compiled extensions not loaded")
     pytest.fail(f"fastgate._core.{name} is not built (run `pip install -e .`)")
@@ -48,8 +49,8 @@ def impl(request: pytest.FixtureRequest) -> Implementation:
 
 
 @pytest.fixture
-def pair() -> Callable[[str], tuple[ModuleType, ModuleType]]:
-    """``pair(name)`` gives ``(compiled, twin)`` for the differential tests."""
+def both() -> Callable[[str], tuple[ModuleType, ModuleType]]:
+    """``both(name)`` gives ``(compiled, twin)`` for the differential tests."""
 
     def get(name: str) -> tuple[ModuleType, ModuleType]:
         compiled = core.compiled(name)

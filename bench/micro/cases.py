@@ -1,0 +1,67 @@
+"""What the micro-benchmarks measure, and the speed-up each compiled function must keep.
+
+``SPEEDUPS`` maps every public function of every ``fastgate._core`` module
+(``"<module>.<function>"``) to the minimum ratio *twin time / compiled time* it
+must keep.  The floors sit well below the ratios measured when they were set
+(noted next to each, 2-core x86-64 VM, CPython 3.11, ``python -m bench.micro``),
+because CI machines are noisy and other CPUs differ; a regression that matters
+(a loop falling back to Python objects, an extra copy) costs far more than that
+margin.  A new ``_core`` function (a name in its module's ``__all__``) needs a
+floor here and at least one case below, or the runner fails; a module whose hot
+path is not a function says so, and why, in ``MEASURED_ELSEWHERE``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SPEEDUPS: dict[str, float] = {
+    # trailing comments: the ratio measured when the floor was set (--short), on an
+    # idle machine / with two busy processes on its two cores
+    "compare.constant_time_equals": 1.5,  # 3.6x / 3.6x
+    "http.is_token": 2.5,  # 6.3x / 6.3x
+    "http.has_ctl": 2.5,  # 6.7x / 6.7x
+    "murmur3.murmur32": 40.0,  # 113x / 104-113x
+    "murmur3.murmur64": 40.0,  # 113x / 111x
+    "murmur3.murmur128": 25.0,  # 63-70x / 66x
+    "murmur3.murmur32_hex": 40.0,  # 94-120x / 112-116x
+    "murmur3.murmur64_hex": 30.0,  # 74-90x / 86x
+    "murmur3.murmur128_hex": 25.0,  # 63-89x / 82-84x
+}
+
+
+#: Modules with no function-level floor, and where they are measured instead.
+MEASURED_ELSEWHERE: dict[str, str] = {
+    "proxy": "protocol classes, not functions: measured end to end by tools/bench (wrk)",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One call to time: ``function`` (``"<module>.<function>"``) applied to ``args``."""
+
+    function: str
+    label: str
+    args: tuple[object, ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.function}[{self.label}]"
+
+
+# A 40-byte credential, as an API key or a bearer token arrives in a header; the
+# equal case compares two distinct objects with the same bytes.
+TOKEN = b"eyJvcmciOiJkZWZhdWx0IiwiaWQiOiI0NmMxZjNh"
+assert len(TOKEN) == 40
+
+CASES: list[Case] = [
+    Case("compare.constant_time_equals", "40 B equal", (TOKEN, TOKEN[:20] + TOKEN[20:])),
+    Case("http.is_token", "19 B name", (b"X-Tyk-Authorization",)),
+    Case("http.has_ctl", "47 B value", (b"Bearer " + TOKEN,)),
+    Case("murmur3.murmur32", "40 B", (TOKEN,)),
+    Case("murmur3.murmur64", "40 B", (TOKEN,)),
+    Case("murmur3.murmur128", "40 B", (TOKEN,)),
+    Case("murmur3.murmur32_hex", "40 B", (TOKEN,)),
+    Case("murmur3.murmur64_hex", "40 B", (TOKEN,)),
+    Case("murmur3.murmur128_hex", "40 B", (TOKEN,)),
+]

@@ -1,0 +1,55 @@
+"""pytest-benchmark view of the micro-benchmarks: ``pytest bench/micro --benchmark-enable``.
+
+Each case runs once per implementation (ids ``c`` and ``py``), grouped by
+function so pytest-benchmark prints compiled and twin side by side.  Under the
+project's default ``--benchmark-disable`` each call runs once, as a smoke test.
+The floors are checked by ``python -m bench.micro``; the tests below check the
+runner itself.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import fastgate._core as core
+from bench.micro.cases import CASES, SPEEDUPS, Case
+from bench.micro.runner import Mode, Result, coverage_problems, format_table, measure, resolve
+
+needs_extensions = pytest.mark.skipif(
+    core.NO_EXTENSIONS, reason="FASTGATE_NO_EXTENSIONS is set: nothing compiled to measure"
+)
+
+
+@needs_extensions
+@pytest.mark.parametrize("kind", ["c", "py"])
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_speed(benchmark, case: Case, kind: str) -> None:
+    function = resolve(case.function, kind)
+    benchmark.group = case.id
+    result = benchmark(function, *case.args)
+    assert result == resolve(case.function, "py")(*case.args)
+
+
+def test_every_function_has_a_floor_and_a_case() -> None:
+    assert coverage_problems() == []
+
+
+@needs_extensions
+def test_measure_gives_a_ratio() -> None:
+    case = next(c for c in CASES if c.function == "murmur3.murmur64")
+    result = measure(case, Mode(sample_seconds=0.001, rounds=3))
+    assert result.twin_ns > 0
+    assert result.compiled_ns > 0
+    assert result.floor == SPEEDUPS["murmur3.murmur64"]
+    assert result.ratio == result.twin_ns / result.compiled_ns
+
+
+def test_below_floor_is_reported() -> None:
+    case = CASES[0]
+    fine = Result(case, twin_ns=300.0, compiled_ns=100.0, floor=2.0)
+    slow = Result(case, twin_ns=300.0, compiled_ns=200.0, floor=2.0)
+    assert fine.ok
+    assert not slow.ok
+    table = format_table([fine, slow])
+    assert "3.00x" in table
+    assert "BELOW FLOOR" in table

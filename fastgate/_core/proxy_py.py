@@ -1,0 +1,1206 @@
+"""The proxy's hot path: client protocol, upstream connections and pools,
+header rewriting.  Written in Cython's pure-Python mode: this file is the
+pure-Python twin, and the same source compiled by Cython is
+``fastgate._core.proxy`` (see ``setup.py``), so the two cannot diverge.
+
+Theory of operation
+-------------------
+* httptools (llhttp in strict mode) parses both directions.  llhttp already
+  refuses the framing request smuggling starts with: Content-Length together
+  with Transfer-Encoding, duplicate or malformed Content-Length,
+  Transfer-Encoding whose last coding is not ``chunked``, bad chunk sizes,
+  obsolete line folding, bare LF, invalid header names and values.  Any parser
+  error answers 400 and closes the connection; nothing of that request is
+  forwarded.  This module refuses what llhttp lets through: several ``Host``
+  fields, a missing ``Host`` in HTTP/1.1, ``Transfer-Encoding`` in HTTP/1.0,
+  ``Expect`` other than ``100-continue``, and dot segments in the path.
+* Every parsed request becomes an :class:`Exchange` appended to the
+  connection's queue.  ``queue[0]`` is the *active* exchange, the only one
+  that may write a response, so pipelined requests are answered in order.
+  Requests behind it buffer their head and body (bounded: reading pauses past
+  ``MAX_BUFFERED``).
+* Bytes for the upstream produced while parsing one read are collected in
+  ``Exchange.pending`` and sent after the parser returns, so a request found
+  malformed later in the same read never reaches the upstream.
+* One :class:`UpstreamPool` per (scheme, host, port) keeps idle keep-alive
+  connections on a LIFO stack (the warmest first).  A miss opens a new
+  connection: the only place the proxy creates a Task.  One request at a time
+  per upstream connection.  The response head is rewritten (hop-by-hop fields
+  dropped, framing decided for the client), the body passed through or
+  re-chunked, and everything one read produced goes to the client in one
+  write.
+* llhttp cannot be told that a response answers a HEAD request, so a HEAD
+  exchange ends with the response head and the connection gets a fresh
+  parser; a body after such a head means a broken upstream, never reused.
+* A reused upstream connection that fails before any byte of the response is
+  retried once on a new connection when that is safe (no request body, nothing
+  relayed yet): upstreams close idle connections whenever they like.
+* Flow control both ways: a client that does not read pauses the upstream
+  connection's reading; an upstream that does not take the request body
+  pauses the client's reading.
+* Timeouts are not timers: the gateway's sweeper compares each connection's
+  ``activity`` counter every tick, so the hot path only increments an integer.
+
+Hop-by-hop fields (RFC 9110 §7.6.1) are never forwarded: ``Connection`` and
+every field it names, ``Keep-Alive``, ``Proxy-*``, ``TE``, ``Trailer``,
+``Transfer-Encoding`` and ``Upgrade``.  Framing is decided again for each hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import ssl
+from collections import deque
+from typing import Any
+
+import httptools
+
+try:
+    import cython
+except ImportError:  # interpreted without Cython installed
+    from fastgate._core import _cython_shim as cython
+
+from fastgate.server import responses
+
+log = logging.getLogger("fastgate.proxy")
+
+# -- header rewriting ----------------------------------------------------------
+
+#: A parsed header: (lower-cased name, name as sent, value).
+Header = tuple[bytes, bytes, bytes]
+
+BODY_NONE: int = 0
+BODY_LENGTH: int = 1
+BODY_CHUNKED: int = 2
+
+#: Always hop-by-hop (besides what ``Connection`` lists and ``proxy-*``).
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
+)
+#: Request fields the proxy handles itself instead of copying.
+REQUEST_SPECIAL = HOP_BY_HOP | {
+    b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"expect",
+    b"content-length",
+}
+#: ``Connection`` tokens that name no field.
+CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive", b""})
+
+
+class BadRequestHead(ValueError):
+    """The head passed the parser but is not acceptable HTTP (e.g. two Hosts)."""
+
+
+@cython.ccall
+def connection_tokens(value: bytes) -> object:
+    """Field names a ``Connection`` value lists, lower-cased; None if none."""
+    lowered: bytes = value.lower()
+    if lowered in CONNECTION_OPTIONS:
+        return None
+    tokens = {t.strip() for t in lowered.split(b",")} - CONNECTION_OPTIONS
+    return tokens or None
+
+
+@cython.cfunc
+def _without(lines: list, drop: set, start: cython.Py_ssize_t) -> list:
+    """``lines`` (name, ': ', value, CRLF quads after ``start`` items) without
+    the fields whose lower-cased name is in ``drop``."""
+    kept: list = lines[:start]
+    i: cython.Py_ssize_t
+    for i in range(start, len(lines), 4):
+        if lines[i].lower() not in drop:
+            kept += lines[i : i + 4]
+    return kept
+
+
+@cython.ccall
+def build_request_head(method: bytes, target: bytes, headers: list, host: bytes | None,
+                       client_ip: bytes, proto: bytes) -> tuple:
+    """``(head, client_host, body_kind, expect_continue)`` for the upstream.
+
+    ``host`` is the Host to send (None keeps the client's:
+    ``preserve_host_header``).  Raises :class:`BadRequestHead` for several
+    ``Host`` fields or an ``Expect`` other than ``100-continue``.
+    """
+    lines: list = [method, b" ", target, b" HTTP/1.1\r\n"]
+    client_host: bytes | None = None
+    forwarded_for: list | None = None
+    drop: set | None = None
+    body: cython.int = BODY_NONE
+    expect: cython.bint = False
+    lname: bytes
+    name: bytes
+    value: bytes
+    for lname, name, value in headers:
+        if lname in REQUEST_SPECIAL or lname.startswith(b"proxy-"):
+            if lname == b"host":
+                if client_host is not None:
+                    raise BadRequestHead("more than one Host header")
+                client_host = value
+            elif lname == b"x-forwarded-for":
+                if forwarded_for is None:
+                    forwarded_for = [value]
+                else:
+                    forwarded_for.append(value)
+            elif lname == b"content-length":
+                body = BODY_LENGTH if value != b"0" else BODY_NONE
+                lines += (name, b": ", value, b"\r\n")
+            elif lname == b"transfer-encoding":
+                body = BODY_CHUNKED
+            elif lname == b"connection":
+                tokens = connection_tokens(value)
+                if tokens is not None:
+                    drop = tokens if drop is None else drop | tokens
+            elif lname == b"expect":
+                if value.lower() != b"100-continue":
+                    raise BadRequestHead("unsupported Expect")
+                expect = True
+            continue
+        lines += (name, b": ", value, b"\r\n")
+    if drop is not None:
+        lines = _without(lines, drop, 4)
+    send_host = host if host is not None else client_host
+    if send_host is not None:
+        lines += (b"Host: ", send_host, b"\r\n")
+    if forwarded_for is None:
+        lines += (b"X-Forwarded-For: ", client_ip, b"\r\n")
+    else:
+        lines += (b"X-Forwarded-For: ", b", ".join(forwarded_for), b", ", client_ip, b"\r\n")
+    lines += (b"X-Forwarded-Proto: ", proto, b"\r\n")
+    if client_host is not None:
+        lines += (b"X-Forwarded-Host: ", client_host, b"\r\n")
+    if body == BODY_CHUNKED:
+        lines.append(b"Transfer-Encoding: chunked\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines), client_host, body, expect
+
+
+@cython.ccall
+def filter_response_headers(headers: list) -> tuple:
+    """``(lines, has_content_length, has_transfer_encoding)``: the response
+    header lines to forward as name, ': ', value, CRLF quads."""
+    lines: list = []
+    drop: set | None = None
+    content_length: cython.bint = False
+    chunked: cython.bint = False
+    lname: bytes
+    name: bytes
+    value: bytes
+    for lname, name, value in headers:
+        if lname in HOP_BY_HOP or lname.startswith(b"proxy-"):
+            if lname == b"transfer-encoding":
+                chunked = True
+            elif lname == b"connection":
+                tokens = connection_tokens(value)
+                if tokens is not None:
+                    drop = tokens if drop is None else drop | tokens
+            continue
+        if lname == b"content-length":
+            content_length = True
+        lines += (name, b": ", value, b"\r\n")
+    if drop is not None:
+        lines = _without(lines, drop, 0)
+    return lines, content_length, chunked
+
+
+# -- client side -------------------------------------------------------------------
+
+#: Reasons for pausing a client's reading (a bit mask).
+PAUSE_UPSTREAM: int = 1  # the upstream does not take the request body fast enough
+PAUSE_BUFFER: int = 2  # too much of a request that cannot stream yet is buffered
+
+#: Request bytes held for an exchange that cannot stream yet before reading pauses.
+MAX_BUFFERED: int = 256 * 1024
+#: Largest request body the gateway reads for its own endpoints (/tyk/...).
+MAX_ADMIN_BODY: int = 8 * 1024 * 1024
+
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+PROTO_HTTP = b"http"
+
+
+class HeadersTooLarge(Exception):
+    """Raised inside a parser callback: the head exceeds ``max_header_bytes``."""
+
+
+@cython.cclass
+class Exchange:
+    """One request and its response."""
+
+    client: ClientProtocol
+    route: Any
+    method: bytes
+    path: bytes
+    query: bytes
+    request_headers: list
+    pending: list
+    pending_bytes: cython.Py_ssize_t
+    body_kind: cython.int
+    is_head: cython.bint
+    http11: cython.bint
+    keep_alive: cython.bint
+    expect_continue: cython.bint
+    request_done: cython.bint
+    response_started: cython.bint
+    close_after: cython.bint
+    started: cython.bint
+    retried: cython.bint
+    admin: cython.bint
+    retry_head: bytes
+    response: bytes | None
+    body: list | None
+    upstream: UpstreamConnection | None
+
+    def __init__(self, client: ClientProtocol, method: bytes, http11: cython.bint,
+                 keep_alive: cython.bint) -> None:
+        self.client = client
+        self.method = method
+        self.is_head = method == b"HEAD"
+        self.http11 = http11
+        self.keep_alive = keep_alive
+        self.route = None
+        self.path = b""
+        self.query = b""
+        self.request_headers = []
+        #: Bytes for the upstream not yet written (the head, then body pieces).
+        self.pending = []
+        self.pending_bytes = 0
+        self.body_kind = BODY_NONE
+        self.expect_continue = False
+        self.request_done = False
+        #: A complete response the gateway answers itself (errors, /tyk/...).
+        self.response = None
+        self.response_started = False
+        self.close_after = not keep_alive
+        self.started = False
+        self.retried = False
+        #: The request head, kept for a retry while the request has no body.
+        self.retry_head = b""
+        self.upstream = None
+        #: Requests for the gateway's own endpoints collect their body here.
+        self.admin = False
+        self.body = None
+
+
+@cython.cclass
+class ClientProtocol:
+    """Serves one client connection (an asyncio protocol)."""
+
+    # Global state.
+    gateway: Any
+    max_header_bytes: cython.Py_ssize_t
+    # Per-connection state.
+    transport: Any
+    client_ip: bytes
+    parser: Any
+    queue: Any
+    paused: cython.int
+    write_paused: cython.bint
+    shutting_down: cython.bint
+    activity: cython.long
+    seen_activity: cython.long
+    idle_ticks: cython.long
+    # Per-request state (the request being parsed).
+    current: Exchange | None
+    in_head: cython.bint
+    head_size: cython.Py_ssize_t
+    url: bytes
+    headers: list
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+        self.max_header_bytes = gateway.max_header_bytes
+        self.transport = None
+        self.client_ip = b""
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue = deque()
+        self.paused = 0
+        self.write_paused = False
+        self.shutting_down = False
+        self.activity = 0
+        self.seen_activity = 0
+        self.idle_ticks = 0
+        self.current = None
+        self.in_head = False
+        self.head_size = 0
+        self.url = b""
+        self.headers = []
+
+    # -- connection events ---------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0].encode() if isinstance(peer, tuple) else b"unknown"
+        self.gateway.connections.add(self)
+        if self.gateway.shutting_down:
+            self.shutting_down = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gateway.connections.discard(self)
+        ex: Exchange
+        for ex in self.queue:
+            if ex.upstream is not None:
+                ex.upstream.abandon()
+        self.queue.clear()
+        self.current = None
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.activity += 1
+        if self.in_head:
+            # A head still incomplete after max_header_bytes: refuse before the
+            # parser buffers any more of it.
+            self.head_size += len(data)
+            if self.head_size > self.max_header_bytes:
+                self._refuse(responses.HEADERS_TOO_LARGE_CLOSE)
+                return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._on_upgrade()
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, HeadersTooLarge):
+                self._refuse(responses.HEADERS_TOO_LARGE_CLOSE)
+            else:
+                log.error("request handling failed", exc_info=exc.__context__)
+                self._refuse(responses.error_response(500, "Internal error", close=True))
+            return
+        except httptools.HttpParserError as exc:
+            self._refuse(responses.error_response(400, _parser_message(exc), close=True))
+            return
+        queue = self.queue
+        ex: Exchange
+        if queue:
+            ex = queue[0]
+            if not ex.started:
+                self._advance()
+            elif ex.pending and ex.upstream is not None:
+                ex.upstream.send_pending()
+        current: Exchange | None = self.current
+        if (current is not None and current.pending_bytes > MAX_BUFFERED
+                and not self.paused & PAUSE_BUFFER
+                and (not queue or current is not queue[0] or current.upstream is None)):
+            self.pause_reading(PAUSE_BUFFER)
+
+    def eof_received(self) -> bool | None:
+        # The client half-closed: answer what was asked, then close.
+        if not self.queue:
+            return None
+        ex: Exchange
+        for ex in self.queue:
+            ex.close_after = True
+        return True
+
+    # -- parser callbacks ------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.in_head = True
+        self.head_size = 0
+        self.url = b""
+        self.headers = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.head_size += len(url)
+        if self.head_size > self.max_header_bytes:
+            raise HeadersTooLarge
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), name, value))
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.max_header_bytes:
+            raise HeadersTooLarge
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        parser = self.parser
+        version = parser.get_http_version()
+        ex = Exchange(self, parser.get_method(), version == "1.1", parser.should_keep_alive())
+        if self.shutting_down:
+            ex.close_after = True
+        self.current = ex
+        self.queue.append(ex)
+        if version != "1.1" and version != "1.0":
+            # HTTP/0.9 (no version) or an unknown version: nothing to proxy.
+            self._answer(ex, responses.error_response(400, "Unsupported HTTP version",
+                                                      close=True), True)
+            return
+        self._route(ex)
+
+    def on_body(self, data: bytes) -> None:
+        ex: Exchange | None = self.current
+        if ex is None or ex.response is not None:
+            return  # discarding the body of a request already answered
+        if ex.body is not None:
+            ex.body.append(data)
+            ex.pending_bytes += len(data)
+            if ex.pending_bytes > MAX_ADMIN_BODY:
+                ex.body = None
+                self._answer(ex, responses.error_response(413, "Request body too large",
+                                                          close=True), True)
+            return
+        if ex.body_kind == BODY_CHUNKED:
+            ex.pending += (b"%x\r\n" % len(data), data, b"\r\n")
+        else:
+            ex.pending.append(data)
+        ex.pending_bytes += len(data)
+
+    def on_message_complete(self) -> None:
+        ex: Exchange | None = self.current
+        self.current = None
+        if ex is None:
+            return
+        ex.request_done = True
+        if ex.response is not None or ex.route is None:
+            if ex.admin and ex.body is not None:
+                self._dispatch_admin(ex)
+            return
+        if ex.body_kind == BODY_CHUNKED:
+            ex.pending.append(b"0\r\n\r\n")
+
+    # -- routing ---------------------------------------------------------------
+
+    @cython.cfunc
+    def _route(self, ex: Exchange) -> None:
+        url: bytes = self.url
+        path: bytes
+        query: bytes
+        qpos: cython.Py_ssize_t = url.find(b"?")
+        if qpos >= 0:
+            path, query = url[:qpos], url[qpos + 1:]
+        else:
+            path, query = url, b""
+        if not path.startswith(b"/"):
+            origin_path = _origin_path(path)
+            if origin_path is None:
+                self._answer(ex, responses.error_response(400, "Malformed request target",
+                                                          close=True), True)
+                return
+            path = origin_path
+        if (b"/." in path or b"%" in path) and _has_dot_segment(path):
+            self._answer(ex, responses.error_response(400, "Malformed request path",
+                                                      close=True), True)
+            return
+        ex.path = path
+        ex.query = query
+        if path == b"/hello" or path.startswith(b"/tyk/"):
+            ex.admin = True
+            ex.request_headers = self.headers
+            ex.body = []
+            return
+        route = self.gateway.router.match(path)
+        if route is None:
+            self._answer(ex, responses.NOT_FOUND, False)
+            return
+        if route.refusal is not None:
+            self._answer(ex, route.refusal, False)
+            return
+        target: bytes
+        target_path: bytes = route.target_path
+        if route.strip:
+            rest: bytes = path[len(route.listen_path):]
+            target = target_path + (rest if rest.startswith(b"/") else b"/" + rest)
+        else:
+            target = target_path + path if target_path else path
+        if query:
+            target += b"?" + query
+        try:
+            head, client_host, body_kind, expect = build_request_head(
+                ex.method, target, self.headers, route.host_header, self.client_ip,
+                PROTO_HTTP)
+        except BadRequestHead as exc:
+            self._answer(ex, responses.error_response(400, str(exc), close=True), True)
+            return
+        if client_host is None and ex.http11:
+            self._answer(ex, responses.error_response(400, "Missing Host header", close=True),
+                         True)
+            return
+        if body_kind == BODY_CHUNKED and not ex.http11:
+            # RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
+            self._answer(ex, responses.error_response(400, "Transfer-Encoding in HTTP/1.0",
+                                                      close=True), True)
+            return
+        ex.route = route
+        ex.body_kind = body_kind
+        ex.expect_continue = expect and ex.http11
+        ex.pending.append(head)
+        if body_kind == BODY_NONE:
+            ex.retry_head = head
+
+    @cython.cfunc
+    def _on_upgrade(self) -> None:
+        # llhttp stops at a request asking for a protocol upgrade.  fastgate
+        # does not tunnel upgrades: the request is proxied without Upgrade (a
+        # hop-by-hop field) and the connection closes after the answer, since
+        # what follows in the stream is not HTTP/1.1 that could be framed.
+        ex: Exchange | None = self.current
+        self.current = None
+        if ex is None:
+            self._refuse(responses.error_response(400, "Malformed request", close=True))
+            return
+        ex.close_after = True
+        ex.request_done = True
+        if ex.body_kind != BODY_NONE and ex.response is None:
+            ex.pending.clear()
+            ex.response = responses.error_response(400, "Upgrade with a body", close=True)
+        self.pause_reading(PAUSE_BUFFER)
+        if ex.admin and ex.body is not None:
+            self._dispatch_admin(ex)
+        self._advance()
+
+    # -- answering -------------------------------------------------------------
+
+    @cython.cfunc
+    def _answer(self, ex: Exchange, response: bytes, close: cython.bint) -> None:
+        """Give ``ex`` a response of the gateway's own (its body is discarded)."""
+        ex.response = response
+        ex.pending = []
+        ex.pending_bytes = 0
+        if close:
+            ex.close_after = True
+            self.current = None
+            self.pause_reading(PAUSE_BUFFER)
+
+    @cython.cfunc
+    def _refuse(self, response: bytes) -> None:
+        """A malformed request: answer it after those before it, then close."""
+        self.current = None
+        self.in_head = False
+        self.pause_reading(PAUSE_BUFFER)
+        queue = self.queue
+        ex: Exchange
+        last: Exchange | None = queue[-1] if queue else None
+        if last is not None and last.response is None and not last.request_done:
+            # The malformed bytes belong to this request: it is never forwarded.
+            ex = last
+            if ex.upstream is not None:
+                ex.upstream.abandon()
+                ex.upstream = None
+            ex.route = None
+            ex.admin = False
+        else:
+            ex = Exchange(self, b"", True, False)
+            queue.append(ex)
+        ex.request_done = True
+        ex.response = response
+        ex.close_after = True
+        ex.pending = []
+        self._advance()
+
+    @cython.cfunc
+    def _dispatch_admin(self, ex: Exchange) -> None:
+        body = b"".join(ex.body) if ex.body else b""
+        ex.body = None
+        result = self.gateway.admin.handle(ex.method, ex.path, ex.query,
+                                           ex.request_headers, body)
+        if isinstance(result, bytes):
+            ex.response = result if not ex.is_head else _strip_body(result)
+            return
+        task = asyncio.ensure_future(result)
+        task.add_done_callback(functools.partial(self._admin_done, ex))
+
+    def _admin_done(self, ex: Exchange, task: Any) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("admin request failed", exc_info=exc)
+            ex.response = responses.error_response(500, "Internal error")
+        else:
+            result = task.result()
+            ex.response = result if not ex.is_head else _strip_body(result)
+        if self.transport is not None and self.queue and self.queue[0] is ex:
+            self._advance()
+
+    @cython.cfunc
+    def _advance(self) -> None:
+        """Write the responses that are ready, in order, and start the next
+        proxied exchange."""
+        queue = self.queue
+        transport = self.transport
+        ex: Exchange
+        while queue and transport is not None:
+            ex = queue[0]
+            response = ex.response
+            if response is None:
+                if ex.admin or ex.started:
+                    return  # waiting for the handler or the upstream
+                self._start(ex)
+                return
+            if ex.admin and not ex.request_done:
+                return
+            queue.popleft()
+            if ex.close_after or self.shutting_down:
+                if not ex.close_after:
+                    response = _with_close(response)
+                transport.write(response)
+                transport.close()
+                return
+            transport.write(response)
+
+    @cython.cfunc
+    def _start(self, ex: Exchange) -> None:
+        route = ex.route
+        ex.started = True
+        if ex.expect_continue and not ex.request_done and self.transport is not None:
+            self.transport.write(CONTINUE_100)
+        pool: UpstreamPool = route.pool
+        conn: UpstreamConnection | None = pool.acquire()
+        if conn is None:
+            pool.connect(ex)
+        else:
+            conn.attach(ex)
+        if self.paused & PAUSE_BUFFER and self.current is ex:
+            self.resume_reading(PAUSE_BUFFER)
+
+    @cython.cfunc
+    def retry(self, ex: Exchange) -> None:
+        """The upstream connection broke before answering; try a new one once."""
+        ex.retried = True
+        ex.pending = [ex.retry_head]
+        pool: UpstreamPool = ex.route.pool
+        pool.connect(ex)
+
+    @cython.cfunc
+    def upstream_failed(self, ex: Exchange, response: bytes, response_close: bytes) -> None:
+        """The upstream could not answer ``ex`` (refused, reset, timeout)."""
+        ex.upstream = None
+        if not ex.request_done:
+            # The rest of the body has nowhere to go: answer and close.
+            self._answer(ex, response_close, True)
+        else:
+            ex.response = response
+        if self.queue and self.queue[0] is ex:
+            self._advance()
+
+    @cython.cfunc
+    def response_done(self, ex: Exchange) -> None:
+        """The upstream's response to ``ex`` has been relayed completely."""
+        queue = self.queue
+        if queue and queue[0] is ex:
+            queue.popleft()
+        if self.transport is None:
+            return
+        if ex.close_after or self.shutting_down:
+            self.transport.close()
+            return
+        if queue:
+            self._advance()
+
+    def abort(self) -> None:
+        """Drop the connection (a response cannot be completed)."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- flow control ----------------------------------------------------------
+
+    @cython.ccall
+    def pause_reading(self, reason: cython.int) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    @cython.ccall
+    def resume_reading(self, reason: cython.int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and self.transport is not None:
+                self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        ex: Exchange
+        if self.queue:
+            ex = self.queue[0]
+            if ex.upstream is not None:
+                ex.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.activity += 1
+        ex: Exchange
+        if self.queue:
+            ex = self.queue[0]
+            if ex.upstream is not None:
+                ex.upstream.resume_reading()
+
+    # -- life cycle --------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop after the responses in flight (graceful shutdown)."""
+        self.shutting_down = True
+        idle = not self.queue and not self.in_head and self.current is None
+        if idle and self.transport is not None:
+            self.transport.close()
+
+    def check_timeouts(self, read_ticks: cython.long, write_ticks: cython.long,
+                       idle_ticks: cython.long) -> None:
+        """Called by the gateway's sweeper every tick."""
+        if self.activity != self.seen_activity:
+            self.seen_activity = self.activity
+            self.idle_ticks = 0
+            return
+        self.idle_ticks += 1
+        transport = self.transport
+        if transport is None:
+            return
+        ex: Exchange
+        if self.queue:
+            ex = self.queue[0]
+            if ex.started:
+                if self.write_paused and self.idle_ticks >= write_ticks:
+                    transport.abort()
+                return  # waiting for the upstream: its own timeout governs
+        if self.in_head or self.current is not None or self.queue:
+            if self.idle_ticks >= read_ticks:
+                transport.abort()
+        elif self.idle_ticks >= idle_ticks:
+            transport.close()
+
+
+# -- upstream side -----------------------------------------------------------------
+
+# How a response body is relayed to the client.
+RELAY_RAW: int = 0
+RELAY_CHUNKED: int = 1
+
+TERMINAL_CHUNK = b"0\r\n\r\n"
+_CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
+_CLOSE_LINE = b"Connection: close\r\n"
+_KEEP_ALIVE_LINE = b"Connection: keep-alive\r\n"
+
+
+@cython.cclass
+class UpstreamPool:
+    """Keep-alive connections to one upstream target."""
+
+    loop: Any
+    host = cython.declare(str, visibility="public")
+    port = cython.declare(cython.int, visibility="public")
+    max_idle: cython.Py_ssize_t
+    ssl: Any
+    server_hostname: Any
+    idle = cython.declare(list, visibility="public")
+    busy = cython.declare(set, visibility="public")
+    closed = cython.declare(cython.bint, visibility="public")
+
+    def __init__(self, loop: Any, scheme: str, host: str, port: int, max_idle: int) -> None:
+        self.loop = loop
+        self.host = host
+        self.port = port
+        self.max_idle = max_idle
+        self.ssl = ssl.create_default_context() if scheme == "https" else None
+        self.server_hostname = host if self.ssl is not None else None
+        self.idle = []
+        self.busy = set()
+        self.closed = False
+
+    @cython.ccall
+    def acquire(self) -> UpstreamConnection | None:
+        """An idle connection, or None."""
+        idle = self.idle
+        conn: UpstreamConnection
+        while idle:
+            conn = idle.pop()
+            if conn.transport is not None:
+                self.busy.add(conn)
+                return conn
+        return None
+
+    @cython.cfunc
+    def release(self, conn: UpstreamConnection) -> None:
+        self.busy.discard(conn)
+        if self.closed or len(self.idle) >= self.max_idle or conn.transport is None:
+            conn.close()
+        else:
+            self.idle.append(conn)
+
+    @cython.cfunc
+    def discard(self, conn: UpstreamConnection) -> None:
+        self.busy.discard(conn)
+        if conn in self.idle:
+            self.idle.remove(conn)
+
+    @cython.ccall
+    def connect(self, ex: Exchange) -> None:
+        """Open a new connection for ``ex`` (asynchronously)."""
+        task = self.loop.create_task(self._connect())
+        task.add_done_callback(functools.partial(self._connected, ex))
+
+    async def _connect(self) -> Any:
+        _, conn = await self.loop.create_connection(
+            functools.partial(UpstreamConnection, self), self.host, self.port,
+            ssl=self.ssl, server_hostname=self.server_hostname,
+        )
+        return conn
+
+    def _connected(self, ex: Exchange, task: Any) -> None:
+        client: ClientProtocol = ex.client
+        exc = task.exception()
+        if exc is not None:
+            log.warning("upstream %s:%d unreachable: %s", self.host, self.port, exc)
+            client.upstream_failed(ex, responses.BAD_GATEWAY, responses.BAD_GATEWAY_CLOSE)
+            return
+        conn: UpstreamConnection = task.result()
+        if client.transport is None or self.closed:
+            conn.close()
+            return
+        self.busy.add(conn)
+        conn.attach(ex)
+
+    def close(self) -> None:
+        """Close idle connections; busy ones close when their exchange ends."""
+        self.closed = True
+        conn: UpstreamConnection
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
+
+
+@cython.cclass
+class UpstreamConnection:
+    """One keep-alive connection to an upstream (an asyncio protocol)."""
+
+    pool: UpstreamPool
+    transport: Any
+    parser: Any
+    exchange: Exchange | None
+    used: cython.long
+    reusable: cython.bint
+    reading_paused: cython.bint
+    activity: cython.long
+    seen_activity: cython.long
+    idle_ticks: cython.long
+    # Per-response state.
+    headers: list
+    in_head: cython.bint
+    skip: cython.bint
+    done: cython.bint
+    until_close: cython.bint
+    relay: cython.int
+    out: list
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.transport = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange = None
+        self.used = 0
+        self.reusable = True
+        self.reading_paused = False
+        self.activity = 0
+        self.seen_activity = 0
+        self.idle_ticks = 0
+        self.headers = []
+        self.in_head = False
+        self.skip = False
+        self.done = False
+        self.until_close = False
+        self.relay = RELAY_RAW
+        self.out = []
+
+    # -- exchange life cycle -----------------------------------------------------
+
+    @cython.cfunc
+    def attach(self, ex: Exchange) -> None:
+        """Start sending ``ex``'s request on this connection."""
+        self.exchange = ex
+        ex.upstream = self
+        self.used += 1
+        self.done = False
+        self.skip = False
+        self.until_close = False
+        if ex.client.write_paused:
+            self.pause_reading()
+        self.send_pending()
+
+    @cython.cfunc
+    def send_pending(self) -> None:
+        ex: Exchange | None = self.exchange
+        transport = self.transport
+        if ex is None or transport is None:
+            return
+        pending: list = ex.pending
+        if len(pending) == 1:
+            transport.write(pending[0])
+        else:
+            transport.writelines(pending)
+        ex.pending = []
+        ex.pending_bytes = 0
+
+    @cython.ccall
+    def abandon(self) -> None:
+        """The client went away or sent a malformed request mid-exchange: this
+        connection is somewhere inside a message and cannot be reused."""
+        self.exchange = None
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.abort()
+        self.pool.discard(self)
+
+    @cython.ccall
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    @cython.cfunc
+    def _finish(self) -> None:
+        ex: Exchange = cython.cast(Exchange, self.exchange)
+        self.exchange = None
+        ex.upstream = None
+        if ex.is_head:
+            self.parser = httptools.HttpResponseParser(self)
+        if self.reading_paused:
+            self.resume_reading()
+        if self.reusable and ex.request_done:
+            self.pool.release(self)
+        else:
+            self.pool.busy.discard(self)
+            self.close()
+        ex.client.response_done(ex)
+
+    # -- connection events -----------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.pool.discard(self)
+        ex: Exchange | None = self.exchange
+        if ex is None:
+            return
+        self.exchange = None
+        ex.upstream = None
+        client: ClientProtocol = ex.client
+        if client.transport is None:
+            return
+        if self.until_close and ex.response_started and not self.done:
+            # A close-delimited response ends here.
+            if self.relay == RELAY_CHUNKED:
+                client.transport.write(TERMINAL_CHUNK)
+            client.response_done(ex)
+        elif not ex.response_started:
+            if (self.used > 1 and not ex.retried and ex.request_done
+                    and ex.body_kind == BODY_NONE and not self.in_head):
+                client.retry(ex)
+            else:
+                client.upstream_failed(ex, responses.BAD_GATEWAY, responses.BAD_GATEWAY_CLOSE)
+        else:
+            client.abort()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too; connection_lost does the rest
+
+    def data_received(self, data: bytes) -> None:
+        self.activity += 1
+        ex: Exchange | None = self.exchange
+        if ex is None:
+            # Bytes nobody asked for: the connection is out of sync.
+            self.reusable = False
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._broken(ex, exc)
+            return
+        out: list = self.out
+        if out:
+            transport = ex.client.transport
+            if transport is not None:
+                if len(out) == 1:
+                    transport.write(out[0])
+                else:
+                    transport.writelines(out)
+            self.out = []
+        if self.done:
+            self._finish()
+
+    @cython.cfunc
+    def _broken(self, ex: Exchange, exc: Exception) -> None:
+        log.warning("upstream %s:%d sent an invalid response: %s", self.pool.host,
+                    self.pool.port, exc)
+        self.exchange = None
+        ex.upstream = None
+        self.reusable = False
+        self.out = []
+        if self.transport is not None:
+            self.transport.abort()
+        if ex.response_started:
+            ex.client.abort()
+        else:
+            ex.client.upstream_failed(ex, responses.BAD_GATEWAY, responses.BAD_GATEWAY_CLOSE)
+
+    # -- parser callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.done:
+            self.reusable = False  # a second response to one request
+        self.in_head = True
+        self.headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.in_head:  # else a trailer field: not forwarded
+            self.headers.append((name.lower(), name, value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        ex: Exchange | None = self.exchange
+        if ex is None:
+            return
+        parser = self.parser
+        status: cython.int = parser.get_status_code()
+        if status < 200:
+            if status == 101:
+                raise httptools.HttpParserError("unexpected 101 Switching Protocols")
+            self.skip = True  # an interim response (100, 103): not relayed
+            return
+        if not parser.should_keep_alive():
+            self.reusable = False
+        lines: list
+        has_length: cython.bint
+        has_chunked: cython.bint
+        lines, has_length, has_chunked = filter_response_headers(self.headers)
+        status_line = responses.STATUS_LINES.get(status)
+        if status_line is None:
+            status_line = b"HTTP/1.1 %d Unknown\r\n" % status
+        close: cython.bint = (ex.close_after or ex.client.shutting_down
+                              or not ex.request_done)
+        no_body: cython.bint = ex.is_head or status == 204 or status == 304
+        self.relay = RELAY_RAW
+        if not no_body and not has_length:
+            if not has_chunked:
+                self.until_close = True
+                self.reusable = False
+            if ex.http11:
+                lines.append(_CHUNKED_LINE)
+                self.relay = RELAY_CHUNKED
+            else:
+                close = True
+        if close:
+            lines.append(_CLOSE_LINE)
+            ex.close_after = True
+        elif not ex.http11:
+            lines.append(_KEEP_ALIVE_LINE)
+        lines.append(b"\r\n")
+        self.out.append(status_line + b"".join(lines))
+        ex.response_started = True
+        if ex.is_head:
+            self.done = True
+
+    def on_body(self, data: bytes) -> None:
+        if self.done or self.skip:
+            self.reusable = False  # a body where none may be
+            return
+        if self.relay == RELAY_CHUNKED:
+            self.out += (b"%x\r\n" % len(data), data, b"\r\n")
+        else:
+            self.out.append(data)
+
+    def on_message_complete(self) -> None:
+        if self.skip:
+            self.skip = False
+            return
+        if self.done:
+            return
+        if self.relay == RELAY_CHUNKED:
+            self.out.append(TERMINAL_CHUNK)
+        self.done = True
+
+    # -- flow control ------------------------------------------------------------
+
+    @cython.ccall
+    def pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    @cython.ccall
+    def resume_reading(self) -> None:
+        if self.reading_paused and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        ex: Exchange | None = self.exchange
+        if ex is not None:
+            ex.client.pause_reading(PAUSE_UPSTREAM)
+
+    def resume_writing(self) -> None:
+        self.activity += 1
+        ex: Exchange | None = self.exchange
+        if ex is not None:
+            ex.client.resume_reading(PAUSE_UPSTREAM)
+
+    # -- timeouts --------------------------------------------------------------------
+
+    def check_timeout(self, timeout_ticks: cython.long) -> None:
+        """Called by the gateway's sweeper every tick while the connection is busy."""
+        if self.activity != self.seen_activity:
+            self.seen_activity = self.activity
+            self.idle_ticks = 0
+            return
+        ex: Exchange | None = self.exchange
+        if ex is None or ex.client.write_paused:
+            self.idle_ticks = 0
+            return
+        self.idle_ticks += 1
+        if self.idle_ticks < timeout_ticks:
+            return
+        self.exchange = None
+        ex.upstream = None
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.abort()
+        self.pool.discard(self)
+        if ex.response_started:
+            ex.client.abort()
+        else:
+            ex.client.upstream_failed(ex, responses.GATEWAY_TIMEOUT,
+                                      responses.GATEWAY_TIMEOUT_CLOSE)
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _parser_message(exc: Exception) -> str:
+    return "Malformed request: " + (str(exc) or "invalid HTTP")
+
+
+def _origin_path(target: bytes) -> bytes | None:
+    """The path of an absolute-form request target (RFC 9112 §3.2.2), or None."""
+    lower = target[:8].lower()
+    if lower.startswith(b"http://"):
+        rest = target[7:]
+    elif lower.startswith(b"https://"):
+        rest = target[8:]
+    else:
+        return None
+    slash = rest.find(b"/")
+    return b"/" if slash < 0 else rest[slash:]
+
+
+def _has_dot_segment(path: bytes) -> bool:
+    """True for paths with ``.``/``..`` segments, plain or percent-encoded.
+
+    An upstream that normalises ``/public/../admin`` to ``/admin`` would
+    otherwise receive requests for another API than the one the gateway routed
+    (and authorised) them to.
+    """
+    plain = path.replace(b"%2e", b".").replace(b"%2E", b".")
+    segments = plain.replace(b"%2f", b"/").replace(b"%2F", b"/").split(b"/")
+    return b"." in segments or b".." in segments
+
+
+def _strip_body(response: bytes) -> bytes:
+    end = response.find(b"\r\n\r\n")
+    return response if end < 0 else response[: end + 4]
+
+
+def _with_close(response: bytes) -> bytes:
+    end = response.find(b"\r\n\r\n")
+    if end < 0 or b"\r\nConnection: close\r\n" in response[: end + 2]:
+        return response
+    return response[:end] + b"\r\nConnection: close" + response[end:]

@@ -1,0 +1,1 @@
+"""Integration tests of the gateway process (``fastgate run``) over real sockets."""
