@@ -16,7 +16,7 @@ ensure_venv() {
     fi
     # The build needs Cython and setuptools in the venv (no build isolation,
     # so repeated builds reuse them instead of downloading them each time).
-    "$PY" -m pip install -q --disable-pip-version-check "setuptools>=68" "Cython>=3.0,<4" wheel
+    "$PY" -m pip install -q --disable-pip-version-check "setuptools>=77" "Cython>=3.0,<4" wheel
     local spec="$FASTGATE_ROOT"
     [ -n "$extras" ] && spec="$FASTGATE_ROOT[$extras]"
     "$PY" -m pip install -q --disable-pip-version-check --no-build-isolation -e "$spec"

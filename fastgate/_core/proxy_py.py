@@ -176,34 +176,6 @@ def build_request_head(method: bytes, target: bytes, headers: list, host: bytes 
     return b"".join(lines), client_host, body, expect
 
 
-@cython.ccall
-def filter_response_headers(headers: list) -> tuple:
-    """``(lines, has_content_length, has_transfer_encoding)``: the response
-    header lines to forward as name, ': ', value, CRLF quads."""
-    lines: list = []
-    drop: set | None = None
-    content_length: cython.bint = False
-    chunked: cython.bint = False
-    lname: bytes
-    name: bytes
-    value: bytes
-    for lname, name, value in headers:
-        if lname in HOP_BY_HOP or lname.startswith(b"proxy-"):
-            if lname == b"transfer-encoding":
-                chunked = True
-            elif lname == b"connection":
-                tokens = connection_tokens(value)
-                if tokens is not None:
-                    drop = tokens if drop is None else drop | tokens
-            continue
-        if lname == b"content-length":
-            content_length = True
-        lines += (name, b": ", value, b"\r\n")
-    if drop is not None:
-        lines = _without(lines, drop, 0)
-    return lines, content_length, chunked
-
-
 # -- client side -------------------------------------------------------------------
 
 #: Reasons for pausing a client's reading (a bit mask).
@@ -228,7 +200,7 @@ class Exchange:
     """One request and its response."""
 
     client: ClientProtocol
-    route: Any
+    route: Route | None
     method: bytes
     path: bytes
     query: bytes
@@ -489,7 +461,8 @@ class ClientProtocol:
             ex.request_headers = self.headers
             ex.body = []
             return
-        route = self.gateway.router.match(path)
+        router: Router = self.gateway.router
+        route: Route | None = router.match(path)
         if route is None:
             self._answer(ex, responses.NOT_FOUND, False)
             return
@@ -641,7 +614,7 @@ class ClientProtocol:
 
     @cython.cfunc
     def _start(self, ex: Exchange) -> None:
-        route = ex.route
+        route: Route = cython.cast(Route, ex.route)
         ex.started = True
         if ex.expect_continue and not ex.request_done and self.transport is not None:
             self.transport.write(CONTINUE_100)
@@ -659,8 +632,8 @@ class ClientProtocol:
         """The upstream connection broke before answering; try a new one once."""
         ex.retried = True
         ex.pending = [ex.retry_head]
-        pool: UpstreamPool = ex.route.pool
-        pool.connect(ex)
+        route: Route = cython.cast(Route, ex.route)
+        route.pool.connect(ex)
 
     @cython.cfunc
     def upstream_failed(self, ex: Exchange, response: bytes, response_close: bytes) -> None:
@@ -873,7 +846,10 @@ class UpstreamConnection:
     seen_activity: cython.long
     idle_ticks: cython.long
     # Per-response state.
-    headers: list
+    lines: list  # response header lines to forward: name, ': ', value, CRLF quads
+    drop: set | None  # fields the upstream's Connection header lists
+    has_length: cython.bint
+    has_chunked: cython.bint
     in_head: cython.bint
     skip: cython.bint
     done: cython.bint
@@ -892,7 +868,10 @@ class UpstreamConnection:
         self.activity = 0
         self.seen_activity = 0
         self.idle_ticks = 0
-        self.headers = []
+        self.lines = []
+        self.drop = None
+        self.has_length = False
+        self.has_chunked = False
         self.in_head = False
         self.skip = False
         self.done = False
@@ -1039,11 +1018,27 @@ class UpstreamConnection:
         if self.done:
             self.reusable = False  # a second response to one request
         self.in_head = True
-        self.headers = []
+        self.lines = []
+        self.drop = None
+        self.has_length = False
+        self.has_chunked = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.in_head:  # else a trailer field: not forwarded
-            self.headers.append((name.lower(), name, value))
+        # Filtered as they arrive: no list of all fields is kept.
+        if not self.in_head:
+            return  # a trailer field: not forwarded
+        lname: bytes = name.lower()
+        if lname in HOP_BY_HOP or lname.startswith(b"proxy-"):
+            if lname == b"transfer-encoding":
+                self.has_chunked = True
+            elif lname == b"connection":
+                tokens = connection_tokens(value)
+                if tokens is not None:
+                    self.drop = tokens if self.drop is None else self.drop | tokens
+            return
+        if lname == b"content-length":
+            self.has_length = True
+        self.lines += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -1059,10 +1054,11 @@ class UpstreamConnection:
             return
         if not parser.should_keep_alive():
             self.reusable = False
-        lines: list
-        has_length: cython.bint
-        has_chunked: cython.bint
-        lines, has_length, has_chunked = filter_response_headers(self.headers)
+        lines: list = self.lines
+        if self.drop is not None:
+            lines = _without(lines, self.drop, 0)
+        has_length: cython.bint = self.has_length
+        has_chunked: cython.bint = self.has_chunked
         status_line = responses.STATUS_LINES.get(status)
         if status_line is None:
             status_line = b"HTTP/1.1 %d Unknown\r\n" % status
@@ -1160,6 +1156,72 @@ class UpstreamConnection:
         else:
             ex.client.upstream_failed(ex, responses.GATEWAY_TIMEOUT,
                                       responses.GATEWAY_TIMEOUT_CLOSE)
+
+
+# -- routing -------------------------------------------------------------------------
+
+
+@cython.cclass
+class Route:
+    """An API definition compiled for the hot path (built by the gateway)."""
+
+    spec = cython.declare(object, visibility="readonly")
+    listen_path = cython.declare(bytes, visibility="readonly")
+    strip = cython.declare(cython.bint, visibility="readonly")
+    target_path = cython.declare(bytes, visibility="readonly")
+    #: The Host to send upstream; None keeps the client's (preserve_host_header).
+    host_header = cython.declare(object, visibility="readonly")
+    pool = cython.declare(UpstreamPool, visibility="readonly")
+    #: A prepared refusal when the API cannot be served safely.
+    refusal = cython.declare(object, visibility="readonly")
+
+    def __init__(self, spec: Any, listen_path: bytes, strip: bool, target_path: bytes,
+                 host_header: bytes | None, pool: UpstreamPool,
+                 refusal: bytes | None) -> None:
+        self.spec = spec
+        self.listen_path = listen_path
+        self.strip = strip
+        self.target_path = target_path
+        self.host_header = host_header
+        self.pool = pool
+        self.refusal = refusal
+
+
+@cython.cclass
+class Router:
+    """The route whose ``listen_path`` is the longest prefix of the path.
+
+    Tyk matches listen paths as plain string prefixes of the request path (a
+    gorilla/mux ``PathPrefix``), so ``/a`` also matches ``/abc``; fastgate does
+    the same so existing definitions route identically.  Lookup is one dict
+    probe per distinct listen-path length, longest first: independent of the
+    number of APIs.
+    """
+
+    routes = cython.declare(tuple, visibility="readonly")
+    by_length: dict
+    lengths: tuple
+
+    def __init__(self, routes: Any) -> None:
+        self.routes = tuple(routes)
+        by_length: dict = {}
+        route: Route
+        for route in self.routes:
+            by_length.setdefault(len(route.listen_path), {})[route.listen_path] = route
+        self.lengths = tuple(sorted(by_length, reverse=True))
+        self.by_length = by_length
+
+    @cython.ccall
+    def match(self, path: bytes) -> Route | None:
+        """The route serving ``path``, or None."""
+        n: cython.Py_ssize_t = len(path)
+        length: cython.Py_ssize_t
+        for length in self.lengths:
+            if length <= n:
+                route = self.by_length[length].get(path[:length])
+                if route is not None:
+                    return cython.cast(Route, route)
+        return None
 
 
 # -- helpers ----------------------------------------------------------------------------

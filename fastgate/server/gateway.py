@@ -20,34 +20,17 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from fastgate._core.proxy import ClientProtocol, UpstreamPool
+from fastgate._core.proxy import ClientProtocol, Route, Router, UpstreamPool
 from fastgate.apidef import ApiSpec, load_api_definitions
 from fastgate.config import ConfigError, GatewayConfig
 from fastgate.policies import load_policies
 from fastgate.server import responses
-from fastgate.server.router import Router
 
 log = logging.getLogger("fastgate")
 
 #: Sweeper period in seconds: timeouts are precise to one tick.
 TICK = 0.25
-
-
-@dataclass(slots=True, eq=False)
-class ApiRoute:
-    """An API definition compiled for the hot path."""
-
-    spec: ApiSpec
-    listen_path: bytes
-    strip: bool
-    target_path: bytes
-    host_header: bytes | None  # None: keep the client's Host (preserve_host_header)
-    pool: UpstreamPool
-    #: A prepared refusal when the API cannot be served safely (it enables an
-    #: authentication method fastgate does not implement yet).
-    refusal: bytes | None
 
 
 class Gateway:
@@ -66,7 +49,7 @@ class Gateway:
         self.upstream_ticks = _ticks(config.proxy_default_timeout)
         self.connections: set[ClientProtocol] = set()
         self.pools: dict[tuple[str, str, int], UpstreamPool] = {}
-        self.router: Router[ApiRoute] = Router(())
+        self.router = Router(())
         self.policies: dict[str, dict] = {}
         self.admin = AdminApi(self)
         self.shutting_down = False
@@ -106,7 +89,7 @@ class Gateway:
         log.info("reloaded: %d APIs in service", len(self.router.routes))
         return None
 
-    def _compile(self, spec: ApiSpec) -> ApiRoute:
+    def _compile(self, spec: ApiSpec) -> Route:
         key = (spec.target_scheme, spec.target_host, spec.target_port)
         pool = self.pools.get(key)
         if pool is None:
@@ -118,14 +101,14 @@ class Gateway:
             refusal = responses.error_response(
                 501, "This API requires an authentication method or access control "
                      "fastgate does not implement yet: " + ", ".join(spec.unsupported_auth))
-        return ApiRoute(
-            spec=spec,
-            listen_path=spec.listen_path_bytes,
-            strip=spec.strip_listen_path,
-            target_path=spec.target_path.encode(),
-            host_header=None if spec.preserve_host_header else spec.target_host_header.encode(),
-            pool=pool,
-            refusal=refusal,
+        return Route(
+            spec,
+            spec.listen_path_bytes,
+            spec.strip_listen_path,
+            spec.target_path.encode(),
+            None if spec.preserve_host_header else spec.target_host_header.encode(),
+            pool,
+            refusal,
         )
 
     def _close_unused_pools(self) -> None:
