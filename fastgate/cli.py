@@ -22,18 +22,15 @@ def _load(path: str) -> tuple[object, list[str]]:
 
     Raises ConfigError naming the file and the field.
     """
-    from fastgate.apidef import load_api_definitions
     from fastgate.config import load_gateway_config
-    from fastgate.policies import load_policies
-    from fastgate.server.gateway import spec_warnings
+    from fastgate.server.gateway import load_definitions, spec_warnings
 
     config = load_gateway_config(path)
     warnings = []
     if config.ignored_fields:
         ignored = ", ".join(config.ignored_fields)
         warnings.append(f"{config.path}: fields not implemented by fastgate, ignored: {ignored}")
-    specs = load_api_definitions(config.app_path)
-    load_policies(config.policies, config.path)
+    specs, _policies = load_definitions(config)
     for spec in specs:
         warnings += spec_warnings(spec)
     return config, warnings

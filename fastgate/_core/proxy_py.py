@@ -64,6 +64,18 @@ except ImportError:  # interpreted without Cython installed
 
 from fastgate.server import responses
 
+__all__ = [
+    "BadRequestHead",
+    "ClientProtocol",
+    "Exchange",
+    "Route",
+    "Router",
+    "UpstreamConnection",
+    "UpstreamPool",
+    "build_request_head",
+    "connection_tokens",
+]
+
 log = logging.getLogger("fastgate.proxy")
 
 # -- header rewriting ----------------------------------------------------------
@@ -100,6 +112,16 @@ def connection_tokens(value: bytes) -> object:
         return None
     tokens = {t.strip() for t in lowered.split(b",")} - CONNECTION_OPTIONS
     return tokens or None
+
+
+@cython.cfunc
+@cython.inline
+def _append_field(lines: list, name: bytes, value: bytes) -> None:
+    """Append one header line as its four pieces (joined once, at the end)."""
+    lines.append(name)
+    lines.append(b": ")
+    lines.append(value)
+    lines.append(b"\r\n")
 
 
 @cython.cfunc
@@ -145,7 +167,7 @@ def build_request_head(method: bytes, target: bytes, headers: list, host: bytes 
                     forwarded_for.append(value)
             elif lname == b"content-length":
                 body = BODY_LENGTH if value != b"0" else BODY_NONE
-                lines += (name, b": ", value, b"\r\n")
+                _append_field(lines, name, value)
             elif lname == b"transfer-encoding":
                 body = BODY_CHUNKED
             elif lname == b"connection":
@@ -157,7 +179,7 @@ def build_request_head(method: bytes, target: bytes, headers: list, host: bytes 
                     raise BadRequestHead("unsupported Expect")
                 expect = True
             continue
-        lines += (name, b": ", value, b"\r\n")
+        _append_field(lines, name, value)
     if drop is not None:
         lines = _without(lines, drop, 4)
     send_host = host if host is not None else client_host
@@ -1038,7 +1060,7 @@ class UpstreamConnection:
             return
         if lname == b"content-length":
             self.has_length = True
-        self.lines += (name, b": ", value, b"\r\n")
+        _append_field(self.lines, name, value)
 
     def on_headers_complete(self) -> None:
         self.in_head = False

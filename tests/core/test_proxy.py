@@ -1,0 +1,149 @@
+"""fastgate._core.proxy's functions: request-head rewriting, compiled and twin.
+
+The protocol classes are exercised end to end over real sockets in
+``tests/server/`` (run once on each implementation by ``tools/test``); here the
+header rewriting is checked directly, and differentially on random heads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+
+def head(impl: Any, headers: list[tuple[bytes, bytes]], host: bytes | None = b"up:80") -> Any:
+    triples = [(name.lower(), name, value) for name, value in headers]
+    return impl.proxy.build_request_head(b"GET", b"/p?q=1", triples, host, b"10.0.0.1", b"http")
+
+
+def fields(raw_head: bytes) -> list[tuple[bytes, bytes]]:
+    lines = raw_head.split(b"\r\n")
+    assert lines[-2:] == [b"", b""], "a head ends with an empty line"
+    out = []
+    for line in lines[1:-2]:
+        name, _, value = line.partition(b": ")
+        out.append((name, value))
+    return out
+
+
+def test_request_line_and_forwarding_fields(impl):
+    raw, client_host, body, expect = head(impl, [(b"Host", b"gw.example"), (b"X-A", b"1")])
+    assert raw.startswith(b"GET /p?q=1 HTTP/1.1\r\n")
+    assert fields(raw) == [
+        (b"X-A", b"1"),
+        (b"Host", b"up:80"),
+        (b"X-Forwarded-For", b"10.0.0.1"),
+        (b"X-Forwarded-Proto", b"http"),
+        (b"X-Forwarded-Host", b"gw.example"),
+    ]
+    assert (client_host, body, expect) == (b"gw.example", impl.proxy.BODY_NONE, False)
+
+
+def test_preserve_host_keeps_the_clients(impl):
+    raw, *_ = head(impl, [(b"Host", b"gw.example")], host=None)
+    assert (b"Host", b"gw.example") in fields(raw)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [b"Connection", b"Keep-Alive", b"TE", b"Trailer", b"Upgrade", b"Proxy-Authorization",
+     b"Proxy-Connection", b"Transfer-Encoding", b"Expect", b"X-Forwarded-Proto"],
+)
+def test_hop_by_hop_and_replaced_fields_are_not_copied(impl, name):
+    value = b"100-continue" if name == b"Expect" else b"x"
+    raw, *_ = head(impl, [(b"Host", b"h"), (name, value)])
+    names = [n.lower() for n, _ in fields(raw)]
+    if name == b"X-Forwarded-Proto":
+        assert names.count(b"x-forwarded-proto") == 1
+        assert (b"X-Forwarded-Proto", b"http") in fields(raw)
+    elif name == b"Transfer-Encoding":
+        assert (b"Transfer-Encoding", b"chunked") in fields(raw)  # re-framed, not copied
+    else:
+        assert name.lower() not in names
+
+
+def test_fields_named_by_connection_are_dropped(impl):
+    raw, *_ = head(impl, [(b"X-Secret", b"s"), (b"Host", b"h"), (b"connection", b"close, x-secret"),
+                          (b"X-Kept", b"k")])
+    names = [n for n, _ in fields(raw)]
+    assert b"X-Secret" not in names and b"X-Kept" in names
+
+
+def test_forwarded_for_is_appended_to_every_value(impl):
+    raw, *_ = head(impl, [(b"Host", b"h"), (b"X-Forwarded-For", b"1.1.1.1"),
+                          (b"x-forwarded-for", b"2.2.2.2, 3.3.3.3")])
+    assert (b"X-Forwarded-For", b"1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.1") in fields(raw)
+
+
+def test_framing_is_reported(impl):
+    proxy = impl.proxy
+    assert head(impl, [(b"Host", b"h"), (b"Content-Length", b"5")])[2] == proxy.BODY_LENGTH
+    assert head(impl, [(b"Host", b"h"), (b"Content-Length", b"0")])[2] == proxy.BODY_NONE
+    assert head(impl, [(b"Host", b"h"), (b"Transfer-Encoding", b"chunked")])[2] == \
+        proxy.BODY_CHUNKED
+    assert head(impl, [(b"Host", b"h"), (b"Expect", b"100-Continue")])[3] is True
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"Host", b"a"), (b"Host", b"b")],
+        [(b"Host", b"a"), (b"Expect", b"something-else")],
+    ],
+)
+def test_unacceptable_heads_raise(impl, headers):
+    with pytest.raises(impl.proxy.BadRequestHead):
+        head(impl, headers)
+
+
+@pytest.mark.parametrize(
+    ("value", "tokens"),
+    [
+        (b"keep-alive", None),
+        (b"Close", None),
+        (b"close, X-Foo", {b"x-foo"}),
+        (b" Upgrade ,, keep-alive,x-a", {b"upgrade", b"x-a"}),
+    ],
+)
+def test_connection_tokens(impl, value, tokens):
+    assert impl.proxy.connection_tokens(value) == tokens
+
+
+_NAMES = st.sampled_from(
+    [b"Host", b"host", b"Connection", b"X-Forwarded-For", b"Content-Length", b"Transfer-Encoding",
+     b"Expect", b"Proxy-Foo", b"Keep-Alive", b"X-A", b"x-a", b"Upgrade", b"TE", b"Authorization"]
+) | st.binary(min_size=1, max_size=12)
+_VALUES = st.sampled_from(
+    [b"", b"0", b"5", b"close", b"keep-alive, x-a", b"100-continue", b"chunked", b"X-A, Host"]
+) | st.binary(max_size=20)
+
+
+def _outcome(function: Callable[..., Any], *args: object) -> tuple[str, object]:
+    try:
+        return ("returned", function(*args))
+    except Exception as exc:  # the exception type is part of the interface
+        return ("raised", type(exc).__name__)
+
+
+@settings(max_examples=400, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(headers=st.lists(st.tuples(_NAMES, _VALUES), max_size=8),
+       host=st.none() | st.just(b"up:8080"))
+def test_compiled_and_twin_rewrite_heads_identically(
+    both: Callable[[str], tuple[ModuleType, ModuleType]],
+    headers: list[tuple[bytes, bytes]],
+    host: bytes | None,
+) -> None:
+    compiled, twin = both("proxy")
+    triples = [(n.lower(), n, v) for n, v in headers]
+    args = (b"POST", b"/x", triples, host, b"127.0.0.1", b"http")
+    assert _outcome(compiled.build_request_head, *args) == _outcome(
+        twin.build_request_head, *args)
+    for _, value in headers:
+        assert _outcome(compiled.connection_tokens, value) == _outcome(
+            twin.connection_tokens, value)
