@@ -147,3 +147,33 @@ def test_compiled_and_twin_rewrite_heads_identically(
     for _, value in headers:
         assert _outcome(compiled.connection_tokens, value) == _outcome(
             twin.connection_tokens, value)
+
+
+def test_twin_runs_without_cython_installed(tmp_path):
+    """A wheel built elsewhere has no Cython at run time: the twin falls back
+    to fastgate._core._cython_shim."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'cython' or name.startswith('Cython'):\n"
+        "            raise ImportError('no cython here')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import fastgate._core as core\n"
+        "proxy = core.proxy\n"
+        "assert proxy.__name__ == 'fastgate._core.proxy_py', proxy.__name__\n"
+        "assert proxy.cython.__name__ == 'fastgate._core._cython_shim', proxy.cython\n"
+        "head = proxy.build_request_head(b'GET', b'/', [(b'host', b'Host', b'h')], b'u', "
+        "b'1.2.3.4', b'http')[0]\n"
+        "assert head.startswith(b'GET / HTTP/1.1'), head\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, FASTGATE_NO_EXTENSIONS="1")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
