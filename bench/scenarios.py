@@ -8,9 +8,11 @@ right baseline — the nginx ``location`` blocks to compare against.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from bench.spec import UPSTREAM_URL, Probe, Scenario
+from bench.luagen import write_rotating_requests_script
+from bench.spec import UPSTREAM_URL, Probe, Scenario, SetupContext, WrkPlan
 
 
 def keyless_api(api_id: str = "bench", listen_path: str = "/", **fields: Any) -> dict[str, Any]:
@@ -33,6 +35,27 @@ def keyless_api(api_id: str = "bench", listen_path: str = "/", **fields: Any) ->
 
 POST_BODY_1K = b"x" * 1024  # what bench/wrk/post_1k.lua sends
 
+#: Keys the auth-token scenario creates and rotates through, one per request.
+AUTH_TOKEN_KEYS = 10_000
+
+
+def create_auth_token_keys(ctx: SetupContext) -> WrkPlan:
+    """Create AUTH_TOKEN_KEYS keys through the REST API (generated, so hashed in
+    the store as with hash_keys) and rotate them per request."""
+    keys = []
+    for _ in range(AUTH_TOKEN_KEYS):
+        resp = ctx.admin("POST", "/tyk/keys/create", {
+            "access_rights": {"bench": {"api_id": "bench", "api_name": "bench",
+                                        "versions": ["Default"]}},
+            "rate": 0, "per": 0, "quota_max": -1, "expires": 0,
+        })
+        if resp.status != 200:
+            raise RuntimeError(f"creating a key failed: {resp.status} {resp.body!r}")
+        keys.append(resp.json()["key"])
+    script = write_rotating_requests_script(
+        ctx.work_dir / "keys.lua", [{"Authorization": key} for key in keys])
+    return replace(ctx.plan, script=script, probe=Probe(headers={"Authorization": keys[0]}))
+
 SCENARIOS: list[Scenario] = [
     Scenario(
         name="keyless",
@@ -51,6 +74,17 @@ SCENARIOS: list[Scenario] = [
         ),
     ),
 ]
+
+
+SCENARIOS.append(
+    Scenario(
+        name="auth-token-10k",
+        description=f"auth token, {AUTH_TOKEN_KEYS:,} keys rotating per request (hash_keys)",
+        api_definitions=(keyless_api(use_keyless=False, use_standard_auth=True),),
+        gateway_config={"hash_keys": True},
+        setup=create_auth_token_keys,
+    )
+)
 
 
 def by_name(names: list[str]) -> list[Scenario]:

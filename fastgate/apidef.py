@@ -73,14 +73,18 @@ __all__ = [
 IMPLEMENTED_FIELDS: frozenset[str] = frozenset(
     {"api_id", "name", "org_id", "active", "proxy", "use_keyless", "version_data"}
     | {"id", "_id", "slug"}
+    # Auth token (standard auth) and Basic auth.
+    | {"use_standard_auth", "auth", "auth_configs", "strip_auth_data"}
+    | {"use_basic_auth", "basic_auth", "base_identity_provided_by"}
 )
 IMPLEMENTED_PROXY_FIELDS: frozenset[str] = frozenset(
     {"listen_path", "target_url", "strip_listen_path", "preserve_host_header"}
 )
 # Entries of ApiSpec.unsupported_auth that fastgate enforces (so they are not
-# reported any more).  Issue 3 adds "use_standard_auth", "use_keyless=false"
-# and "use_basic_auth".
-IMPLEMENTED_AUTH: frozenset[str] = frozenset()
+# reported any more).
+IMPLEMENTED_AUTH: frozenset[str] = frozenset(
+    {"use_standard_auth", "use_keyless=false", "use_basic_auth"}
+)
 
 # Tyk's auth methods, in Tyk's chain order, each a boolean field of the
 # definition, or (field, sub-field) for a section's switch.  Ignored by Tyk
@@ -127,6 +131,32 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _DEFAULT_VERSION_NAME = "Default"
 
 
+@dataclass(frozen=True, slots=True)
+class AuthTokenConfig:
+    """Where an auth-token (standard auth) key is read: ``auth_configs.authToken``,
+    falling back to the legacy ``auth`` section, as Tyk does."""
+
+    auth_header_name: str = "Authorization"
+    use_param: bool = False
+    param_name: str = ""  # "" means the header name
+    use_cookie: bool = False
+    cookie_name: str = ""  # "" means the header name
+    disable_header: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BasicAuthConfig:
+    """Tyk's ``basic_auth`` section."""
+
+    disable_caching: bool = False
+    cache_ttl: int = 60
+    extract_from_body: bool = False
+    body_user_regexp: str = ""
+    body_password_regexp: str = ""
+    #: ``auth_configs.basic.auth_header_name`` (default ``Authorization``).
+    auth_header_name: str = "Authorization"
+
+
 @dataclass(slots=True)
 class ApiSpec:
     """One API definition, validated and compiled for the server."""
@@ -153,6 +183,15 @@ class ApiSpec:
     # non-empty: the server refuses to proxy (see the module docstring).
     unsupported_auth: tuple[str, ...] = ()
     listen_path_bytes: bytes = field(default=b"", repr=False)  # for the router
+    #: Implemented auth methods enabled, in Tyk's chain order ("basic_auth",
+    #: "auth_token"); empty for keyless APIs.
+    auth_methods: tuple[str, ...] = ()
+    auth_token: AuthTokenConfig | None = None
+    basic_auth: BasicAuthConfig | None = None
+    strip_auth_data: bool = False
+    #: The method whose session drives access rights and limits when several
+    #: are chained ("auth_token", "basic_auth"); "" for the first one.
+    base_identity: str = ""
 
     def __post_init__(self) -> None:
         if not self.listen_path_bytes:
@@ -207,6 +246,9 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
     flags = _Flags(data, top)
     unsupported = _unsupported_auth(data, version_data, flags, use_keyless, prefix)
     ignored = _ignored_fields(data, version_data, flags, use_keyless, prefix)
+    auth_methods, auth_token, basic_auth = _auth(top, flags, use_keyless)
+    strip_auth_data = top.boolean("strip_auth_data")
+    base_identity = _base_identity(top, auth_methods)
 
     return ApiSpec(
         api_id=api_id,
@@ -228,7 +270,92 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
         ignored_fields=tuple(ignored),
         raw=data,
         unsupported_auth=tuple(unsupported),
+        auth_methods=auth_methods,
+        auth_token=auth_token,
+        basic_auth=basic_auth,
+        strip_auth_data=strip_auth_data,
+        base_identity=base_identity,
     )
+
+
+# Tyk's base_identity_provided_by values, by the method they name.
+_BASE_IDENTITY = {"auth_token": "auth_token", "basic_auth_user": "basic_auth"}
+_BASE_IDENTITY_LATER = ("hmac_key", "jwt_claim", "oidc_user", "oauth_key", "custom_auth")
+
+
+def _base_identity(top: FieldReader, auth_methods: tuple[str, ...]) -> str:
+    value = top.string("base_identity_provided_by",
+                       choices=("", *_BASE_IDENTITY, *_BASE_IDENTITY_LATER))
+    if not value or len(auth_methods) < 2:
+        return ""
+    method = _BASE_IDENTITY.get(value)
+    if method is None or method not in auth_methods:
+        # A method that is not enabled here (or not implemented yet, in which
+        # case the API is refused anyway): Tyk falls back to the first one.
+        return ""
+    return method
+
+
+def _auth(
+    top: FieldReader, flags: _Flags, use_keyless: bool
+) -> tuple[tuple[str, ...], AuthTokenConfig | None, BasicAuthConfig | None]:
+    """The implemented auth methods the definition enables, and their settings.
+
+    As in Tyk: ``use_keyless`` switches every method off; with no method
+    enabled and ``use_keyless`` false, auth-token (standard) auth applies.
+    """
+    if use_keyless:
+        return (), None, None
+    methods: list[str] = []
+    basic = None
+    token = None
+    if flags.on("use_basic_auth"):
+        methods.append("basic_auth")
+        basic = _basic_auth_config(top)
+    enabled_any = any(flags.on(m) for m in AUTH_METHODS)
+    if flags.on("use_standard_auth") or not enabled_any:
+        methods.append("auth_token")
+        token = _auth_token_config(top)
+    return tuple(methods), token, basic
+
+
+def _auth_token_config(top: FieldReader) -> AuthTokenConfig:
+    configs = top.section("auth_configs")
+    section = configs.section("authToken") if configs.get("authToken") is not None \
+        else top.section("auth")
+    return AuthTokenConfig(
+        auth_header_name=section.string("auth_header_name") or "Authorization",
+        use_param=section.boolean("use_param"),
+        param_name=section.string("param_name"),
+        use_cookie=section.boolean("use_cookie"),
+        cookie_name=section.string("cookie_name"),
+        disable_header=section.boolean("disable_header"),
+    )
+
+
+def _basic_auth_config(top: FieldReader) -> BasicAuthConfig:
+    section = top.section("basic_auth")
+    config = BasicAuthConfig(
+        disable_caching=section.boolean("disable_caching"),
+        cache_ttl=section.integer("cache_ttl", 0, minimum=0) or 60,
+        extract_from_body=section.boolean("extract_from_body"),
+        body_user_regexp=section.string("body_user_regexp"),
+        body_password_regexp=section.string("body_password_regexp"),
+        auth_header_name=top.section("auth_configs").section("basic")
+        .string("auth_header_name") or "Authorization",
+    )
+    for name in ("body_user_regexp", "body_password_regexp"):
+        pattern = getattr(config, name)
+        if config.extract_from_body and not pattern:
+            raise section.error(name, "is required when extract_from_body is true")
+        if pattern:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise section.error(name, f"invalid regular expression: {exc}") from None
+            if compiled.groups < 1:
+                raise section.error(name, "needs a capturing group around the value")
+    return config
 
 
 def _listen_path(proxy: FieldReader) -> str:

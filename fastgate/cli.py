@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", required=True)
     check.set_defaults(func=cmd_check)
 
+    from fastgate.cli_keys import add_keys_parser
+
+    add_keys_parser(sub)
+
     echo = sub.add_parser("echo", help="run a small upstream that answers with what it got")
     echo.add_argument("--port", type=int, required=True)
     echo.add_argument("--host", default="127.0.0.1")

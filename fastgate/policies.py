@@ -19,6 +19,11 @@ import os
 from typing import Any
 
 from fastgate.config import ConfigError, FieldReader, PoliciesConfig, json_type_name, load_json_file
+from fastgate.session.session import (
+    POST_EXPIRY_ACTIONS,
+    SessionError,
+    normalize_access_definition,
+)
 
 __all__ = ["load_policies", "validate_policy"]
 
@@ -139,9 +144,13 @@ def _policy_id(policy: dict[str, Any], path: str, file_name: str) -> str:
 def validate_policy(policy: object, file: str, prefix: str) -> dict[str, Any]:
     """Check the shape of one Tyk policy object; return a shallow copy of it.
 
-    Types only (``rate`` a number, ``quota_max`` an integer, ``access_rights``
-    an object of objects, ...); ``null`` counts as absent.  Unknown fields are
-    kept.  Raises ConfigError(file, '<prefix><field>', ...).
+    Field types (``rate`` a number, ``quota_max`` an integer,
+    ``access_rights`` an object of objects, ...; ``null`` counts as absent),
+    limits -1 (unlimited) or at least 0, ``allowed_urls`` patterns that
+    compile (see :mod:`fastgate.session.access`), and access entries as a
+    session's (:func:`fastgate.session.session.normalize_access_definition`).
+    What ``apply_policies`` reads is checked; unknown fields are kept.
+    Raises ConfigError(file, '<prefix><field>', ...).
     """
     if not isinstance(policy, dict):
         field = prefix[:-1] if prefix else ""
@@ -151,15 +160,13 @@ def validate_policy(policy: object, file: str, prefix: str) -> dict[str, Any]:
     for name in ("id", "_id", "name", "org_id", "last_updated"):
         reader.string(name)
     for name in ("rate", "per", "throttle_interval"):
-        reader.number(name)
-    for name in (
-        "quota_max",
-        "quota_renewal_rate",
-        "throttle_retry_limit",
-        "max_query_depth",
-        "key_expires_in",
-    ):
-        reader.integer(name)
+        _limit(reader, name, reader.number(name))
+    for name in ("quota_max", "quota_renewal_rate", "throttle_retry_limit", "max_query_depth"):
+        _limit(reader, name, reader.integer(name))
+    reader.integer("key_expires_in")
+    reader.string("post_expiry_action", choices=POST_EXPIRY_ACTIONS)
+    reader.integer("post_expiry_grace_period", minimum=-1)
+    reader.obj_field("smoothing")
     for name in ("active", "is_inactive", "hmac_enabled", "enable_http_signature_validation"):
         reader.boolean(name)
     reader.string_list("tags")
@@ -202,3 +209,14 @@ def _validate_access(access: object, at: FieldReader) -> None:
         limit.number(name)
     for name in ("quota_max", "quota_renewal_rate", "quota_remaining", "throttle_retry_limit"):
         limit.integer(name)
+    # The rest (url patterns, limit ranges, endpoints, ...) as in a session.
+    try:
+        normalize_access_definition(access, "")
+    except SessionError as exc:
+        raise ConfigError(at.file, at.prefix + exc.field, exc.message) from None
+
+
+def _limit(reader: FieldReader, name: str, value: float) -> None:
+    if value < 0 and value != -1:
+        shown = int(value) if value == int(value) else value
+        raise reader.error(name, f"must be -1 (unlimited) or at least 0; got {shown}")

@@ -639,3 +639,377 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 report.sections.append((f"gateway :{gw.port} logs", gw.logs()))
     return report
 
+
+# --------------------------------------------------------------------------- redis
+#
+# * ``redis_server`` (session): a real ``redis-server`` on a free port (no
+#   persistence, a temporary dir): ``.host``, ``.port``, ``.url``, ``.client()``
+#   (one shared sync ``redis.Redis``), ``.stop()`` (SIGKILL, like a crash),
+#   ``.start()``, ``.restart()`` (same port), ``.pause()``/``.resume()``
+#   (SIGSTOP/SIGCONT: a server that accepts connections but never answers),
+#   ``.flush()``.
+# * ``redis_flush`` (per test): ``redis_server`` running, resumed and FLUSHALLed.
+# * ``redis_cluster`` (session): a real 3-master Redis Cluster: ``.addrs``
+#   (["127.0.0.1:P", ...]), ``.nodes`` (RedisServer each), ``.client()`` (one
+#   shared sync ``RedisCluster``), ``.flush()``; ``redis_cluster_flush`` per test.
+# * ``run`` (per test): a fresh uvloop event loop; ``run(awaitable, timeout=30)``
+#   runs it to completion, ``run.loop`` is the loop. Closed (tasks cancelled,
+#   executor shut down) at teardown.
+# * ``store_backend`` (per test, parametrised ``memory`` / ``redis`` /
+#   ``redis-cluster``): ``.kind``, ``.config`` (StorageConfig), ``.new(**kw)``
+#   -> another started store on the same data (closed at teardown).
+# * ``store``: ``store_backend.new()`` -- a started, empty store. Tests run once
+#   per backend: ``def test_x(store, run): run(store.set_session("k", b"{}"))``.
+
+REDIS_READY_TIMEOUT = 5.0
+
+
+def _redis_binary(name: str) -> str:
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed (apt-get install redis-server), "
+                    "or deselect these tests with -m 'not redis'")
+    return path
+
+
+def _redis_ping(host: str, port: int) -> bool:
+    """True when a server answers PING on (host, port)."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A ``redis-server`` process on a fixed port, restartable."""
+
+    def __init__(self, root: Path, port: int, extra_args: tuple[str, ...] = (),
+                 host: str = HOST) -> None:
+        self.root = root
+        self.host = host
+        self.port = port
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.paused = False
+        self._client: Any = None
+        root.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def addr(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "redis.log"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        """Start the server (no-op when running) and wait until it answers PING."""
+        if self.running:
+            return
+        argv = [
+            _redis_binary("redis-server"),
+            "--port", str(self.port), "--bind", self.host,
+            "--save", "", "--appendonly", "no",
+            "--dir", str(self.root), "--logfile", str(self.log_path),
+            *self.extra_args,
+        ]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.paused = False
+        deadline = time.monotonic() + REDIS_READY_TIMEOUT
+        while not _redis_ping(self.host, self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+                raise RuntimeError(
+                    f"redis-server on port {self.port} did not start\n{text[-4000:]}"
+                )
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Kill the server (SIGKILL: no shutdown, like a crash) and wait for it."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self.proc = None
+        self.paused = False
+
+    def restart(self) -> None:
+        """Kill and start again on the same port (the data is lost: no persistence)."""
+        self.stop()
+        self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP: connections are accepted by the kernel but nothing answers."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        if self.proc is not None and self.paused:
+            self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def ensure_running(self) -> None:
+        self.resume()
+        self.start()
+
+    def client(self) -> Any:
+        """A sync ``redis.Redis`` on this server (one shared instance; closed at teardown)."""
+        if self._client is None:
+            import redis
+
+            self._client = redis.Redis(host=self.host, port=self.port, socket_timeout=5)
+        return self._client
+
+    def flush(self) -> None:
+        self.client().flushall()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self.resume()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+
+def start_redis_server(root: Path, extra_args: tuple[str, ...] = ()) -> RedisServer:
+    """A started RedisServer on a free port (retries if the port gets taken meanwhile)."""
+    error: Exception | None = None
+    for attempt in range(5):
+        server = RedisServer(root / f"try{attempt}", find_free_port(), extra_args)
+        try:
+            server.start()
+            return server
+        except RuntimeError as exc:
+            error = exc
+    raise RuntimeError(f"could not start redis-server: {error}")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis_server(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_flush(redis_server: RedisServer) -> RedisServer:
+    """``redis_server``, running (restarted/resumed if a test left it down) and empty."""
+    redis_server.ensure_running()
+    redis_server.flush()
+    return redis_server
+
+
+class RedisClusterServers:
+    """A Redis Cluster of masters only, each a RedisServer."""
+
+    def __init__(self, nodes: list[RedisServer]) -> None:
+        self.nodes = nodes
+        self._client: Any = None
+
+    @property
+    def addrs(self) -> list[str]:
+        return [node.addr for node in self.nodes]
+
+    def client(self) -> Any:
+        """A sync ``redis.cluster.RedisCluster`` (one shared instance; closed at teardown)."""
+        if self._client is None:
+            from redis.cluster import ClusterNode, RedisCluster
+
+            self._client = RedisCluster(
+                startup_nodes=[ClusterNode(node.host, node.port) for node in self.nodes],
+                socket_timeout=5,
+            )
+        return self._client
+
+    def state_ok(self) -> bool:
+        for node in self.nodes:
+            try:
+                info = node.client().cluster("info")  # parsed into a dict by redis-py
+            except Exception:
+                return False
+            if info.get("cluster_state") != "ok":
+                return False
+        return True
+
+    def wait_ok(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.state_ok():
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis cluster did not reach cluster_state:ok")
+            time.sleep(0.02)
+
+    def ensure_running(self) -> None:
+        restarted = False
+        for node in self.nodes:
+            restarted |= not node.running
+            node.ensure_running()
+        if restarted:
+            self.wait_ok()
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            node.flush()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        for node in self.nodes:
+            node.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    root = tmp_path_factory.mktemp("redis-cluster")
+    nodes: list[RedisServer] = []
+    cluster = RedisClusterServers(nodes)
+    try:
+        for i in range(3):
+            nodes.append(start_redis_server(
+                root / f"node{i}",
+                ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--cluster-node-timeout", "5000"),
+            ))
+        create = subprocess.run(
+            [_redis_binary("redis-cli"), "--cluster", "create", *cluster.addrs,
+             "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True, timeout=30,
+        )
+        if create.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{create.stdout.decode()}"
+                               f"{create.stderr.decode()}")
+        cluster.wait_ok()
+    except BaseException:
+        cluster.close()
+        raise
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def redis_cluster_flush(redis_cluster: RedisClusterServers) -> RedisClusterServers:
+    """``redis_cluster``, every node running and every master empty."""
+    redis_cluster.ensure_running()
+    redis_cluster.flush()
+    return redis_cluster
+
+
+# --------------------------------------------------------------------------- event loop
+
+
+class LoopRunner:
+    """A private uvloop event loop; ``runner(awaitable)`` runs one to completion."""
+
+    def __init__(self) -> None:
+        import uvloop
+
+        self.loop = uvloop.new_event_loop()
+
+    def __call__(self, awaitable: Any, timeout: float = 30.0) -> Any:
+        import asyncio
+
+        return self.loop.run_until_complete(asyncio.wait_for(awaitable, timeout))
+
+    def close(self) -> None:
+        import asyncio
+
+        loop = self.loop
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
+@pytest.fixture
+def run() -> Iterator[LoopRunner]:
+    runner = LoopRunner()
+    yield runner
+    runner.close()
+
+
+# --------------------------------------------------------------------------- stores
+
+
+@dataclass
+class StoreBackend:
+    """One kind of store for a test: make as many instances on the same data as needed."""
+
+    kind: str  # "memory" | "redis" | "redis-cluster"
+    config: Any  # fastgate.config.StorageConfig
+    run: LoopRunner
+    stores: list[Any] = field(default_factory=list)
+
+    def new(self, config: Any = None, **kwargs: Any) -> Any:
+        """A started store on this backend (``kwargs``: e.g. ``timeout=`` for Redis).
+
+        Redis stores share the data (two instances = two gateway nodes); each
+        memory store is a world of its own. ``config`` replaces ``self.config``.
+        """
+        from fastgate.storage import create_store
+
+        store = create_store(self.config if config is None else config, **kwargs)
+        self.run(store.start())
+        self.stores.append(store)
+        return store
+
+    def close(self) -> None:
+        for store in reversed(self.stores):
+            self.run(store.close())
+        self.stores.clear()
+
+
+STORE_KINDS = [
+    pytest.param("memory", id="memory"),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    pytest.param("redis-cluster", id="redis-cluster", marks=pytest.mark.redis),
+]
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_backend(request: pytest.FixtureRequest, run: LoopRunner) -> Iterator[StoreBackend]:
+    from fastgate.config import StorageConfig
+
+    kind = request.param
+    if kind == "memory":
+        config = StorageConfig(type="memory")
+    elif kind == "redis":
+        server: RedisServer = request.getfixturevalue("redis_flush")
+        config = StorageConfig(type="redis", host=server.host, port=server.port)
+    else:
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster_flush")
+        config = StorageConfig(type="redis", enable_cluster=True, addrs=tuple(cluster.addrs))
+    backend = StoreBackend(kind, config, run)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def store(store_backend: StoreBackend) -> Any:
+    """A started, empty store: once on memory, once on Redis, once on a Redis Cluster."""
+    return store_backend.new()

@@ -64,8 +64,9 @@ def test_minimal_definition_defaults() -> None:
     assert spec.source == SOURCE
     assert spec.raw is data
     assert spec.ignored_fields == ()
-    # Not keyless and no method: Tyk applies auth-token auth, not implemented yet.
-    assert spec.unsupported_auth == ("use_keyless=false",)
+    # Not keyless and no method: Tyk applies auth-token auth.
+    assert spec.unsupported_auth == ()
+    assert spec.auth_methods == ("auth_token",)
 
 
 def test_implemented_fields_are_read() -> None:
@@ -327,9 +328,10 @@ BLACK_LIST_VERSION = {
 
 UNSUPPORTED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("keyless", {}, ()),
-    ("implicit standard auth", {"use_keyless": False}, ("use_keyless=false",)),
-    ("standard auth", {"use_keyless": False, "use_standard_auth": True}, ("use_standard_auth",)),
-    ("basic", {"use_keyless": False, "use_basic_auth": True}, ("use_basic_auth",)),
+    # Implemented: auth token (explicit or implicit) and Basic auth.
+    ("implicit standard auth", {"use_keyless": False}, ()),
+    ("standard auth", {"use_keyless": False, "use_standard_auth": True}, ()),
+    ("basic", {"use_keyless": False, "use_basic_auth": True}, ()),
     ("oauth2", {"use_keyless": False, "use_oauth2": True}, ("use_oauth2",)),
     (
         "hmac",
@@ -356,12 +358,12 @@ UNSUPPORTED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     (
         "external oauth off",
         {"use_keyless": False, "external_oauth": {"enabled": False}},
-        ("use_keyless=false",),
+        (),
     ),
     (
         "jwt and token, chain order",
         {"use_keyless": False, "use_standard_auth": True, "enable_jwt": True},
-        ("enable_jwt", "use_standard_auth"),
+        ("enable_jwt",),
     ),
     # As in Tyk, keyless switches every auth method off ...
     ("keyless wins", {"use_basic_auth": True, "enable_jwt": True}, ()),
@@ -445,9 +447,9 @@ IGNORED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("ip list while off", {"allowed_ips": ["10.0.0.1"]}, ()),
     ("auth on a keyless API", {"auth": {"auth_header_name": "Authorization"}}, ()),
     (
-        "auth on a protected API",
+        "auth on a protected API (implemented)",
         {"use_keyless": False, "auth": {"auth_header_name": "Authorization"}},
-        ("auth",),
+        (),
     ),
     (
         "load balancing",
@@ -811,18 +813,16 @@ def test_realistic_dashboard_export_loads_and_reports(tmp_path: Path) -> None:
     assert spec.target_host_header == "orders.internal:8443"
     assert spec.raw == DASHBOARD_EXPORT["api_definition"]
     assert spec.ignored_fields == (
-        "api_definition.auth",
-        "api_definition.auth_configs",
-        "api_definition.use_standard_auth",
         "api_definition.cache_options",
         "api_definition.tags",
         "api_definition.enable_context_vars",
         "api_definition.global_rate_limit",
-        "api_definition.strip_auth_data",
         "api_definition.proxy.disable_strip_slash",
         "api_definition.version_data.versions.Default.extended_paths",
     )
-    assert spec.unsupported_auth == ("use_standard_auth",)
+    assert spec.unsupported_auth == ()
+    assert spec.auth_methods == ("auth_token",)
+    assert spec.strip_auth_data is True
 
 
 # ---------------------------------------------------------------------------
@@ -976,4 +976,99 @@ def test_any_json_gives_a_spec_or_a_config_error(
         assert err.file == SOURCE
     else:
         assert spec.listen_path.startswith("/")
-        assert spec.unsupported_auth  # never served open: use_keyless is false
+        # Never served open: use_keyless is false.
+        assert spec.unsupported_auth or spec.auth_methods
+
+
+# ---------------------------------------------------------------------------
+# Authentication settings (auth token, Basic auth)
+# ---------------------------------------------------------------------------
+
+AUTH_SETTINGS = [
+    # (id, fields, auth_methods, auth_token config as a dict or None)
+    ("keyless", {}, (), None),
+    ("implicit token", {"use_keyless": False}, ("auth_token",),
+     {"auth_header_name": "Authorization", "use_param": False, "param_name": "",
+      "use_cookie": False, "cookie_name": "", "disable_header": False}),
+    ("legacy auth section", {"use_keyless": False,
+                             "auth": {"auth_header_name": "X-Key", "use_param": True}},
+     ("auth_token",),
+     {"auth_header_name": "X-Key", "use_param": True, "param_name": "",
+      "use_cookie": False, "cookie_name": "", "disable_header": False}),
+    ("auth_configs wins", {"use_keyless": False, "auth": {"auth_header_name": "X-Old"},
+                           "auth_configs": {"authToken": {"auth_header_name": "X-New",
+                                                          "use_cookie": True,
+                                                          "cookie_name": "sid"}}},
+     ("auth_token",),
+     {"auth_header_name": "X-New", "use_param": False, "param_name": "",
+      "use_cookie": True, "cookie_name": "sid", "disable_header": False}),
+    ("basic only", {"use_keyless": False, "use_basic_auth": True}, ("basic_auth",), None),
+    ("basic and token, Tyk's order", {"use_keyless": False, "use_basic_auth": True,
+                                      "use_standard_auth": True},
+     ("basic_auth", "auth_token"),
+     {"auth_header_name": "Authorization", "use_param": False, "param_name": "",
+      "use_cookie": False, "cookie_name": "", "disable_header": False}),
+]
+
+
+@pytest.mark.parametrize(("fields", "methods", "token"), [c[1:] for c in AUTH_SETTINGS],
+                         ids=[c[0] for c in AUTH_SETTINGS])
+def test_auth_settings(fields: dict[str, Any], methods: tuple[str, ...],
+                       token: dict[str, Any] | None) -> None:
+    spec = parse(api(**fields))
+    assert spec.auth_methods == methods
+    if token is None:
+        assert spec.auth_token is None
+    else:
+        assert spec.auth_token is not None
+        assert {f: getattr(spec.auth_token, f) for f in token} == token
+
+
+def test_basic_auth_settings() -> None:
+    spec = parse(api(use_keyless=False, use_basic_auth=True, basic_auth={
+        "disable_caching": True, "cache_ttl": 5, "extract_from_body": True,
+        "body_user_regexp": "user=(\\w+)", "body_password_regexp": "pass=(\\w+)"}))
+    assert spec.basic_auth is not None
+    assert (spec.basic_auth.disable_caching, spec.basic_auth.cache_ttl) == (True, 5)
+    assert spec.basic_auth.extract_from_body is True
+    assert parse(api(use_keyless=False, use_basic_auth=True)).basic_auth.cache_ttl == 60
+
+
+@pytest.mark.parametrize(
+    ("basic_auth", "field"),
+    [
+        ({"extract_from_body": True, "body_password_regexp": "p=(.*)"},
+         "basic_auth.body_user_regexp"),
+        ({"extract_from_body": True, "body_user_regexp": "(", "body_password_regexp": "(x)"},
+         "basic_auth.body_user_regexp"),
+        ({"extract_from_body": True, "body_user_regexp": "u=\\w+",
+          "body_password_regexp": "(x)"}, "basic_auth.body_user_regexp"),
+        ({"cache_ttl": "60"}, "basic_auth.cache_ttl"),
+        ({"cache_ttl": -1}, "basic_auth.cache_ttl"),
+    ],
+    ids=["missing regexp", "invalid regexp", "no group", "ttl type", "ttl negative"],
+)
+def test_basic_auth_settings_refused(basic_auth: dict[str, Any], field: str) -> None:
+    err = refusal(api(use_keyless=False, use_basic_auth=True, basic_auth=basic_auth))
+    assert err.field == field
+
+
+def test_auth_token_setting_types_refused() -> None:
+    err = refusal(api(use_keyless=False, auth={"use_param": "yes"}))
+    assert err.field == "auth.use_param"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("basic_auth_user", "basic_auth"), ("auth_token", "auth_token"), ("", ""),
+     ("jwt_claim", "")],
+)
+def test_base_identity(value: str, expected: str) -> None:
+    spec = parse(api(use_keyless=False, use_basic_auth=True, use_standard_auth=True,
+                     base_identity_provided_by=value))
+    assert spec.base_identity == expected
+
+
+def test_base_identity_unknown_value_refused() -> None:
+    err = refusal(api(use_keyless=False, base_identity_provided_by="nonsense"))
+    assert err.field == "base_identity_provided_by"

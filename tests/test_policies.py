@@ -230,6 +230,43 @@ TYPE_REFUSALS: list[tuple[str, object, str, str]] = [
     (f"{AR}.limit", [], f"{AR}.limit", "expected an object"),
     (f"{AR}.limit", {"rate": "1"}, f"{AR}.limit.rate", "expected a number"),
     (f"{AR}.limit", {"quota_max": 2.5}, f"{AR}.limit.quota_max", "expected an integer"),
+    # limits: -1 (unlimited) or at least 0
+    ("rate", -5, "rate", "must be -1 (unlimited) or at least 0; got -5"),
+    ("per", -0.5, "per", "must be -1 (unlimited) or at least 0; got -0.5"),
+    ("throttle_interval", -2, "throttle_interval", "must be -1 (unlimited) or at least 0"),
+    ("quota_max", -2, "quota_max", "must be -1 (unlimited) or at least 0; got -2"),
+    ("quota_renewal_rate", -60, "quota_renewal_rate", "must be -1 (unlimited) or at least 0"),
+    ("throttle_retry_limit", -3, "throttle_retry_limit", "must be -1 (unlimited) or at least 0"),
+    ("max_query_depth", -9, "max_query_depth", "must be -1 (unlimited) or at least 0"),
+    (f"{AR}.limit", {"per": -3}, f"{AR}.limit.per", "must be -1 (unlimited) or at least 0"),
+    (f"{AR}.limit", {"max_query_depth": "1"}, f"{AR}.limit.max_query_depth", "an integer"),
+    # newer Tyk fields
+    ("post_expiry_action", "keep", "post_expiry_action", "must be one of"),
+    ("post_expiry_grace_period", -2, "post_expiry_grace_period", "must be at least -1"),
+    ("smoothing", "on", "smoothing", "expected an object"),
+    # allowed_urls patterns must compile as Go (RE2) regular expressions
+    (
+        f"{AR}.allowed_urls[0].url",
+        "/orders/(",
+        f"{AR}.allowed_urls[0].url",
+        "invalid regular expression",
+    ),
+    (
+        f"{AR}.allowed_urls[0].url",
+        "/orders/(?!admin)",
+        f"{AR}.allowed_urls[0].url",
+        "not RE2 syntax",
+    ),
+    (f"{AR}.allowed_urls[0].url", "", f"{AR}.allowed_urls[0].url", "must not be empty"),
+    (f"{AR}.disable_introspection", "no", f"{AR}.disable_introspection", "true or false"),
+    (f"{AR}.allowance_scope", 1, f"{AR}.allowance_scope", "expected a string"),
+    (f"{AR}.endpoints", "x", f"{AR}.endpoints", "expected an array"),
+    (
+        f"{AR}.endpoints",
+        [{"path": "/a", "methods": [{"name": "GET", "limit": {"rate": "1"}}]}],
+        f"{AR}.endpoints[0].methods[0].limit.rate",
+        "expected a number",
+    ),
 ]
 
 
@@ -282,3 +319,15 @@ def test_through_the_gateway_config(tmp_path: Path) -> None:
     )
     cfg = load_gateway_config(str(config))
     assert list(load_policies(cfg.policies, cfg.path)) == ["silver"]
+
+
+def test_unlimited_values_and_endpoint_limits_load(tmp_path: Path) -> None:
+    policy = patched("access_rights.orders.limit", {"rate": -1, "per": -1, "quota_max": -1})
+    policy["access_rights"]["echo"]["endpoints"] = [
+        {"path": "/slow", "methods": [{"name": "GET", "limit": {"rate": 1, "per": 60}}]}
+    ]
+    policy.update(rate=-1, per=-1, quota_renewal_rate=-1, smoothing=None)
+    record = write(tmp_path / "policies.json", {"gold": policy})
+    loaded = load_policies(PoliciesConfig(policy_record_name=str(record)), CONFIG_FILE)
+    assert loaded["gold"]["access_rights"]["echo"]["endpoints"][0]["path"] == "/slow"
+    assert loaded["gold"]["rate"] == -1

@@ -200,6 +200,12 @@ def build_request_head(method: bytes, target: bytes, headers: list, host: bytes 
 
 # -- client side -------------------------------------------------------------------
 
+#: What a listener serves: both, only the APIs (``control_api_port`` is set and
+#: this is the gateway port), or only /tyk/ (the control port).  /hello: all.
+SERVE_ALL: int = 0
+SERVE_APIS: int = 1
+SERVE_CONTROL: int = 2
+
 #: Reasons for pausing a client's reading (a bit mask).
 PAUSE_UPSTREAM: int = 1  # the upstream does not take the request body fast enough
 PAUSE_BUFFER: int = 2  # too much of a request that cannot stream yet is buffered
@@ -219,14 +225,33 @@ class HeadersTooLarge(Exception):
 
 @cython.cclass
 class Exchange:
-    """One request and its response."""
+    """One request and its response.
+
+    The middleware chain (authentication, access rights...) sees the request
+    through this object: ``method``, ``path``, ``query``, ``request_headers``
+    (``(lower-cased name, name, value)`` triples as received), ``client_ip``
+    and ``route``; it records who is calling in ``session`` and
+    ``session_key``, and may change the request with :meth:`remove_header`,
+    :meth:`add_header` and :meth:`set_query` before it is forwarded.
+    """
 
     client: ClientProtocol
-    route: Route | None
-    method: bytes
-    path: bytes
-    query: bytes
-    request_headers: list
+    route = cython.declare(object, visibility="readonly")  # Route | None
+    method = cython.declare(bytes, visibility="readonly")
+    path = cython.declare(bytes, visibility="readonly")
+    query = cython.declare(bytes, visibility="readonly")
+    request_headers = cython.declare(list, visibility="readonly")
+    client_ip = cython.declare(bytes, visibility="readonly")
+    #: Set by the authentication middleware: the caller's session and the
+    #: storage key it is kept under.
+    session = cython.declare(object, visibility="public")
+    session_key = cython.declare(object, visibility="public")
+    headers_modified: cython.bint
+    waiting: cython.bint
+    # The whole body, collected for a middleware that asked for it.
+    collected: list | None
+    collected_bytes: cython.Py_ssize_t
+    body_waiter: Any
     pending: list
     pending_bytes: cython.Py_ssize_t
     body_kind: cython.int
@@ -256,6 +281,15 @@ class Exchange:
         self.path = b""
         self.query = b""
         self.request_headers = []
+        self.client_ip = client.client_ip
+        self.session = None
+        self.session_key = None
+        self.headers_modified = False
+        #: The middleware chain has not decided yet.
+        self.waiting = False
+        self.collected = None
+        self.collected_bytes = 0
+        self.body_waiter = None
         #: Bytes for the upstream not yet written (the head, then body pieces).
         self.pending = []
         self.pending_bytes = 0
@@ -275,6 +309,45 @@ class Exchange:
         self.admin = False
         self.body = None
 
+    def header(self, lname: bytes) -> bytes | None:
+        """The value of the first field named ``lname`` (lower case), or None."""
+        entry: tuple
+        for entry in self.request_headers:
+            if entry[0] == lname:
+                return cython.cast(bytes, entry[2])
+        return None
+
+    def remove_header(self, lname: bytes) -> None:
+        """Drop every field named ``lname`` (lower case) from the forwarded request."""
+        self.request_headers = [h for h in self.request_headers if h[0] != lname]
+        self.headers_modified = True
+
+    def add_header(self, name: bytes, value: bytes) -> None:
+        """Add a field to the forwarded request."""
+        self.request_headers = [*self.request_headers, (name.lower(), name, value)]
+        self.headers_modified = True
+
+    def set_query(self, query: bytes) -> None:
+        """Replace the query string forwarded upstream."""
+        self.query = query
+        self.headers_modified = True
+
+    def read_body(self) -> Any:
+        """An awaitable of the whole request body, for a middleware that must
+        see it before deciding (it is still forwarded).  It resolves to None
+        when the body is larger than ``MAX_BUFFERED`` bytes."""
+        waiter = asyncio.get_running_loop().create_future()
+        if self.body_kind == BODY_NONE or self.request_done:
+            waiter.set_result(b"" if self.body_kind == BODY_NONE else None)
+            return waiter
+        self.collected = []
+        self.body_waiter = waiter
+        if self.expect_continue and self.client.transport is not None:
+            # The client waits for this before it sends the body.
+            self.client.transport.write(CONTINUE_100)
+            self.expect_continue = False
+        return waiter
+
 
 @cython.cclass
 class ClientProtocol:
@@ -283,6 +356,7 @@ class ClientProtocol:
     # Global state.
     gateway: Any
     max_header_bytes: cython.Py_ssize_t
+    mode: cython.int  # SERVE_* : what this listener serves
     # Per-connection state.
     transport: Any
     client_ip: bytes
@@ -301,9 +375,10 @@ class ClientProtocol:
     url: bytes
     headers: list
 
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, gateway: Any, mode: int = 0) -> None:
         self.gateway = gateway
         self.max_header_bytes = gateway.max_header_bytes
+        self.mode = mode
         self.transport = None
         self.client_ip = b""
         self.parser = httptools.HttpRequestParser(self)
@@ -439,6 +514,13 @@ class ClientProtocol:
         else:
             ex.pending.append(data)
         ex.pending_bytes += len(data)
+        if ex.collected is not None:
+            ex.collected.append(data)
+            ex.collected_bytes += len(data)
+            if ex.collected_bytes > MAX_BUFFERED:
+                ex.collected = None
+                if not ex.body_waiter.done():
+                    ex.body_waiter.set_result(None)
 
     def on_message_complete(self) -> None:
         ex: Exchange | None = self.current
@@ -446,6 +528,10 @@ class ClientProtocol:
         if ex is None:
             return
         ex.request_done = True
+        if ex.collected is not None:
+            if not ex.body_waiter.done():
+                ex.body_waiter.set_result(b"".join(ex.collected))
+            ex.collected = None
         if ex.response is not None or ex.route is None:
             if ex.admin and ex.body is not None:
                 self._dispatch_admin(ex)
@@ -478,10 +564,13 @@ class ClientProtocol:
             return
         ex.path = path
         ex.query = query
-        if path == b"/hello" or path.startswith(b"/tyk/"):
+        if path == b"/hello" or (path.startswith(b"/tyk/") and self.mode != SERVE_APIS):
             ex.admin = True
             ex.request_headers = self.headers
             ex.body = []
+            return
+        if self.mode == SERVE_CONTROL:
+            self._answer(ex, responses.NOT_FOUND, False)
             return
         router: Router = self.gateway.router
         route: Route | None = router.match(path)
@@ -491,6 +580,31 @@ class ClientProtocol:
         if route.refusal is not None:
             self._answer(ex, route.refusal, False)
             return
+        ex.route = route
+        ex.request_headers = self.headers
+        if not self._build_head(ex, route):
+            return
+        chain = route.chain
+        if chain is None:
+            return
+        result = chain(ex)
+        if result is None:
+            if ex.headers_modified:
+                self._build_head(ex, route)
+        elif isinstance(result, bytes):
+            self._answer(ex, result, False)
+        else:
+            # The chain needs I/O (a session not cached here): the request
+            # waits, its body buffering, until the chain decides.
+            ex.waiting = True
+            task = asyncio.ensure_future(result)
+            task.add_done_callback(functools.partial(self._chain_done, ex))
+
+    @cython.cfunc
+    def _build_head(self, ex: Exchange, route: Route) -> cython.bint:
+        """Put the upstream request head first in ``ex.pending``; False when
+        the request was answered instead (refused)."""
+        path: bytes = ex.path
         target: bytes
         target_path: bytes = route.target_path
         if route.strip:
@@ -498,30 +612,52 @@ class ClientProtocol:
             target = target_path + (rest if rest.startswith(b"/") else b"/" + rest)
         else:
             target = target_path + path if target_path else path
-        if query:
-            target += b"?" + query
+        if ex.query:
+            target += b"?" + ex.query
         try:
             head, client_host, body_kind, expect = build_request_head(
-                ex.method, target, self.headers, route.host_header, self.client_ip,
+                ex.method, target, ex.request_headers, route.host_header, self.client_ip,
                 PROTO_HTTP)
         except BadRequestHead as exc:
             self._answer(ex, responses.error_response(400, str(exc), close=True), True)
-            return
+            return False
         if client_host is None and ex.http11:
             self._answer(ex, responses.error_response(400, "Missing Host header", close=True),
                          True)
-            return
+            return False
         if body_kind == BODY_CHUNKED and not ex.http11:
             # RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
             self._answer(ex, responses.error_response(400, "Transfer-Encoding in HTTP/1.0",
                                                       close=True), True)
-            return
-        ex.route = route
+            return False
         ex.body_kind = body_kind
         ex.expect_continue = expect and ex.http11
-        ex.pending.append(head)
-        if body_kind == BODY_NONE:
-            ex.retry_head = head
+        if ex.headers_modified:
+            # Rebuilt after the chain changed the request: the head is still
+            # first in line (nothing is sent before the chain decides).
+            ex.pending[0] = head
+            ex.headers_modified = False
+        else:
+            ex.pending.append(head)
+        ex.retry_head = head if body_kind == BODY_NONE else b""
+        return True
+
+    def _chain_done(self, ex: Exchange, task: Any) -> None:
+        ex.waiting = False
+        if task.cancelled() or self.transport is None or ex.response is not None:
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("middleware failed", exc_info=exc)
+            self._answer(ex, responses.error_response(500, "Internal error"), False)
+        else:
+            result = task.result()
+            if result is not None:
+                self._answer(ex, result, False)
+            elif ex.headers_modified:
+                self._build_head(ex, cython.cast(Route, ex.route))
+        if self.queue and self.queue[0] is ex:
+            self._advance()
 
     @cython.cfunc
     def _on_upgrade(self) -> None:
@@ -556,6 +692,9 @@ class ClientProtocol:
             ex.close_after = True
             self.current = None
             self.pause_reading(PAUSE_BUFFER)
+        elif self.current is ex:
+            # The rest of its body is read and discarded from now on.
+            self.resume_reading(PAUSE_BUFFER)
 
     @cython.cfunc
     def _refuse(self, response: bytes) -> None:
@@ -619,8 +758,8 @@ class ClientProtocol:
             ex = queue[0]
             response = ex.response
             if response is None:
-                if ex.admin or ex.started:
-                    return  # waiting for the handler or the upstream
+                if ex.admin or ex.started or ex.waiting:
+                    return  # waiting for the handler, the middleware or the upstream
                 self._start(ex)
                 return
             if ex.admin and not ex.request_done:
@@ -1196,10 +1335,13 @@ class Route:
     pool = cython.declare(UpstreamPool, visibility="readonly")
     #: A prepared refusal when the API cannot be served safely.
     refusal = cython.declare(object, visibility="readonly")
+    #: The middleware chain: called with the Exchange, answers None (go on),
+    #: bytes (a complete response) or an awaitable of either; None for none.
+    chain = cython.declare(object, visibility="readonly")
 
     def __init__(self, spec: Any, listen_path: bytes, strip: bool, target_path: bytes,
                  host_header: bytes | None, pool: UpstreamPool,
-                 refusal: bytes | None) -> None:
+                 refusal: bytes | None, chain: Any = None) -> None:
         self.spec = spec
         self.listen_path = listen_path
         self.strip = strip
@@ -1207,6 +1349,7 @@ class Route:
         self.host_header = host_header
         self.pool = pool
         self.refusal = refusal
+        self.chain = chain
 
 
 @cython.cclass

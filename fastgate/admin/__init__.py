@@ -5,20 +5,46 @@ Requests arrive complete (body read) from the client protocol; a handler
 answers with the bytes of a complete response, or an awaitable of them when
 it needs I/O.  ``/tyk/`` requests must carry the gateway secret in
 ``X-Tyk-Authorization``, compared in constant time.
+
+Routes (trailing slashes are ignored, as Tyk's ``stripSlashes`` does):
+
+================================  ==========================  ==================
+path                              methods                     module
+================================  ==========================  ==================
+``/tyk/reload[/group]``           GET                         here
+``/tyk/keys``                     GET (list), POST (create)   :mod:`.keys`
+``/tyk/keys/create``              POST                        :mod:`.keys`
+``/tyk/keys/{key}``               GET POST PUT DELETE         :mod:`.keys`
+``/tyk/policies[/{id}]``          GET POST PUT DELETE         :mod:`.policies`
+``/tyk/apis[/{id}]``              GET POST PUT DELETE         :mod:`.apis`
+================================  ==========================  ==================
+
+Anything else under ``/tyk/`` is 404; a known path with another method is
+405 ``{"status":"error","message":"Method not supported"}`` (Tyk's text).
+Errors are Tyk's ``{"status": "error", "message": ...}``; the store being
+unreachable is 503 "storage unavailable: <reason>".
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING
-from urllib.parse import parse_qs
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote_to_bytes
 
 from fastgate._core import compare
+from fastgate.admin.apis import ApisApi
+from fastgate.admin.keys import KeysApi
+from fastgate.admin.policies import PoliciesApi
+from fastgate.admin.replies import AdminError, error, parse_query
 from fastgate.server import responses
+from fastgate.storage.base import StoreError
 
 if TYPE_CHECKING:
     from fastgate.server.gateway import Gateway
+
+log = logging.getLogger("fastgate.admin")
 
 #: A request header as the proxy parsed it: (lower-cased name, name, value).
 Header = tuple[bytes, bytes, bytes]
@@ -29,8 +55,10 @@ FORBIDDEN = responses.json_response(
 )
 NOT_FOUND = responses.json_response(404, {"status": "error", "message": "Not found"})
 METHOD_NOT_ALLOWED = responses.json_response(
-    405, {"status": "error", "message": "Method not allowed"})
+    405, {"status": "error", "message": "Method not supported"})
 RELOAD_OK = responses.json_response(200, {"status": "ok", "message": ""})
+
+_Handler = Callable[[], Coroutine[Any, Any, bytes]]
 
 
 class AdminApi:
@@ -40,6 +68,9 @@ class AdminApi:
         self.gateway = gateway
         self.secret = gateway.config.secret.encode()
         self.hello = responses.json_response(200, responses.HELLO_PAYLOAD)
+        self.keys = KeysApi(gateway)
+        self.policies = PoliciesApi(gateway)
+        self.apis = ApisApi(gateway)
 
     def handle(self, method: bytes, path: bytes, query: bytes, headers: list[Header],
                body: bytes) -> bytes | Awaitable[bytes]:
@@ -49,11 +80,80 @@ class AdminApi:
             return self.hello
         if not self._authorised(headers):
             return FORBIDDEN
-        if path in (b"/tyk/reload", b"/tyk/reload/", b"/tyk/reload/group"):
+        path = path.rstrip(b"/")
+        if path in (b"/tyk/reload", b"/tyk/reload/group"):
             if method not in (b"GET", b"HEAD"):
                 return METHOD_NOT_ALLOWED
             return self._reload(query)
+        handler = self._route(method.decode("latin-1"), path, query, body)
+        if isinstance(handler, bytes):
+            return handler
+        return self._run(handler)
+
+    def _route(self, method: str, path: bytes, query: bytes, body: bytes) -> bytes | _Handler:
+        """The handler for a ``/tyk/`` request, or a finished 404/405 response."""
+        collection, sep, rest = path.removeprefix(b"/tyk/").partition(b"/")
+        if not path.startswith(b"/tyk/") or b"/" in rest:
+            return NOT_FOUND
+        item = None
+        if sep:
+            try:
+                item = unquote_to_bytes(rest).decode("utf-8")
+            except UnicodeDecodeError:
+                return NOT_FOUND  # no key, policy or API is named so
+        params = parse_query(query)
+        if collection == b"keys":
+            keys = self.keys
+            if item == "create" and method == "POST":
+                return lambda: keys.create(params, body)
+            # Other methods on /tyk/keys/create name the key "create", as in Tyk.
+            key = item or ""
+            if method == "GET":
+                return (lambda: keys.get(key, params)) if item else (lambda: keys.listing(params))
+            if method == "POST":
+                return lambda: keys.add(key, params, body)
+            if method == "PUT":
+                return lambda: keys.update(key, params, body)
+            if method == "DELETE":
+                return lambda: keys.delete(key, params)
+            return METHOD_NOT_ALLOWED
+        if collection == b"policies":
+            policies = self.policies
+            policy_id = item or ""
+            if method == "GET":
+                return (lambda: policies.get(policy_id)) if item else policies.listing
+            if method == "POST":
+                return lambda: policies.add(policy_id, body)
+            if method == "PUT":
+                return lambda: policies.update(policy_id, body)
+            if method == "DELETE":
+                return lambda: policies.delete(policy_id)
+            return METHOD_NOT_ALLOWED
+        if collection == b"apis":
+            apis = self.apis
+            api_id = item or ""
+            if method == "GET":
+                return (lambda: apis.get(api_id)) if item else apis.listing
+            if method == "POST":
+                return lambda: apis.add(api_id, body)
+            if method == "PUT":
+                return lambda: apis.update(api_id, body)
+            if method == "DELETE":
+                return lambda: apis.delete(api_id)
+            return METHOD_NOT_ALLOWED
         return NOT_FOUND
+
+    async def _run(self, handler: _Handler) -> bytes:
+        try:
+            return await handler()
+        except AdminError as exc:
+            return exc.response()
+        except StoreError as exc:
+            return error(503, f"storage unavailable: {exc}")
+        except Exception:
+            # Never a key in the message: the traceback holds no local values.
+            log.exception("the admin API failed on a request")
+            return error(500, "Internal error")
 
     def _authorised(self, headers: list[Header]) -> bool:
         supplied = b""
@@ -62,7 +162,7 @@ class AdminApi:
                 supplied = value
                 break
         # Always compare, so a missing header costs the same as a wrong one.
-        return compare.constant_time_equals(supplied, self.secret) and bool(supplied)
+        return compare.constant_time_equals(self.secret, supplied) and bool(supplied)
 
     def _reload(self, query: bytes) -> bytes:
         params = parse_qs(query.decode("latin-1"))
@@ -74,7 +174,7 @@ class AdminApi:
             # Tyk queues the reload and answers at once.
             asyncio.get_running_loop().call_soon(gateway.reload)
             return RELOAD_OK
-        error = gateway.reload()
-        if error is not None:
-            return responses.json_response(500, {"status": "error", "message": error})
-        return RELOAD_OK
+        error_text = gateway.reload()
+        if error_text is None:
+            return RELOAD_OK
+        return responses.json_response(500, {"status": "error", "message": error_text})

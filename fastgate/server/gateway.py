@@ -22,11 +22,25 @@ import sys
 import time
 from collections.abc import Callable
 
-from fastgate._core.proxy import ClientProtocol, Route, Router, UpstreamPool
+import orjson
+
+from fastgate._core.proxy import (
+    SERVE_ALL,
+    SERVE_APIS,
+    SERVE_CONTROL,
+    ClientProtocol,
+    Route,
+    Router,
+    UpstreamPool,
+)
 from fastgate.apidef import ApiSpec, load_api_definitions
 from fastgate.config import ConfigError, GatewayConfig
+from fastgate.middleware.chain import build_chain
+from fastgate.middleware.sessions import SessionCache
 from fastgate.policies import load_policies
 from fastgate.server import responses
+from fastgate.storage import create_store
+from fastgate.storage.base import Store, StoreError
 
 log = logging.getLogger("fastgate")
 
@@ -51,7 +65,15 @@ class Gateway:
         self.connections: set[ClientProtocol] = set()
         self.pools: dict[tuple[str, str, int], UpstreamPool] = {}
         self.router = Router(())
+        self.specs: list[ApiSpec] = []
+        # Policies: from the policy files, and managed through the REST API
+        # (kept in the store; they win over a file's policy of the same id).
+        self.file_policies: dict[str, dict] = {}
+        self.store_policies: dict[str, dict] = {}
         self.policies: dict[str, dict] = {}
+        self.file_policy_ids: frozenset[str] = frozenset()
+        self.store: Store = create_store(config.storage)
+        self.sessions = SessionCache(self.store, lambda: self.policies)
         self.admin = AdminApi(self)
         self.shutting_down = False
         self.servers: list[asyncio.AbstractServer] = []
@@ -70,7 +92,9 @@ class Gateway:
         specs, policies = load_definitions(self.config)
         routes = [self._compile(spec) for spec in specs if spec.active]
         self.router = Router(routes)
-        self.policies = policies
+        self.specs = specs
+        self.file_policies = policies
+        self._merge_policies()
         self._close_unused_pools()
         warnings = []
         for spec in specs:
@@ -88,6 +112,49 @@ class Gateway:
             log.warning("%s", warning)
         log.info("reloaded: %d APIs in service", len(self.router.routes))
         return None
+
+    async def refresh_policies(self) -> None:
+        """Re-read the policies kept in the store and apply them at once.
+
+        Raises StoreError when the store cannot be read.
+        """
+        stored = await self.store.get_policies()
+        policies: dict[str, dict] = {}
+        for policy_id, data in stored.items():
+            try:
+                policy = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                log.error("stored policy %r is unreadable, ignored: %s", policy_id, exc)
+                continue
+            if isinstance(policy, dict):
+                policies[policy_id] = policy
+        self.store_policies = policies
+        self._merge_policies()
+
+    def _merge_policies(self) -> None:
+        self.policies = {**self.file_policies, **self.store_policies}
+        self.file_policy_ids = frozenset(self.file_policies)
+        # Every effective session depends on the policies: recompute lazily.
+        self.sessions.clear()
+
+    def _on_store_event(self, event: str, payload: str) -> None:
+        """A change made on any worker or node sharing the store."""
+        if event == "session":
+            self.sessions.invalidate(payload)
+        elif event == "policies":
+            self.loop.create_task(self._refresh_policies_logged())
+        elif event == "apis":
+            self.reload()
+        elif event == "resync":
+            # Notifications may have been lost: trust nothing cached.
+            self.sessions.clear()
+            self.loop.create_task(self._refresh_policies_logged())
+
+    async def _refresh_policies_logged(self) -> None:
+        try:
+            await self.refresh_policies()
+        except StoreError as exc:
+            log.error("cannot read policies from the store: %s", exc)
 
     def _compile(self, spec: ApiSpec) -> Route:
         key = (spec.target_scheme, spec.target_host, spec.target_port)
@@ -109,6 +176,7 @@ class Gateway:
             None if spec.preserve_host_header else spec.target_host_header.encode(),
             pool,
             refusal,
+            None if refusal is not None else build_chain(spec, self),
         )
 
     def _close_unused_pools(self) -> None:
@@ -120,18 +188,24 @@ class Gateway:
 
     # -- serving ------------------------------------------------------------------
 
-    async def start(self, sock: socket.socket | None = None) -> None:
+    async def start(self) -> None:
+        """Connect the store, then listen.  Raises OSError when the port is taken."""
         cfg = self.config
-        sockets = [sock] if sock is not None else [bind_socket(cfg.listen_address,
-                                                               cfg.listen_port,
-                                                               reuse_port=cfg.workers > 1)]
+        self.store.subscribe(self._on_store_event)
+        try:
+            await self.store.start()
+            await self.refresh_policies()
+        except StoreError as exc:
+            # Requests that need the store answer 503 until it is back; the
+            # store reconnects by itself.
+            log.error("session store unavailable at start: %s", exc)
+        listeners = [(cfg.listen_port, SERVE_APIS if cfg.control_api_port else SERVE_ALL)]
         if cfg.control_api_port:
-            sockets.append(bind_socket(cfg.listen_address, cfg.control_api_port,
-                                       reuse_port=cfg.workers > 1))
-        for s in sockets:
+            listeners.append((cfg.control_api_port, SERVE_CONTROL))
+        for port, mode in listeners:
+            sock = bind_socket(cfg.listen_address, port, reuse_port=cfg.workers > 1)
             server = await self.loop.create_server(
-                functools.partial(ClientProtocol, self),
-                sock=s, backlog=2048)
+                functools.partial(ClientProtocol, self, mode), sock=sock, backlog=2048)
             self.servers.append(server)
         self._sweeper = self.loop.call_later(TICK, self._sweep)
 
@@ -164,6 +238,7 @@ class Gateway:
             pool.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        await self.store.close()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -278,7 +353,10 @@ def run_supervisor(config: GatewayConfig) -> int:
             code = 1
             try:
                 code = run_worker(config, worker_id=worker_id)
+            except BaseException:
+                log.exception("worker %d failed", worker_id)
             finally:
+                logging.shutdown()
                 os._exit(code)
         children[pid] = worker_id
 
@@ -305,7 +383,8 @@ def run_supervisor(config: GatewayConfig) -> int:
         worker_id = children.pop(pid, -1)
         code = os.waitstatus_to_exitcode(status)
         if stopping or worker_id < 0:
-            if code != 0:
+            # A worker still starting when SIGTERM came dies of it: not a failure.
+            if code not in (0, -signal.SIGTERM):
                 exit_code = 1
             continue
         if code == 2:  # a configuration or listen error: restarting cannot help

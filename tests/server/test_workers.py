@@ -36,11 +36,12 @@ def _fresh_get(url: str) -> requests.Response:
         return session.get(url, timeout=5, headers={"Connection": "close"})
 
 
-def test_two_workers_share_the_port_and_reload_together(gateway_factory, make_api, echo):
+def test_two_workers_share_the_port_and_reload_together(gateway_factory, make_api, echo,
+                                                        redis_server):
     gw = gateway_factory(
         [make_api("a", "/a/", echo.base_url)],
         workers=2,
-        storage={"type": "redis", "host": "127.0.0.1", "port": 6379},
+        storage={"type": "redis", "host": redis_server.host, "port": redis_server.port},
     )
     workers = _wait_children(gw.pid, 2)
     assert gw.pid not in workers
@@ -61,11 +62,11 @@ def test_two_workers_share_the_port_and_reload_together(gateway_factory, make_ap
         time.sleep(0.1)
 
 
-def test_a_dead_worker_is_replaced(gateway_factory, make_api, echo):
+def test_a_dead_worker_is_replaced(gateway_factory, make_api, echo, redis_server):
     gw = gateway_factory(
         [make_api("a", "/a/", echo.base_url)],
         workers=2,
-        storage={"type": "redis", "host": "127.0.0.1", "port": 6379},
+        storage={"type": "redis", "host": redis_server.host, "port": redis_server.port},
     )
     workers = _wait_children(gw.pid, 2)
     victim = min(workers)
@@ -81,11 +82,11 @@ def test_a_dead_worker_is_replaced(gateway_factory, make_api, echo):
         assert _fresh_get(gw.url("/a/x")).status_code == 200
 
 
-def test_sigterm_stops_every_worker(gateway_factory, make_api, echo):
+def test_sigterm_stops_every_worker(gateway_factory, make_api, echo, redis_server):
     gw = gateway_factory(
         [make_api("a", "/a/", echo.base_url)],
         workers=2,
-        storage={"type": "redis", "host": "127.0.0.1", "port": 6379},
+        storage={"type": "redis", "host": redis_server.host, "port": redis_server.port},
     )
     workers = _wait_children(gw.pid, 2)
     assert gw.stop() == 0

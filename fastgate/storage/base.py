@@ -1,0 +1,134 @@
+"""The Store interface: where sessions, policies and change notifications live.
+
+Two implementations sit behind it: :class:`~fastgate.storage.memory.MemoryStore`
+(one process, optionally journalled to disk) and
+:class:`~fastgate.storage.redis.RedisStore` (standalone Redis or Redis Cluster,
+shared by every worker and node). Callers address sessions by *storage key*:
+the key's hash when ``hash_keys`` is on (the raw key never reaches the store
+then), else the key itself.
+
+Notifications tell every worker and node sharing the store that something
+changed so that their caches drop it: ``publish(event, payload)`` reaches every
+subscriber of every store instance sharing the data, the publisher's own
+subscribers included. Events: ``"session"`` (payload: the storage key),
+``"policies"``, ``"apis"``, and ``"resync"`` (emitted by a store itself after it
+may have missed notifications, e.g. when its Redis listener reconnected:
+flush every cache).
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Callable
+
+__all__ = [
+    "EVENT_APIS",
+    "EVENT_POLICIES",
+    "EVENT_RESYNC",
+    "EVENT_SESSION",
+    "EventHandler",
+    "Store",
+    "StoreError",
+]
+
+log = logging.getLogger("fastgate.storage")
+
+EVENT_SESSION = "session"
+EVENT_POLICIES = "policies"
+EVENT_APIS = "apis"
+EVENT_RESYNC = "resync"
+
+EventHandler = Callable[[str, str], None]
+
+
+class StoreError(Exception):
+    """The store failed or is unreachable (e.g. Redis down); the message says which and why."""
+
+
+def check_event(event: str) -> None:
+    """Refuse event names that could not travel as ``event:payload``."""
+    if not event or ":" in event:
+        raise ValueError(f"invalid store event name {event!r}: non-empty, no ':'")
+
+
+def check_value(value: bytes) -> None:
+    """Refuse values that are not bytes (a str would be silently encoded by some stores)."""
+    if not isinstance(value, bytes):
+        raise TypeError(f"store values are bytes, not {type(value).__name__}")
+
+
+class Store(abc.ABC):
+    """Sessions, policies and change notifications; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._handlers: list[EventHandler] = []
+
+    # -- lifecycle --
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect and start the notification listener; raises :class:`StoreError`."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release every connection, file and task; the store is unusable afterwards."""
+
+    # -- sessions, by storage key --
+    @abc.abstractmethod
+    async def get_session(self, key: str) -> bytes | None:
+        """The session JSON stored under ``key``, or None."""
+
+    @abc.abstractmethod
+    async def set_session(self, key: str, value: bytes) -> None:
+        """Create or replace the session under ``key``."""
+
+    @abc.abstractmethod
+    async def delete_session(self, key: str) -> bool:
+        """Delete the session under ``key``; True if it existed."""
+
+    @abc.abstractmethod
+    async def list_sessions(self) -> list[str]:
+        """Every storage key that holds a session (in no particular order)."""
+
+    # -- policies managed through the REST API --
+    @abc.abstractmethod
+    async def get_policies(self) -> dict[str, bytes]:
+        """Every stored policy: id -> policy JSON."""
+
+    @abc.abstractmethod
+    async def set_policy(self, policy_id: str, value: bytes) -> None:
+        """Create or replace a policy."""
+
+    @abc.abstractmethod
+    async def delete_policy(self, policy_id: str) -> bool:
+        """Delete a policy; True if it existed."""
+
+    # -- notifications --
+    @abc.abstractmethod
+    async def publish(self, event: str, payload: str) -> None:
+        """Send ``(event, payload)`` to the subscribers of every store sharing the data.
+
+        The publisher's own subscribers receive it too. ``event`` must be
+        non-empty and free of ``':'`` (ValueError otherwise).
+        """
+
+    def subscribe(self, handler: EventHandler) -> None:
+        """Call ``handler(event, payload)`` on the event loop for every notification.
+
+        May be called before or after :meth:`start`. A handler must not block;
+        an exception it raises is logged and does not stop other handlers.
+        """
+        self._handlers.append(handler)
+
+    @property
+    @abc.abstractmethod
+    def shared(self) -> bool:
+        """True when other processes may share the data (Redis); False for memory."""
+
+    # -- for implementations --
+    def _dispatch(self, event: str, payload: str) -> None:
+        for handler in self._handlers:
+            try:
+                handler(event, payload)
+            except Exception:
+                log.exception("store event handler %r failed on %r", handler, event)

@@ -1,0 +1,470 @@
+"""The shared store: standalone Redis or Redis Cluster, through redis-py asyncio.
+
+Key names follow Tyk so that an existing Tyk Redis is readable:
+
+* sessions: ``apikey-<storage key>``, a plain string holding the session JSON;
+* policies managed through the REST API: the hash ``fastgate-policies``
+  (field: policy id, value: policy JSON);
+* notifications: pub/sub channel ``fastgate-events``, message ``event:payload``.
+
+Failure model: every operation is bounded by ``timeout`` (default 1 s) and
+raises :class:`StoreError` on any failure; nothing waits for Redis to come
+back, and nothing is retried: a command that may have run is never sent twice
+(rate-limit and quota scripts count on it). A pooled connection that died
+while idle (Redis restarted) is noticed and replaced when it is checked out,
+so the first command after a restart already succeeds. Error messages name
+the command and the server, never a key (a key may be a raw credential when
+``hash_keys`` is off).
+
+Notifications: one dedicated connection per store is SUBSCRIBEd to the channel
+(on a cluster: to any one node, since classic PUBLISH is broadcast to every
+node). A listener task reads it, PINGs it when idle so a silently dead
+connection is noticed, and when it drops, reconnects with exponential backoff
+(trying the next cluster node each time) and then emits ``("resync", "")`` to
+the subscribers, because notifications sent while it was away are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+from collections.abc import Awaitable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from fastgate.config import StorageConfig
+from fastgate.storage.base import EVENT_RESYNC, Store, StoreError, check_event, check_value
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "EVENTS_CHANNEL",
+    "POLICIES_KEY",
+    "SESSION_PREFIX",
+    "RedisStore",
+    "parse_addr",
+]
+
+log = logging.getLogger("fastgate.storage")
+
+SESSION_PREFIX = "apikey-"
+POLICIES_KEY = "fastgate-policies"
+EVENTS_CHANNEL = "fastgate-events"
+
+DEFAULT_TIMEOUT = 1.0
+DEFAULT_PING_INTERVAL = 5.0
+DEFAULT_MAX_IN_FLIGHT = 64  # below redis-py's 100-connection pools (standalone, per node)
+RECONNECT_MIN_DELAY = 0.05
+RECONNECT_MAX_DELAY = 1.0
+SCAN_COUNT = 1000
+MAX_BATCH = 500  # session lookups per MGET / pipeline
+
+# surrogateescape: a key that is not UTF-8 (written by something else) still
+# round-trips through list_sessions -> get_session.
+_ENCODING_ERRORS = "surrogateescape"
+
+_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
+
+
+def parse_addr(addr: str, default_port: int = 6379) -> tuple[str, int]:
+    """``"host:port"``, ``"[v6]:port"`` or ``"host"`` -> (host, port); ValueError if malformed."""
+    addr = addr.strip()
+    if addr.startswith("["):
+        host, sep, rest = addr[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"malformed address {addr!r}")
+        port_text = rest[1:]
+    elif addr.count(":") == 1:
+        host, _, port_text = addr.partition(":")
+    else:
+        host, port_text = addr, ""
+    if not host:
+        raise ValueError(f"malformed address {addr!r}: no host")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"malformed address {addr!r}: bad port")
+    return host, int(port_text)
+
+
+class RedisStore(Store):
+    """Sessions, policies and notifications in Redis; see the module docstring.
+
+    ``timeout`` bounds every operation (seconds). ``ping_interval``: how long
+    the notification connection may stay silent before it is PINGed.
+    ``max_in_flight``: commands sent at once; more wait for a free slot (within
+    their timeout) instead of opening ever more connections.
+    """
+
+    def __init__(
+        self,
+        config: StorageConfig,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        ping_interval: float = DEFAULT_PING_INTERVAL,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        super().__init__()
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self._config = config
+        self._timeout = timeout
+        self._ping_interval = ping_interval
+        self._cluster = config.enable_cluster
+        try:
+            seeds = [parse_addr(a, config.port) for a in config.addrs]
+        except ValueError as exc:
+            raise StoreError(f"storage.addrs: {exc}") from None
+        if not seeds:
+            seeds = [(config.host, config.port)]
+        elif not self._cluster and len(seeds) > 1:
+            log.warning(
+                "storage.addrs lists %d servers but enable_cluster is false: using %s:%d",
+                len(seeds),
+                *seeds[0],
+            )
+        if self._cluster and config.database:
+            log.warning("storage.database %d is ignored: Redis Cluster has only database 0",
+                        config.database)
+        self._seeds = seeds if self._cluster else seeds[:1]
+        self._where = ("redis cluster " if self._cluster else "redis ") + ",".join(
+            f"{h}:{p}" for h, p in self._seeds
+        )
+        self._client: Redis | RedisCluster | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._listen_node = 0  # index into _listen_candidates()
+        self._limit = asyncio.Semaphore(max_in_flight)
+        self._in_flight = 0
+        self._closing = False
+        self._drained: asyncio.Event | None = None
+        self._gets: list[tuple[str, asyncio.Future[bytes | None]]] = []
+        self._fetches: set[asyncio.Task[None]] = set()
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    @property
+    def client(self) -> Redis | RedisCluster:
+        """The redis-py client (for later features' scripts); StoreError before start()."""
+        if self._client is None:
+            raise StoreError(f"{self._where}: the store is not started (or closed)")
+        return self._client
+
+    # -- connections --
+    def _common_kwargs(self) -> dict[str, Any]:
+        cfg = self._config
+        return {
+            "username": cfg.username or None,
+            "password": cfg.password or None,
+            "socket_timeout": self._timeout,
+            "socket_connect_timeout": self._timeout,
+            "encoding_errors": _ENCODING_ERRORS,
+            "client_name": "fastgate",
+        }
+
+    def _make_client(self) -> Redis | RedisCluster:
+        if self._cluster:
+            return RedisCluster(
+                startup_nodes=[ClusterNode(host, port) for host, port in self._seeds],
+                retry=Retry(NoBackoff(), 0),
+                **self._common_kwargs(),
+            )
+        host, port = self._seeds[0]
+        return Redis(
+            host=host,
+            port=port,
+            db=self._config.database,
+            retry=Retry(NoBackoff(), 0),
+            **self._common_kwargs(),
+        )
+
+    def _listen_candidates(self) -> list[tuple[str, int]]:
+        candidates = list(self._seeds)
+        if isinstance(self._client, RedisCluster):
+            for node in self._client.get_nodes():
+                addr = (node.host, int(node.port))
+                if addr not in candidates:
+                    candidates.append(addr)
+        return candidates
+
+    async def start(self) -> None:
+        """Connect, check the server answers and subscribe; raises StoreError."""
+        if self._client is not None:
+            return
+        if self._closing:
+            raise StoreError(f"{self._where}: the store is closed")
+        self._client = self._make_client()
+        try:
+            async with asyncio.timeout(self._timeout):
+                if isinstance(self._client, RedisCluster):
+                    await self._client.initialize()
+                else:
+                    await self._client.ping()
+            sub = await self._subscribe()
+        except _FAILURES as exc:
+            await self._close_client()
+            raise StoreError(f"{self._where}: cannot connect: {_describe(exc)}") from exc
+        except BaseException:
+            await self._close_client()
+            raise
+        self._listener = asyncio.get_running_loop().create_task(
+            self._listen(*sub), name="fastgate-store-listener"
+        )
+
+    async def close(self) -> None:
+        """Stop the listener, let calls in flight finish (each is bounded), disconnect."""
+        self._closing = True
+        while self._gets or self._fetches:  # session lookups already accepted
+            if self._gets:
+                await asyncio.sleep(0)  # their flush runs in this loop iteration
+            else:
+                await asyncio.wait(set(self._fetches))
+        if self._in_flight:
+            self._drained = asyncio.Event()
+            await self._drained.wait()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            try:
+                await listener
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    await self._close_client()
+                    raise
+        await self._close_client()
+
+    async def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    # -- operations --
+    async def execute(self, command: str, awaitable: Awaitable[Any]) -> Any:
+        """Await one redis-py call under the store's rules; its result.
+
+        At most ``max_in_flight`` calls run at once (the others queue), each
+        within ``timeout`` seconds including the wait; any failure raises
+        StoreError naming ``command`` and the server. Later features (Lua
+        scripts) run their calls through here too.
+        """
+        started = False
+        self._in_flight += 1
+        try:
+            async with asyncio.timeout(self._timeout), self._limit:
+                if self._closing:
+                    raise StoreError(f"{self._where}: the store is closed")
+                started = True
+                return await awaitable
+        except TimeoutError:
+            raise StoreError(
+                f"{self._where}: {command} got no answer within {self._timeout:g}s"
+            ) from None
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise StoreError(f"{self._where}: {command} failed: {_describe(exc)}") from exc
+        finally:
+            if not started and inspect.iscoroutine(awaitable):
+                awaitable.close()  # never ran: don't leave a "never awaited" coroutine
+            self._in_flight -= 1
+            if not self._in_flight and self._drained is not None:
+                self._drained.set()
+
+    async def get_session(self, key: str) -> bytes | None:
+        """The session under ``key``; lookups made in the same loop iteration share
+        one round trip (MGET, or one pipeline per node on a cluster)."""
+        if self._client is None or self._closing:
+            raise StoreError(f"{self._where}: the store is not started (or closed)")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bytes | None] = loop.create_future()
+        self._gets.append((SESSION_PREFIX + key, fut))
+        if len(self._gets) == 1:
+            loop.call_soon(self._flush_gets)
+        return await fut
+
+    def _flush_gets(self) -> None:
+        batch, self._gets = self._gets, []
+        for start in range(0, len(batch), MAX_BATCH):
+            task = asyncio.get_running_loop().create_task(
+                self._fetch(batch[start : start + MAX_BATCH])
+            )
+            self._fetches.add(task)
+            task.add_done_callback(self._fetches.discard)
+
+    async def _fetch(self, batch: list[tuple[str, asyncio.Future[bytes | None]]]) -> None:
+        keys = [key for key, _ in batch]
+        try:
+            client = self.client
+            values: list[bytes | None]
+            if len(keys) == 1:
+                values = [await self.execute("GET", client.get(keys[0]))]
+            elif isinstance(client, RedisCluster):
+                pipe = client.pipeline(transaction=False)
+                for key in keys:
+                    pipe.get(key)
+                values = await self.execute("GET (pipeline)", pipe.execute())
+            else:
+                values = await self.execute("MGET", client.mget(keys))
+        except StoreError as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(StoreError(str(exc)))
+            return
+        for (_, fut), value in zip(batch, values, strict=True):
+            if not fut.done():
+                fut.set_result(value)
+
+    async def set_session(self, key: str, value: bytes) -> None:
+        check_value(value)
+        await self.execute("SET", self.client.set(SESSION_PREFIX + key, value))
+
+    async def delete_session(self, key: str) -> bool:
+        deleted: int = await self.execute("DEL", self.client.delete(SESSION_PREFIX + key))
+        return deleted > 0
+
+    async def list_sessions(self) -> list[str]:
+        client = self.client
+        prefix = len(SESSION_PREFIX)
+        pattern = SESSION_PREFIX + "*"
+        keys: list[str] = []
+        if isinstance(client, RedisCluster):
+            # Every master holds its own slots: scan each one to the end.
+            for node in client.get_primaries():
+                cursor = 0
+                while True:
+                    cursors: dict[str, int]
+                    cursors, batch = await self.execute(
+                        "SCAN",
+                        client.scan(cursor, match=pattern, count=SCAN_COUNT, target_nodes=node),
+                    )
+                    keys.extend(_decode(k)[prefix:] for k in batch)
+                    cursor = cursors[node.name]
+                    if not cursor:
+                        break
+        else:
+            cursor = 0
+            while True:
+                cursor, batch = await self.execute(
+                    "SCAN", client.scan(cursor, match=pattern, count=SCAN_COUNT)
+                )
+                keys.extend(_decode(k)[prefix:] for k in batch)
+                if not cursor:
+                    break
+        # SCAN may return a key twice (rehashing while iterating).
+        return list(dict.fromkeys(keys))
+
+    async def get_policies(self) -> dict[str, bytes]:
+        raw: dict[bytes, bytes] = await self.execute("HGETALL", self.client.hgetall(POLICIES_KEY))
+        return {_decode(k): v for k, v in raw.items()}
+
+    async def set_policy(self, policy_id: str, value: bytes) -> None:
+        check_value(value)
+        await self.execute("HSET", self.client.hset(POLICIES_KEY, policy_id, value))
+
+    async def delete_policy(self, policy_id: str) -> bool:
+        deleted: int = await self.execute("HDEL", self.client.hdel(POLICIES_KEY, policy_id))
+        return deleted > 0
+
+    async def publish(self, event: str, payload: str) -> None:
+        check_event(event)
+        await self.execute("PUBLISH", self.client.publish(EVENTS_CHANNEL, f"{event}:{payload}"))
+
+    # -- the notification listener --
+    async def _subscribe(self) -> tuple[Redis, PubSub]:
+        """A new connection SUBSCRIBEd to the channel (confirmed by the server)."""
+        candidates = self._listen_candidates()
+        host, port = candidates[self._listen_node % len(candidates)]
+        client = Redis(
+            host=host,
+            port=port,
+            db=0 if self._cluster else self._config.database,
+            # The listener reconnects by itself (and emits "resync"), so
+            # redis-py must not resubscribe silently behind its back.
+            retry=Retry(NoBackoff(), 0),
+            **self._common_kwargs(),
+        )
+        pubsub = client.pubsub()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await pubsub.subscribe(EVENTS_CHANNEL)
+                while True:
+                    message = await pubsub.get_message(timeout=self._timeout)
+                    if message is not None and message["type"] == "subscribe":
+                        break
+        except BaseException:
+            await _close_quietly(client, pubsub)
+            raise
+        return client, pubsub
+
+    async def _listen(self, client: Redis, pubsub: PubSub) -> None:
+        try:
+            while True:
+                try:
+                    await self._pump(pubsub)
+                except _FAILURES as exc:
+                    log.warning(
+                        "%s: notification listener lost its connection (%s); reconnecting",
+                        self._where,
+                        _describe(exc),
+                    )
+                await _close_quietly(client, pubsub)
+                client, pubsub = await self._resubscribe()
+                log.info("%s: notification listener reconnected", self._where)
+                self._dispatch(EVENT_RESYNC, "")
+        finally:
+            await _close_quietly(client, pubsub)
+
+    async def _resubscribe(self) -> tuple[Redis, PubSub]:
+        delay = RECONNECT_MIN_DELAY
+        while True:
+            self._listen_node += 1  # next cluster node: the last one may be the dead one
+            try:
+                return await self._subscribe()
+            except _FAILURES as exc:
+                log.debug("%s: listener reconnect failed: %s", self._where, _describe(exc))
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+
+    async def _pump(self, pubsub: PubSub) -> None:
+        """Deliver messages until the connection fails (raises)."""
+        dispatch = self._dispatch
+        while True:
+            message = await pubsub.get_message(timeout=self._ping_interval)
+            if message is None:
+                # Silent for a while: make sure the connection is still alive.
+                async with asyncio.timeout(self._timeout):
+                    await pubsub.ping()
+                message = await pubsub.get_message(timeout=self._timeout)
+                if message is None:
+                    raise RedisTimeoutError(f"no reply to PING within {self._timeout:g}s")
+            if message["type"] == "message":
+                event, _, payload = _decode(message["data"]).partition(":")
+                dispatch(event, payload)
+
+
+async def _close_quietly(client: Redis, pubsub: PubSub) -> None:
+    try:
+        await pubsub.aclose()
+    finally:
+        await client.aclose()
+
+
+def _decode(raw: bytes | str) -> str:
+    return raw if isinstance(raw, str) else raw.decode("utf-8", _ENCODING_ERRORS)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

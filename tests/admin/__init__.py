@@ -1,0 +1,1 @@
+"""The Gateway REST API (/tyk/keys, /tyk/policies, /tyk/apis) and ``fastgate keys``."""

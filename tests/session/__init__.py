@@ -1,0 +1,1 @@
+"""Tests of fastgate.session: session objects, key formats, policies, access rights."""

@@ -1,0 +1,209 @@
+"""compile_access / AccessRights.check: Tyk's AccessRightsCheck and GranularAccessMiddleware."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from fastgate.session import (
+    ALLOWED,
+    API_DENIED,
+    API_DENIED_MESSAGE,
+    RESOURCE_DENIED,
+    RESOURCE_DENIED_MESSAGE,
+    compile_access,
+    parse_session,
+)
+from fastgate.session.access import prepare_url_pattern
+
+SESSION = parse_session(
+    {
+        "access_rights": {
+            "open": {"versions": ["Default"]},
+            "v": {"versions": ["v1", "v2"]},
+            "noversions": {"versions": []},
+            "urls": {
+                "versions": ["Default"],
+                "allowed_urls": [
+                    {"url": "/users/{id}", "methods": ["GET"]},
+                    {"url": "^/orders$", "methods": ["GET", "POST"]},
+                    {"url": "/admin/*", "methods": ["DELETE"]},
+                    {"url": "/a+b", "methods": ["PUT"]},
+                ],
+            },
+            "lower": {"allowed_urls": [{"url": "/x", "methods": ["get"]}]},
+            "nomethods": {"allowed_urls": [{"url": ".*", "methods": []}]},
+            "dollar": {"allowed_urls": [{"url": "$", "methods": ["GET"]}]},
+            "suffix": {"allowed_urls": [{"url": "/users", "methods": ["GET"]}]},
+            "digits": {"allowed_urls": [{"url": "^/n/\\d+/\\w+$", "methods": ["GET"]}]},
+        }
+    }
+)
+
+LEGACY: list[tuple[str, str, str, str, int]] = [
+    # (api, version ("" = unversioned API), path with listen path, method, verdict)
+    ("open", "", "/anything", "GET", ALLOWED),
+    ("open", "", "/", "PATCH", ALLOWED),
+    ("missing", "", "/", "GET", API_DENIED),
+    ("", "", "/", "GET", API_DENIED),
+    # versions are checked only for versioned APIs; an empty list admits no version
+    ("v", "", "/", "GET", ALLOWED),
+    ("v", "v1", "/", "GET", ALLOWED),
+    ("v", "v2", "/", "GET", ALLOWED),
+    ("v", "v3", "/", "GET", API_DENIED),
+    ("v", "V1", "/", "GET", API_DENIED),
+    ("noversions", "", "/", "GET", ALLOWED),
+    ("noversions", "Default", "/", "GET", API_DENIED),
+    ("open", "Default", "/", "GET", ALLOWED),
+    # allowed_urls: a regex searched anywhere in the full path, methods exact
+    ("urls", "", "/listen/users/42", "GET", ALLOWED),
+    ("urls", "", "/users/42", "GET", ALLOWED),
+    ("urls", "", "/users/42/orders", "GET", ALLOWED),
+    ("urls", "", "/users/", "GET", RESOURCE_DENIED),  # {id} is ([^/]+)
+    ("urls", "", "/users/42", "POST", RESOURCE_DENIED),
+    ("urls", "", "/users/42", "HEAD", RESOURCE_DENIED),
+    ("urls", "", "/orders", "GET", ALLOWED),
+    ("urls", "", "/orders", "POST", ALLOWED),
+    ("urls", "", "/listen/orders", "GET", RESOURCE_DENIED),  # ^ anchors the full path
+    ("urls", "", "/orders/1", "GET", RESOURCE_DENIED),
+    ("urls", "", "/orders\n", "GET", RESOURCE_DENIED),  # Go's $ is the very end
+    ("urls", "", "/admin/users", "DELETE", ALLOWED),  # /* is /.*
+    ("urls", "", "/admin", "DELETE", RESOURCE_DENIED),
+    ("urls", "", "/admin/users", "GET", RESOURCE_DENIED),
+    ("urls", "", "/aab", "PUT", ALLOWED),
+    ("urls", "", "/a+b", "PUT", RESOURCE_DENIED),  # a regex, not a literal
+    # the version check comes first
+    ("urls", "v1", "/orders", "GET", API_DENIED),
+    ("urls", "Default", "/orders", "GET", ALLOWED),
+    ("urls", "Default", "/nothing", "GET", RESOURCE_DENIED),
+    ("lower", "", "/x", "GET", RESOURCE_DENIED),  # Tyk compares methods exactly
+    ("lower", "", "/x", "get", ALLOWED),
+    ("nomethods", "", "/x", "GET", RESOURCE_DENIED),
+    ("dollar", "", "/x", "GET", ALLOWED),  # "$" matches at the end of any path
+    ("suffix", "", "/api/users/1", "GET", ALLOWED),
+    # Go's \d and \w are ASCII only
+    ("digits", "", "/n/12/ab_9", "GET", ALLOWED),
+    ("digits", "", "/n/\u0661\u0662/ab", "GET", RESOURCE_DENIED),
+    ("digits", "", "/n/12/\u00e9t\u00e9", "GET", RESOURCE_DENIED),
+]
+
+
+@pytest.mark.parametrize(("api", "version", "path", "method", "verdict"), LEGACY)
+def test_default_matching(api: str, version: str, path: str, method: str, verdict: int) -> None:
+    assert compile_access(SESSION).check(api, version, path, method) == verdict
+
+
+PREFIX: list[tuple[bool, str, str, str | None, str, int]] = [
+    # (suffix matching, api, full path, path without listen path, method, verdict)
+    (False, "urls", "/listen/users/42", "/users/42", "GET", ALLOWED),
+    (False, "urls", "/users/42", "/users/42", "GET", ALLOWED),
+    (False, "urls", "/listen/users/42", None, "GET", RESOURCE_DENIED),  # ^/users vs full path
+    (False, "urls", "/x/users/42", "/x/users/42", "GET", RESOURCE_DENIED),
+    (False, "urls", "/listen/users/42/orders", "/users/42/orders", "GET", ALLOWED),
+    (True, "urls", "/listen/users/42/orders", "/users/42/orders", "GET", RESOURCE_DENIED),
+    (True, "urls", "/listen/users/42", "/users/42", "GET", ALLOWED),
+    (False, "suffix", "/api/users/1", "/users/1", "GET", ALLOWED),
+    (True, "suffix", "/api/users/1", "/users/1", "GET", RESOURCE_DENIED),
+    (True, "suffix", "/api/users", "/users", "GET", ALLOWED),
+    # Tyk's MatchPath: a pattern equal to ^path$ matches without the regex
+    (True, "urls", "/l/a+b", "/a+b", "PUT", ALLOWED),
+    (False, "urls", "/l/a+b", "/a+b", "PUT", RESOURCE_DENIED),
+    (True, "urls", "/l/aab", "/aab", "PUT", ALLOWED),
+    # and an empty pattern ("$" once stripped of ^ and $) never matches
+    (False, "dollar", "/x", "/x", "GET", RESOURCE_DENIED),
+    (False, "open", "/x", "/x", "GET", ALLOWED),
+    (False, "missing", "/x", "/x", "GET", API_DENIED),
+]
+
+
+@pytest.mark.parametrize(("suffix", "api", "path", "stripped", "method", "verdict"), PREFIX)
+def test_prefix_matching(
+    suffix: bool, api: str, path: str, stripped: str | None, method: str, verdict: int
+) -> None:
+    rights = compile_access(SESSION, prefix_matching=True, suffix_matching=suffix)
+    assert rights.check(api, "", path, method, stripped_path=stripped) == verdict
+
+
+def test_suffix_matching_alone() -> None:
+    rights = compile_access(SESSION, suffix_matching=True)
+    assert rights.check("suffix", "", "/api/users", "GET") == ALLOWED
+    assert rights.check("suffix", "", "/api/users/1", "GET") == RESOURCE_DENIED
+
+
+FALLBACK: list[tuple[str, str, str, int]] = [
+    # (api, version, the API's default version with fallback_to_default, verdict)
+    ("v", "v3", "v2", ALLOWED),
+    ("v", "v3", "v9", API_DENIED),
+    ("v", "v3", "", API_DENIED),
+    ("v", "v1", "v9", ALLOWED),
+    ("noversions", "v1", "v1", API_DENIED),
+]
+
+
+@pytest.mark.parametrize(("api", "version", "fallback", "verdict"), FALLBACK)
+def test_fallback_to_default_version(api: str, version: str, fallback: str, verdict: int) -> None:
+    rights = compile_access(SESSION)
+    assert rights.check(api, version, "/", "GET", fallback_version=fallback) == verdict
+
+
+@pytest.mark.parametrize("session", [{}, {"access_rights": {}}, parse_session({})])
+def test_empty_access_rights_admit_everything(session: dict[str, Any]) -> None:
+    rights = compile_access(session)
+    assert rights.check("any", "v7", "/whatever", "DELETE") == ALLOWED
+    assert rights.check("", "", "", "") == ALLOWED
+
+
+def test_messages_are_tyks() -> None:
+    assert API_DENIED_MESSAGE == "Access to this API has been disallowed"
+    assert RESOURCE_DENIED_MESSAGE == "Access to this resource has been disallowed"
+    assert len({ALLOWED, API_DENIED, RESOURCE_DENIED}) == 3
+
+
+def test_check_never_compiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = parse_session(
+        {
+            "access_rights": {
+                "a": {"allowed_urls": [{"url": "/fresh-pattern-[0-9]+", "methods": ["GET"]}]}
+            }
+        }
+    )
+    rights = compile_access(session)
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("compiled on the request path")
+
+    monkeypatch.setattr(re, "compile", boom)
+    monkeypatch.setattr(re, "search", boom)
+    assert rights.check("a", "", "/fresh-pattern-12", "GET") == ALLOWED
+    assert rights.check("a", "", "/fresh-pattern-x", "GET") == RESOURCE_DENIED
+
+
+def test_compile_refuses_what_parse_session_would() -> None:
+    with pytest.raises(ValueError, match="not RE2 syntax"):
+        compile_access({"access_rights": {"a": {"allowed_urls": [{"url": "(?<=x)y"}]}}})
+
+
+PREPARE: list[tuple[str, bool, bool, str]] = [
+    # (url, prefix, suffix, Tyk's PreparePathRegexp)
+    ("/users/{id}", False, False, "/users/([^/]+)"),
+    ("/users/{id}/orders/{oid}", False, False, "/users/([^/]+)/orders/([^/]+)"),
+    ("/a{2}", False, False, "/a([^/]+)"),  # balanced braces are a mux template
+    ("/a{2", False, False, "/a{2"),
+    ("/users/*", False, False, "/users/.*"),
+    ("/users/*/orders", False, False, "/users/[^/]+/orders"),
+    ("/*/*/x", False, False, "/[^/]+/.*/x"),
+    ("/users", True, False, "^/users"),
+    ("users", True, False, "users"),
+    ("^/users", True, False, "^/users"),
+    ("/users", False, True, "/users$"),
+    ("/users$", False, True, "/users$"),
+    ("/users", True, True, "^/users$"),
+    ("/users/{id}", True, True, "^/users/([^/]+)$"),
+]
+
+
+@pytest.mark.parametrize(("url", "prefix", "suffix", "expected"), PREPARE)
+def test_prepare_url_pattern(url: str, prefix: bool, suffix: bool, expected: str) -> None:
+    assert prepare_url_pattern(url, prefix=prefix, suffix=suffix) == expected
