@@ -335,11 +335,16 @@ class Exchange:
     def read_body(self) -> Any:
         """An awaitable of the whole request body, for a middleware that must
         see it before deciding (it is still forwarded).  It resolves to None
-        when the body is larger than ``MAX_BUFFERED`` bytes."""
+        when the body is larger than ``MAX_BUFFERED`` bytes.  Call it from
+        ``process()`` itself (the chain runs when the head is complete), not
+        after awaiting something else."""
         waiter = asyncio.get_running_loop().create_future()
-        if self.body_kind == BODY_NONE or self.request_done:
-            waiter.set_result(b"" if self.body_kind == BODY_NONE else None)
+        if self.body_kind == BODY_NONE:
+            waiter.set_result(b"")
             return waiter
+        if self.request_done:
+            raise RuntimeError("read_body() must be called from a middleware's process(), "
+                               "before the body is parsed")
         self.collected = []
         self.body_waiter = waiter
         if self.expect_continue and self.client.transport is not None:

@@ -112,7 +112,7 @@ class BasicAuth:
         if isinstance(credentials, bytes):
             if self.body_user is not None:
                 # As Tyk: when the header does not give credentials, the body may.
-                return self._from_body(ex)
+                return self._from_body(ex, ex.read_body())
             return credentials
         username, password = credentials
         return self._lookup(ex, username, password)
@@ -133,8 +133,8 @@ class BasicAuth:
             return NO_COLON
         return username, password
 
-    async def _from_body(self, ex: Any) -> bytes | None:
-        body = await ex.read_body()
+    async def _from_body(self, ex: Any, reading: Awaitable[bytes | None]) -> bytes | None:
+        body = await reading
         if body is None:
             return BODY_TOO_LARGE
         assert self.body_user is not None and self.body_password is not None
