@@ -8,8 +8,8 @@ import requests
 
 def test_control_api_port_separates_the_rest_api(gateway_factory, make_api, echo, free_port):
     control = free_port()
-    gw = gateway_factory([make_api("a", "/a/", echo.base_url), make_api("t", "/tyk/", echo.base_url)],
-                         control_api_port=control)
+    apis = [make_api("a", "/a/", echo.base_url), make_api("t", "/tyk/", echo.base_url)]
+    gw = gateway_factory(apis, control_api_port=control)
     admin = {"X-Tyk-Authorization": gw.secret}
     control_url = f"http://{gw.host}:{control}"
 
