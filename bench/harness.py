@@ -213,6 +213,7 @@ class Bench:
         self.upstream: ManagedProcess | None = None
         self.upstream_url = ""
         self.upstream_kind = ""
+        self.redis_port = 0
 
     # -- processes
 
@@ -247,6 +248,25 @@ class Bench:
                    "the upstream answered GET / with 2xx")
         self.upstream = proc
 
+    def start_redis(self) -> int:
+        """A redis-server for scenarios on the redis store (started once, pinned
+        with the load: it is the gateway's infrastructure, like the upstream)."""
+        if self.redis_port:
+            return self.redis_port
+        server = shutil.which("redis-server", path=SBIN_PATH)
+        if server is None:
+            raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
+        port = free_port()
+        log_dir = self.tmp / "redis"
+        log_dir.mkdir()
+        argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(log_dir)]
+        proc = self.sup.start("redis", self.tools.pinned(self.tools.load_cpu, argv),
+                              log_dir / "process.log")
+        wait_ready(proc, lambda: port_open(port), f"redis-server listened on {port}")
+        self.redis_port = port
+        return port
+
     def start_nginx_proxy(self, scenario: Scenario, work: Path) -> Target:
         port = free_port()
         upstream_port = self.upstream_url.rsplit(":", 1)[1]
@@ -268,6 +288,8 @@ class Bench:
             "app_path": str(apps),
             "storage": {"type": "memory"},
         }
+        if scenario.needs_redis:
+            base["storage"] = {"type": "redis", "host": "127.0.0.1", "port": self.start_redis()}
         config = substitute(deep_merge(base, scenario.gateway_config),
                             UPSTREAM_URL, self.upstream_url)
         for n, api in enumerate(scenario.api_definitions):

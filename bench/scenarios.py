@@ -39,16 +39,18 @@ POST_BODY_1K = b"x" * 1024  # what bench/wrk/post_1k.lua sends
 AUTH_TOKEN_KEYS = 10_000
 
 
-def create_auth_token_keys(ctx: SetupContext) -> WrkPlan:
+def create_auth_token_keys(ctx: SetupContext, **limits: Any) -> WrkPlan:
     """Create AUTH_TOKEN_KEYS keys through the REST API (generated, so hashed in
     the store as with hash_keys) and rotate them per request."""
     keys = []
+    session = {
+        "access_rights": {"bench": {"api_id": "bench", "api_name": "bench",
+                                    "versions": ["Default"]}},
+        "rate": 0, "per": 0, "quota_max": -1, "expires": 0,
+        **limits,
+    }
     for _ in range(AUTH_TOKEN_KEYS):
-        resp = ctx.admin("POST", "/tyk/keys/create", {
-            "access_rights": {"bench": {"api_id": "bench", "api_name": "bench",
-                                        "versions": ["Default"]}},
-            "rate": 0, "per": 0, "quota_max": -1, "expires": 0,
-        })
+        resp = ctx.admin("POST", "/tyk/keys/create", session)
         if resp.status != 200:
             raise RuntimeError(f"creating a key failed: {resp.status} {resp.body!r}")
         keys.append(resp.json()["key"])
@@ -83,6 +85,20 @@ SCENARIOS.append(
         api_definitions=(keyless_api(use_keyless=False, use_standard_auth=True),),
         gateway_config={"hash_keys": True},
         setup=create_auth_token_keys,
+    )
+)
+
+
+SCENARIOS.append(
+    Scenario(
+        name="auth-token-limits-redis",
+        description=(f"auth token + rate limit + quota decided in Redis (redis mode), "
+                     f"{AUTH_TOKEN_KEYS:,} keys rotating; limits high so nothing is refused"),
+        api_definitions=(keyless_api(use_keyless=False, use_standard_auth=True),),
+        gateway_config={"hash_keys": True, "rate_limiter": "redis"},
+        needs_redis=True,
+        setup=lambda ctx: create_auth_token_keys(
+            ctx, rate=1_000_000, per=1, quota_max=1_000_000_000, quota_renewal_rate=3600),
     )
 )
 

@@ -101,3 +101,6 @@ class Scenario:
     #: The baseline's ``location`` blocks inside nginx's ``server {}``.
     nginx_locations: str = PLAIN_PROXY_LOCATION
     setup: SetupHook | None = None
+    #: Run fastgate on the redis store: the harness starts a redis-server
+    #: (pinned with the load) and points storage at it.
+    needs_redis: bool = False

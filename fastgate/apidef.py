@@ -76,6 +76,8 @@ IMPLEMENTED_FIELDS: frozenset[str] = frozenset(
     # Auth token (standard auth) and Basic auth.
     | {"use_standard_auth", "auth", "auth_configs", "strip_auth_data"}
     | {"use_basic_auth", "basic_auth", "base_identity_provided_by"}
+    # Limits.
+    | {"global_rate_limit"}
 )
 IMPLEMENTED_PROXY_FIELDS: frozenset[str] = frozenset(
     {"listen_path", "target_url", "strip_listen_path", "preserve_host_header"}
@@ -192,6 +194,9 @@ class ApiSpec:
     #: The method whose session drives access rights and limits when several
     #: are chained ("auth_token", "basic_auth"); "" for the first one.
     base_identity: str = ""
+    #: API-wide rate limit ``(rate, per)`` for every caller, keyless APIs
+    #: included; None when unset (rate or per <= 0, as in Tyk).
+    global_rate_limit: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not self.listen_path_bytes:
@@ -249,6 +254,10 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
     auth_methods, auth_token, basic_auth = _auth(top, flags, use_keyless)
     strip_auth_data = top.boolean("strip_auth_data")
     base_identity = _base_identity(top, auth_methods)
+    limit_section = top.section("global_rate_limit")
+    global_rate = limit_section.number("rate", 0)
+    global_per = limit_section.number("per", 0)
+    global_rate_limit = (global_rate, global_per) if global_rate > 0 and global_per > 0 else None
 
     return ApiSpec(
         api_id=api_id,
@@ -275,6 +284,7 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
         basic_auth=basic_auth,
         strip_auth_data=strip_auth_data,
         base_identity=base_identity,
+        global_rate_limit=global_rate_limit,
     )
 
 

@@ -283,6 +283,8 @@ class FieldReader:
 
 STORAGE_TYPES = ("memory", "redis")
 HASH_KEY_FUNCTIONS = ("", "murmur32", "murmur64", "murmur128", "sha256")
+RATE_LIMITERS = ("local", "redis")
+RATE_LIMIT_HEADER_SOURCES = ("quotas", "rate_limits")
 POLICY_SOURCES = ("file",)
 # Tyk's other policy sources, refused with an explanation rather than "unknown value".
 _TYK_ONLY_POLICY_SOURCES = {
@@ -342,6 +344,18 @@ class GatewayConfig:
     graceful_shutdown_timeout_duration: float = DEFAULT_GRACEFUL_SHUTDOWN
     workers: int = 1
     control_api_port: int = 0
+    #: Where rate-limit decisions are made: "local" (worker memory, the key's
+    #: rate split across the workers sharing the store) or "redis" (one atomic
+    #: script per decision, exact across nodes).  Default: "redis" with the
+    #: redis store (Tyk's enable_redis_rolling_limiter also selects it),
+    #: "local" with the memory store (where the two are the same thing).
+    rate_limiter: str = "local"
+    #: X-RateLimit-* headers carry quota values ("quotas", Tyk's default) or
+    #: rate-limit values ("rate_limits").
+    rate_limit_response_headers: str = "quotas"
+    #: When the store cannot decide a rate limit or quota in time: refuse with
+    #: 503 (False, the default) or let the request through (True).
+    limits_fail_open: bool = False
     # Dotted paths present in the file that fastgate does not implement (warned once).
     ignored_fields: tuple[str, ...] = ()
 
@@ -418,6 +432,16 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
     )
     graceful = _timeout(top, "graceful_shutdown_timeout_duration", DEFAULT_GRACEFUL_SHUTDOWN)
 
+    rolling = top.boolean("enable_redis_rolling_limiter")
+    default_limiter = "redis" if storage.type == "redis" or rolling else "local"
+    rate_limiter = top.string("rate_limiter", default_limiter, choices=RATE_LIMITERS)
+    if rate_limiter == "redis" and storage.type != "redis":
+        field_name = "rate_limiter" if "rate_limiter" in data else "enable_redis_rolling_limiter"
+        raise top.error(field_name, 'the "redis" rate limiter needs storage.type "redis"')
+    rate_limit_response_headers = top.string(
+        "rate_limit_response_headers", "quotas", choices=RATE_LIMIT_HEADER_SOURCES)
+    limits_fail_open = top.boolean("limits_fail_open")
+
     workers = top.integer("workers", 1, minimum=1)
     if workers > 1 and storage.type != "redis":
         raise top.error(
@@ -442,6 +466,9 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
         graceful_shutdown_timeout_duration=graceful,
         workers=workers,
         control_api_port=control_api_port,
+        rate_limiter=rate_limiter,
+        rate_limit_response_headers=rate_limit_response_headers,
+        limits_fail_open=limits_fail_open,
         ignored_fields=tuple(top.unread() + extra_ignored),
     )
 

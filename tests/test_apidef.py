@@ -435,7 +435,7 @@ IGNORED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("cache off", {"cache_options": {"enable_cache": False, "cache_timeout": 60}}, ()),
     ("nested zeros", {"uptime_tests": {"check_list": [], "config": {"recheck_wait": 0}}}, ()),
     ("rate limit zero", {"global_rate_limit": {"rate": 0, "per": 0}}, ()),
-    ("rate limit", {"global_rate_limit": {"rate": 10, "per": 1}}, ("global_rate_limit",)),
+    ("rate limit (implemented)", {"global_rate_limit": {"rate": 10, "per": 1}}, ()),
     ("jwt settings while off", {"jwt_signing_method": "rsa", "jwt_source": "abc"}, ()),
     (
         "jwt settings while on",
@@ -816,7 +816,6 @@ def test_realistic_dashboard_export_loads_and_reports(tmp_path: Path) -> None:
         "api_definition.cache_options",
         "api_definition.tags",
         "api_definition.enable_context_vars",
-        "api_definition.global_rate_limit",
         "api_definition.proxy.disable_strip_slash",
         "api_definition.version_data.versions.Default.extended_paths",
     )
@@ -1072,3 +1071,17 @@ def test_base_identity(value: str, expected: str) -> None:
 def test_base_identity_unknown_value_refused() -> None:
     err = refusal(api(use_keyless=False, base_identity_provided_by="nonsense"))
     assert err.field == "base_identity_provided_by"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [({"rate": 10, "per": 1}, (10, 1)), ({"rate": 0.5, "per": 60}, (0.5, 60)),
+     ({"rate": 0, "per": 1}, None), ({"rate": 10, "per": 0}, None), ({}, None)],
+)
+def test_global_rate_limit(value: dict[str, Any], expected: tuple[float, float] | None) -> None:
+    assert parse(api(global_rate_limit=value)).global_rate_limit == expected
+
+
+def test_global_rate_limit_type_refused() -> None:
+    assert refusal(api(global_rate_limit={"rate": "10", "per": 1})).field == \
+        "global_rate_limit.rate"

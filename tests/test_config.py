@@ -531,7 +531,6 @@ def test_real_tyk_conf_loads_and_lists_what_is_ignored(tmp_path: Path) -> None:
         "optimisations_use_async_session_write",
         "enable_non_transactional_rate_limiter",
         "enable_sentinel_rate_limiter",
-        "enable_redis_rolling_limiter",
         "allow_master_keys",
         "policies.allow_explicit_policy_id",
         "suppress_redis_signal_reload",
@@ -613,3 +612,45 @@ def test_any_json_gives_a_config_or_a_config_error(dotted: str, value: object) -
     else:
         assert cfg.secret
         assert cfg.workers == 1 or cfg.storage.type == "redis"
+
+
+# ---------------------------------------------------------------------------
+# Rate limiter settings
+# ---------------------------------------------------------------------------
+
+LIMITER_CASES = [
+    # (id, fields, expected rate_limiter)
+    ("memory default", {}, "local"),
+    ("redis default", {"storage": {"type": "redis"}}, "redis"),
+    ("redis, local asked", {"storage": {"type": "redis"}, "rate_limiter": "local"}, "local"),
+    ("Tyk's rolling limiter", {"storage": {"type": "redis"},
+                               "enable_redis_rolling_limiter": True}, "redis"),
+]
+
+
+@pytest.mark.parametrize(("fields", "expected"), [c[1:] for c in LIMITER_CASES],
+                         ids=[c[0] for c in LIMITER_CASES])
+def test_rate_limiter_mode(tmp_path: Path, fields: dict[str, Any], expected: str) -> None:
+    config = parse_gateway_config({"secret": "s", **fields}, str(tmp_path / "gw.json"))
+    assert config.rate_limiter == expected
+    assert config.rate_limit_response_headers == "quotas"
+    assert config.limits_fail_open is False
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"rate_limiter": "redis"}, "rate_limiter"),
+        ({"enable_redis_rolling_limiter": True}, "enable_redis_rolling_limiter"),
+        ({"rate_limiter": "drl"}, "rate_limiter"),
+        ({"rate_limit_response_headers": "both"}, "rate_limit_response_headers"),
+        ({"limits_fail_open": "yes"}, "limits_fail_open"),
+    ],
+    ids=["redis mode on memory", "rolling on memory", "unknown mode", "unknown headers",
+         "fail-open type"],
+)
+def test_rate_limiter_settings_refused(tmp_path: Path, fields: dict[str, Any],
+                                       field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_gateway_config({"secret": "s", **fields}, str(tmp_path / "gw.json"))
+    assert caught.value.field == field

@@ -49,12 +49,29 @@ class Result:
 
 
 def resolve(function: str, kind: str) -> Callable[..., Any]:
-    """The function ``"<module>.<name>"`` of the ``"c"`` or ``"py"`` implementation."""
+    """The function ``"<module>.<name>"`` of the ``"c"`` or ``"py"`` implementation.
+
+    ``"<module>.<Class>.<method>"`` gives that method bound to a new instance
+    (``Class()``), one per call: state built up by timing stays with it.
+    """
     module_name, name = function.split(".", 1)
     module = core.twin(module_name) if kind == "py" else core.compiled(module_name)
     if module is None:
         raise LookupError(f"fastgate._core.{module_name} is not compiled")
+    class_name, _, method = name.rpartition(".")
+    if class_name:
+        return getattr(getattr(module, class_name)(), method)
     return getattr(module, name)
+
+
+def _is_public_method(function: str) -> bool:
+    module_name, _, qualified = function.partition(".")
+    class_name, _, method = qualified.partition(".")
+    twin = core.twin(module_name)
+    if class_name not in getattr(twin, "__all__", ()):
+        return False
+    cls = getattr(twin, class_name)
+    return isinstance(cls, type) and callable(getattr(cls, method, None))
 
 
 def coverage_problems() -> list[str]:
@@ -71,13 +88,22 @@ def coverage_problems() -> list[str]:
         if m not in core.MODULES
     ]
     # Functions need floors; classes (the proxy's protocols) are measured end
-    # to end by tools/bench.
+    # to end by tools/bench, or by the methods their module lists (below).
     public = {
         f"{m}.{f}"
         for m in measured
         for f in getattr(core.twin(m), "__all__", ())
         if not isinstance(getattr(core.twin(m), f), type)
     }
+    # A module whose hot path is a class names the methods to time in its
+    # BENCHMARKED ("Class.method"); they need floors like functions.
+    methods = {f"{m}.{name}" for m in measured for name in getattr(core.twin(m), "BENCHMARKED", ())}
+    problems += [
+        f"{f}: in BENCHMARKED but not a method of a public class"
+        for f in sorted(methods)
+        if not _is_public_method(f)
+    ]
+    public |= methods
     with_case = {case.function for case in CASES}
     problems += [
         f"{f}: no floor in bench/micro/cases.py SPEEDUPS" for f in sorted(public - set(SPEEDUPS))

@@ -24,14 +24,38 @@ needs_extensions = pytest.mark.skipif(
 @pytest.mark.parametrize("kind", ["c", "py"])
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_speed(benchmark, case: Case, kind: str) -> None:
-    function = resolve(case.function, kind)
+    # Each resolve() of a method binds a new instance, so this compares first
+    # calls, whatever state the timing loop leaves behind.
+    assert resolve(case.function, kind)(*case.args) == resolve(case.function, "py")(*case.args)
     benchmark.group = case.id
-    result = benchmark(function, *case.args)
-    assert result == resolve(case.function, "py")(*case.args)
+    benchmark(resolve(case.function, kind), *case.args)
 
 
 def test_every_function_has_a_floor_and_a_case() -> None:
     assert coverage_problems() == []
+
+
+def test_benchmarked_methods_need_floors(monkeypatch: pytest.MonkeyPatch) -> None:
+    twin = core.twin("limiter")
+    before = coverage_problems()
+    monkeypatch.setattr(twin, "BENCHMARKED", (*twin.BENCHMARKED, "RateLimiter.peek", "Nope.hit"))
+    assert [p for p in coverage_problems() if p not in before] == [
+        "limiter.Nope.hit: in BENCHMARKED but not a method of a public class",
+        "limiter.Nope.hit: no floor in bench/micro/cases.py SPEEDUPS",
+        "limiter.RateLimiter.peek: no floor in bench/micro/cases.py SPEEDUPS",
+        "limiter.Nope.hit: no case in bench/micro/cases.py CASES",
+        "limiter.RateLimiter.peek: no case in bench/micro/cases.py CASES",
+    ]
+
+
+def test_resolve_binds_a_method_to_a_new_instance() -> None:
+    first = resolve("limiter.RateLimiter.hit", "py")
+    second = resolve("limiter.RateLimiter.hit", "py")
+    assert first.__self__ is not second.__self__
+    assert isinstance(first.__self__, core.twin("limiter").RateLimiter)
+    assert first("k", 1.0, 60.0, 0.0)[0] is True
+    assert first("k", 1.0, 60.0, 0.0)[0] is False
+    assert second("k", 1.0, 60.0, 0.0)[0] is True
 
 
 @needs_extensions

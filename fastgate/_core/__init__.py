@@ -49,13 +49,14 @@ __all__ = [
     "compare",
     "compiled",
     "http",
+    "limiter",
     "murmur3",
     "proxy",
     "twin",
 ]
 
 #: Every module of this package, in import order (a module after those it cimports).
-MODULES: tuple[str, ...] = ("compare", "http", "murmur3", "proxy")
+MODULES: tuple[str, ...] = ("compare", "http", "limiter", "murmur3", "proxy")
 
 
 def _extensions_disabled() -> bool:
@@ -109,10 +110,11 @@ def twin(name: str) -> ModuleType:
 
 
 if TYPE_CHECKING:
-    from fastgate._core import compare, http, murmur3
+    from fastgate._core import compare, http, limiter, murmur3
     from fastgate._core import proxy_py as proxy
 else:
     compare = _select("compare")
     http = _select("http")
+    limiter = _select("limiter")
     murmur3 = _select("murmur3")
     proxy = _select("proxy")

@@ -246,6 +246,9 @@ class Exchange:
     #: storage key it is kept under.
     session = cython.declare(object, visibility="public")
     session_key = cython.declare(object, visibility="public")
+    #: Header lines (``Name: value\r\n``...) added to the upstream's response
+    #: (X-RateLimit-*); b"" for none.
+    response_headers = cython.declare(bytes, visibility="public")
     headers_modified: cython.bint
     waiting: cython.bint
     # The whole body, collected for a middleware that asked for it.
@@ -284,6 +287,7 @@ class Exchange:
         self.client_ip = client.client_ip
         self.session = None
         self.session_key = None
+        self.response_headers = b""
         self.headers_modified = False
         #: The middleware chain has not decided yet.
         self.waiting = False
@@ -1241,6 +1245,8 @@ class UpstreamConnection:
                 self.relay = RELAY_CHUNKED
             else:
                 close = True
+        if ex.response_headers:
+            lines.append(ex.response_headers)
         if close:
             lines.append(_CLOSE_LINE)
             ex.close_after = True

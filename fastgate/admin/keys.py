@@ -273,7 +273,23 @@ class KeysApi:
         found = await self._find(key, org_id, hashed)
         if found is None:
             raise AdminError(404, "Key not found")
-        return replies.ok(without_password(found[2]))
+        _name, skey, session = found
+        await self._live_quota(skey, session)
+        return replies.ok(without_password(session))
+
+    async def _live_quota(self, skey: str, session: dict[str, Any]) -> None:
+        """Report the quota as the limiter counts it (the stored session's
+        ``quota_remaining`` is what it was created with)."""
+        quota_max = session.get("quota_max")
+        if not isinstance(quota_max, int) or quota_max <= 0:
+            return
+        scope = session.get("allowance_scope") or ""
+        state = await self.gateway.store.quota_state(
+            skey + "-" + scope if scope else skey, quota_max)
+        if state is not None:
+            remaining, renews_at = state
+            session["quota_remaining"] = remaining
+            session["quota_renews"] = int(renews_at)
 
     async def listing(self, params: Mapping[str, str]) -> bytes:
         """``GET /tyk/keys`` (Tyk's handleGetAllKeys)."""

@@ -75,12 +75,17 @@ def _auth_factories() -> dict[str, AuthFactory]:
 
 
 def build_chain(spec: ApiSpec, gateway: Gateway) -> Chain | None:
-    """The chain for ``spec``, or None when nothing applies (keyless)."""
+    """The chain for ``spec``, or None when nothing applies (keyless, no limit)."""
+    from fastgate.middleware.limits import GlobalRateLimit, SessionLimits
     from fastgate.middleware.session_checks import SessionChecks
 
     factories = _auth_factories()
-    steps: list[Middleware] = [factories[name](spec, gateway) for name in spec.auth_methods]
-    if not steps:
-        return None
-    steps.append(SessionChecks(spec, gateway))
-    return Chain(steps)
+    steps: list[Middleware] = []
+    if spec.global_rate_limit is not None:
+        steps.append(GlobalRateLimit(spec, gateway))
+    auth = [factories[name](spec, gateway) for name in spec.auth_methods]
+    if auth:
+        steps += auth
+        steps.append(SessionChecks(spec, gateway))
+        steps.append(SessionLimits(spec, gateway))
+    return Chain(steps) if steps else None

@@ -47,13 +47,16 @@ MAX_ENTRIES = 200_000
 class CachedSession:
     """A session as the checks need it: policies applied, access compiled."""
 
-    __slots__ = ("access", "effective", "expires", "inactive", "refusal", "session",
+    __slots__ = ("access", "effective", "expires", "inactive", "limits", "refusal", "session",
                  "storage_key")
 
     def __init__(self, storage_key: str, session: dict[str, Any],
                  policies: dict[str, dict[str, Any]]) -> None:
         self.storage_key = storage_key
         self.session = session
+        #: Rate and quota settings per API id, worked out on first use
+        #: (fastgate.middleware.limits.limits_for).
+        self.limits: dict[str, Any] = {}
         #: A prepared refusal when the session cannot be used (bad policies).
         self.refusal: bytes | None = None
         try:

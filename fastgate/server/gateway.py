@@ -36,6 +36,7 @@ from fastgate._core.proxy import (
 from fastgate.apidef import ApiSpec, load_api_definitions
 from fastgate.config import ConfigError, GatewayConfig
 from fastgate.middleware.chain import build_chain
+from fastgate.middleware.limits import Limiter
 from fastgate.middleware.sessions import SessionCache
 from fastgate.policies import load_policies
 from fastgate.server import responses
@@ -74,6 +75,7 @@ class Gateway:
         self.file_policy_ids: frozenset[str] = frozenset()
         self.store: Store = create_store(config.storage)
         self.sessions = SessionCache(self.store, lambda: self.policies)
+        self.limiter = Limiter(self)
         self.admin = AdminApi(self)
         self.shutting_down = False
         self.servers: list[asyncio.AbstractServer] = []
@@ -199,6 +201,7 @@ class Gateway:
             # Requests that need the store answer 503 until it is back; the
             # store reconnects by itself.
             log.error("session store unavailable at start: %s", exc)
+        self.limiter.start()
         listeners = [(cfg.listen_port, SERVE_APIS if cfg.control_api_port else SERVE_ALL)]
         if cfg.control_api_port:
             listeners.append((cfg.control_api_port, SERVE_CONTROL))
@@ -238,6 +241,7 @@ class Gateway:
             pool.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        self.limiter.stop()
         await self.store.close()
         self._stopped.set()
 

@@ -14,6 +14,12 @@ subscribers included. Events: ``"session"`` (payload: the storage key),
 ``"policies"``, ``"apis"``, and ``"resync"`` (emitted by a store itself after it
 may have missed notifications, e.g. when its Redis listener reconnected:
 flush every cache).
+
+Limits: :meth:`Store.rate_limit` and :meth:`Store.quota` make one decision each
+and return plain tuples (they run for every request). A store shared by
+several processes decides atomically on the server, so a limit holds exactly
+across every node and worker; a decision that failed (:class:`StoreError`) was
+counted at most once -- stores never retry one that may have run.
 """
 
 from __future__ import annotations
@@ -119,6 +125,62 @@ class Store(abc.ABC):
         an exception it raises is logged and does not stop other handlers.
         """
         self._handlers.append(handler)
+
+    # -- limits --
+    @abc.abstractmethod
+    async def rate_limit(self, key: str, rate: float, per: float) -> tuple[bool, int, float, float]:
+        """One rate-limit decision for ``key``: ``(allowed, remaining, reset_after, retry_after)``.
+
+        GCRA with capacity ``rate`` requests per ``per`` seconds, refilled
+        continuously; a refused request consumes nothing. ``remaining``: the
+        requests that would still pass right now; ``reset_after``: seconds
+        until the bucket is full again; ``retry_after``: seconds until a
+        refused request would pass (0.0 when allowed) -- as
+        ``fastgate._core.limiter.RateLimiter.hit`` defines them. ``rate <= 0``
+        or ``per <= 0``: unlimited, ``(True, -1, 0.0, 0.0)`` without touching
+        the store. Raises :class:`StoreError`.
+        """
+
+    @abc.abstractmethod
+    async def quota(self, key: str, quota_max: int, renewal_rate: int) -> tuple[bool, int, float]:
+        """One quota decision for ``key``: ``(allowed, remaining, renews_at)``.
+
+        ``renews_at``: unix time when the period ends (0.0: never). The period
+        starts with its first request and lasts ``renewal_rate`` seconds
+        (``<= 0``: forever). The request numbered ``quota_max + 1`` in a period
+        is the first refused; refusals count nothing. ``quota_max <= 0``:
+        unlimited, ``(True, -1, 0.0)`` without touching the store. Raises
+        :class:`StoreError`.
+        """
+
+    @abc.abstractmethod
+    async def limits(self, key: str, rate: float, per: float, quota_max: int,
+                     renewal_rate: int) -> tuple[bool, int, float, float, bool, int, float]:
+        """One request's rate limit and quota together, atomically:
+        ``(rate_allowed, remaining, reset_after, retry_after, quota_allowed,
+        quota_remaining, renews_at)`` with the meanings of :meth:`rate_limit`
+        and :meth:`quota`.  Nothing is counted unless both allow the request
+        (a request refused by its quota takes no rate token either); a
+        refused rate limit reports ``quota_allowed`` True without deciding it.
+        One round trip on Redis.  Raises :class:`StoreError`.
+        """
+
+    @abc.abstractmethod
+    async def quota_state(self, key: str, quota_max: int) -> tuple[int, float] | None:
+        """``(remaining, renews_at)`` of ``key``'s current period, or None when there is
+        none (never used, reset, or the period ended). Raises :class:`StoreError`."""
+
+    @abc.abstractmethod
+    async def reset_quota(self, key: str) -> None:
+        """Forget ``key``'s quota period: its next request starts a new one."""
+
+    @abc.abstractmethod
+    async def register_worker(self, worker_id: str, ttl: float) -> None:
+        """Heartbeat: ``worker_id`` counts as live for ``ttl`` seconds from now."""
+
+    @abc.abstractmethod
+    async def count_workers(self) -> int:
+        """How many workers (of every node) share this store and are live; at least 1."""
 
     @property
     @abc.abstractmethod

@@ -10,12 +10,20 @@ crash.
 Notifications stay in the process: :meth:`MemoryStore.publish` schedules the
 subscribers with ``loop.call_soon``, so they run on a later loop iteration, in
 publication order.
+
+Limits live in :mod:`fastgate._core.limiter` structures (never journalled: a
+restart starts every rate limit and quota afresh) and never yield either:
+rate limits on the monotonic clock, quotas on the wall clock (their renewal
+time is a unix time). One process is the whole world here, so
+:meth:`MemoryStore.count_workers` is 1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
+from fastgate._core import limiter
 from fastgate.storage.base import Store, check_event, check_value
 from fastgate.storage.journal import (
     DEFAULT_COMPACT_MIN_BYTES,
@@ -26,10 +34,15 @@ from fastgate.storage.journal import (
     encode_set,
 )
 
-__all__ = ["POLICY_TABLE", "SESSION_TABLE", "MemoryStore"]
+__all__ = ["DEFAULT_MAX_LIMIT_KEYS", "POLICY_TABLE", "SESSION_TABLE", "MemoryStore"]
 
 SESSION_TABLE = "session"
 POLICY_TABLE = "policy"
+DEFAULT_MAX_LIMIT_KEYS = 1_000_000  # identities per limiter structure
+
+_INF = float("inf")
+_UNLIMITED_RATE = (True, -1, 0.0, 0.0)
+_UNLIMITED_QUOTA = (True, -1, 0.0)
 
 
 class MemoryStore(Store):
@@ -38,6 +51,8 @@ class MemoryStore(Store):
     ``path``: the journal file (absolute; its directory must exist). The
     journal is generic over named tables; later features add their own table
     through :meth:`_table_set` / :meth:`_table_delete` / :meth:`_table`.
+    ``max_limit_keys``: identities kept by each limiter structure (see
+    :mod:`fastgate._core.limiter` for what happens beyond).
     """
 
     def __init__(
@@ -46,6 +61,7 @@ class MemoryStore(Store):
         *,
         compact_ratio: float = DEFAULT_COMPACT_RATIO,
         compact_min_bytes: int = DEFAULT_COMPACT_MIN_BYTES,
+        max_limit_keys: int = DEFAULT_MAX_LIMIT_KEYS,
     ) -> None:
         super().__init__()
         self._tables: Tables = {}
@@ -56,6 +72,8 @@ class MemoryStore(Store):
         )
         self._sessions = self._table(SESSION_TABLE)
         self._policies = self._table(POLICY_TABLE)
+        self._rates = limiter.RateLimiter(max_limit_keys)
+        self._quotas = limiter.QuotaCounter(max_limit_keys)
 
     @property
     def shared(self) -> bool:
@@ -141,6 +159,52 @@ class MemoryStore(Store):
         if ack is not None:
             await ack
         return existed
+
+    # -- limits (never yield: the hot path drives these with coro.send(None)) --
+    async def rate_limit(self, key: str, rate: float, per: float) -> tuple[bool, int, float, float]:
+        if not (0.0 < rate < _INF and 0.0 < per < _INF):
+            return _UNLIMITED_RATE
+        return self._rates.hit(key, rate, per, time.monotonic())
+
+    async def quota(self, key: str, quota_max: int, renewal_rate: int) -> tuple[bool, int, float]:
+        if quota_max <= 0:
+            return _UNLIMITED_QUOTA
+        return self._quotas.hit(key, quota_max, renewal_rate, time.time())
+
+    async def limits(self, key: str, rate: float, per: float, quota_max: int,
+                     renewal_rate: int) -> tuple[bool, int, float, float, bool, int, float]:
+        now = time.time()
+        if quota_max > 0 and self._quotas.state(key, quota_max, now)[0] == 0:
+            # Refused by its quota: no rate token is taken.
+            return (True, -1, 0.0, 0.0, False, 0, self._quotas.state(key, quota_max, now)[1])
+        allowed, remaining, reset_after, retry_after = await self.rate_limit(key, rate, per)
+        if not allowed:
+            return (False, remaining, reset_after, retry_after, True, -1, 0.0)
+        quota_allowed, quota_remaining, renews_at = await self.quota(key, quota_max,
+                                                                     renewal_rate)
+        return (True, remaining, reset_after, retry_after, quota_allowed, quota_remaining,
+                renews_at)
+
+    async def quota_state(self, key: str, quota_max: int) -> tuple[int, float] | None:
+        if quota_max <= 0:
+            return None
+        remaining, renews_at = state = self._quotas.state(key, quota_max, time.time())
+        # (quota_max, 0.0) is how QuotaCounter says "no period" -- and also the
+        # state of a never-renewing period whose quota_max was raised by at
+        # least its use; that rare one is reported as "no period" too.
+        if renews_at == 0.0 and remaining == quota_max:
+            return None
+        return state
+
+    async def reset_quota(self, key: str) -> None:
+        self._quotas.reset(key)
+
+    async def register_worker(self, worker_id: str, ttl: float) -> None:
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+
+    async def count_workers(self) -> int:
+        return 1
 
     # -- notifications --
     async def publish(self, event: str, payload: str) -> None:

@@ -5,7 +5,19 @@ Key names follow Tyk so that an existing Tyk Redis is readable:
 * sessions: ``apikey-<storage key>``, a plain string holding the session JSON;
 * policies managed through the REST API: the hash ``fastgate-policies``
   (field: policy id, value: policy JSON);
-* notifications: pub/sub channel ``fastgate-events``, message ``event:payload``.
+* notifications: pub/sub channel ``fastgate-events``, message ``event:payload``;
+* rate limits: ``rl-{<key>}``, the GCRA state (``lua/rate_limit.lua``);
+* quotas: ``quota-{<key>}``, a hash {used, renews} (``lua/quota.lua``) -- not
+  Tyk's ``quota-<key>`` counter, whose INCR-then-check counts refusals;
+* live workers: the sorted set ``fastgate-workers`` (``lua/workers_*.lua``).
+
+Limits are decided by Lua scripts (see :mod:`fastgate.storage.scripts`), each
+on one key, so they run on Redis Cluster; the braces make every key of one
+identity hash to the same slot. Decisions made in the same event-loop
+iteration go out together: one pipeline of ``EVALSHA`` calls (one per node on
+a cluster), one round trip. A ``NOSCRIPT`` answer (a restarted or flushed
+server) is answered by sending that decision again with ``EVAL``; nothing else
+is ever sent twice.
 
 Failure model: every operation is bounded by ``timeout`` (default 1 s) and
 raises :class:`StoreError` on any failure; nothing waits for Redis to come
@@ -38,17 +50,33 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fastgate.config import StorageConfig
+from fastgate.storage import scripts
 from fastgate.storage.base import EVENT_RESYNC, Store, StoreError, check_event, check_value
+from fastgate.storage.pipe import Pipe, ReplyError
+from fastgate.storage.scripts import LuaScript
+
+try:
+    from redis.maint_notifications import MaintNotificationsConfig
+except ImportError:  # redis-py < 7: no such feature, nothing to turn off
+    _STANDALONE_KWARGS: dict[str, Any] = {}
+else:
+    # redis-py 8 skips its check for dead pooled connections while this is
+    # "auto" (truthy): a connection closed by a restarted server would then
+    # fail the first command after the restart.
+    _STANDALONE_KWARGS = {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "EVENTS_CHANNEL",
     "POLICIES_KEY",
+    "QUOTA_PREFIX",
+    "RATE_LIMIT_PREFIX",
     "SESSION_PREFIX",
+    "WORKERS_KEY",
     "RedisStore",
     "parse_addr",
 ]
@@ -58,6 +86,9 @@ log = logging.getLogger("fastgate.storage")
 SESSION_PREFIX = "apikey-"
 POLICIES_KEY = "fastgate-policies"
 EVENTS_CHANNEL = "fastgate-events"
+RATE_LIMIT_PREFIX = "rl-"
+QUOTA_PREFIX = "quota-"
+WORKERS_KEY = "fastgate-workers"
 
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_PING_INTERVAL = 5.0
@@ -65,7 +96,14 @@ DEFAULT_MAX_IN_FLIGHT = 64  # below redis-py's 100-connection pools (standalone,
 RECONNECT_MIN_DELAY = 0.05
 RECONNECT_MAX_DELAY = 1.0
 SCAN_COUNT = 1000
-MAX_BATCH = 500  # session lookups per MGET / pipeline
+MAX_BATCH = 500  # session lookups per MGET / pipeline, script calls per pipeline
+
+_INF = float("inf")
+_UNLIMITED_RATE = (True, -1, 0.0, 0.0)
+_UNLIMITED_QUOTA = (True, -1, 0.0)
+
+# One queued script call: (script, key, args, the caller's future).
+_Call = tuple[LuaScript, str, tuple[Any, ...], "asyncio.Future[Any]"]
 
 # surrogateescape: a key that is not UTF-8 (written by something else) still
 # round-trips through list_sessions -> get_session.
@@ -146,7 +184,10 @@ class RedisStore(Store):
         self._closing = False
         self._drained: asyncio.Event | None = None
         self._gets: list[tuple[str, asyncio.Future[bytes | None]]] = []
+        self._calls: list[_Call] = []
         self._fetches: set[asyncio.Task[None]] = set()
+        #: Lean pipelined connections for the request path's scripts, per node.
+        self._pipes: dict[tuple[str, int], Pipe] = {}
 
     @property
     def shared(self) -> bool:
@@ -188,6 +229,7 @@ class RedisStore(Store):
             port=port,
             db=self._config.database,
             retry=Retry(NoBackoff(), 0),
+            **_STANDALONE_KWARGS,
             **self._common_kwargs(),
         )
 
@@ -213,6 +255,7 @@ class RedisStore(Store):
                     await self._client.initialize()
                 else:
                     await self._client.ping()
+                await self._load_scripts()
             sub = await self._subscribe()
         except _FAILURES as exc:
             await self._close_client()
@@ -227,8 +270,8 @@ class RedisStore(Store):
     async def close(self) -> None:
         """Stop the listener, let calls in flight finish (each is bounded), disconnect."""
         self._closing = True
-        while self._gets or self._fetches:  # session lookups already accepted
-            if self._gets:
+        while self._gets or self._calls or self._fetches:  # lookups and calls accepted
+            if self._gets or self._calls:
                 await asyncio.sleep(0)  # their flush runs in this loop iteration
             else:
                 await asyncio.wait(set(self._fetches))
@@ -248,23 +291,28 @@ class RedisStore(Store):
         await self._close_client()
 
     async def _close_client(self) -> None:
+        for pipe in self._pipes.values():
+            pipe.close()
+        self._pipes.clear()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
 
     # -- operations --
-    async def execute(self, command: str, awaitable: Awaitable[Any]) -> Any:
+    async def execute(
+        self, command: str, awaitable: Awaitable[Any], *, timeout: float | None = None
+    ) -> Any:
         """Await one redis-py call under the store's rules; its result.
 
         At most ``max_in_flight`` calls run at once (the others queue), each
-        within ``timeout`` seconds including the wait; any failure raises
-        StoreError naming ``command`` and the server. Later features (Lua
-        scripts) run their calls through here too.
+        within ``timeout`` seconds including the wait (default: the store's
+        timeout); any failure raises StoreError naming ``command`` and the
+        server.
         """
         started = False
         self._in_flight += 1
         try:
-            async with asyncio.timeout(self._timeout), self._limit:
+            async with asyncio.timeout(self._timeout if timeout is None else timeout), self._limit:
                 if self._closing:
                     raise StoreError(f"{self._where}: the store is closed")
                 started = True
@@ -381,6 +429,233 @@ class RedisStore(Store):
         check_event(event)
         await self.execute("PUBLISH", self.client.publish(EVENTS_CHANNEL, f"{event}:{payload}"))
 
+    # -- limits --
+    async def rate_limit(self, key: str, rate: float, per: float) -> tuple[bool, int, float, float]:
+        if not (0.0 < rate < _INF and 0.0 < per < _INF):
+            return _UNLIMITED_RATE
+        allowed, remaining, reset_after, retry_after = await self._call(
+            scripts.RATE_LIMIT, RATE_LIMIT_PREFIX + "{" + key + "}", (repr(rate), repr(per))
+        )
+        return allowed == 1, remaining, float(reset_after), float(retry_after)
+
+    async def quota(self, key: str, quota_max: int, renewal_rate: int) -> tuple[bool, int, float]:
+        if quota_max <= 0:
+            return _UNLIMITED_QUOTA
+        if not 0 < renewal_rate < _INF:  # NaN too
+            renewal_rate = 0
+        allowed, remaining, renews_ms = await self._call(
+            scripts.QUOTA, QUOTA_PREFIX + "{" + key + "}", (quota_max, repr(renewal_rate))
+        )
+        return allowed == 1, remaining, renews_ms / 1e3
+
+    async def limits(self, key: str, rate: float, per: float, quota_max: int,
+                     renewal_rate: int) -> tuple[bool, int, float, float, bool, int, float]:
+        """Rate limit and quota in one EVALSHA of ``limits.lua`` over the lean
+        pipelined connection (``fastgate.storage.pipe``): this is the request
+        path, where redis-py's per-command cost would dominate."""
+        rate_on = 0.0 < rate < _INF and 0.0 < per < _INF
+        if not rate_on and quota_max <= 0:
+            return (True, -1, 0.0, 0.0, True, -1, 0.0)
+        tag = "{" + key + "}"
+        keys = ((RATE_LIMIT_PREFIX + tag).encode(), (QUOTA_PREFIX + tag).encode())
+        args = ((repr(rate) if rate_on else "0").encode(), (repr(per) if rate_on else "0").encode(),
+                str(max(quota_max, 0)).encode(), str(renewal_rate).encode())
+        reply = await self._pipe_script(scripts.LIMITS, keys, args)
+        allowed, remaining, reset_after, retry_after, q_allowed, q_remaining, renews_ms = reply
+        return (allowed == 1, remaining, float(reset_after), float(retry_after), q_allowed == 1,
+                q_remaining, renews_ms / 1e3)
+
+    async def _pipe_script(self, script: LuaScript, keys: tuple[bytes, ...],
+                           args: tuple[bytes, ...]) -> Any:
+        """EVALSHA on the node owning ``keys[0]``; loads the script on NOSCRIPT and
+        follows one MOVED (both mean it did not run, so it runs once)."""
+        if self._client is None or self._closing:
+            raise StoreError(f"{self._where}: the store is not started (or closed)")
+        command = (b"EVALSHA", script.sha.encode(), b"%d" % len(keys), *keys, *args)
+        pipe = self._pipe_for(keys[0].decode())
+        for _attempt in range(3):
+            try:
+                return await pipe.call(*command)
+            except ReplyError as exc:
+                text = str(exc)
+                if text.startswith("NOSCRIPT"):
+                    try:
+                        await pipe.call(b"SCRIPT", b"LOAD", script.source.encode())
+                    except ReplyError as load_error:
+                        raise StoreError(f"{pipe.where}: SCRIPT LOAD {script.name}: "
+                                         f"{load_error}") from None
+                    continue
+                if text.startswith("MOVED "):
+                    host, _, port = text.split()[2].rpartition(":")
+                    pipe = self._pipe_at(host, int(port))
+                    continue
+                raise StoreError(f"{pipe.where}: {script.name}: {text}") from None
+        raise StoreError(f"{self._where}: {script.name}: could not be run")
+
+    def _pipe_for(self, key: str) -> Pipe:
+        client = self._client
+        if isinstance(client, RedisCluster):
+            try:
+                node = client.get_node_from_key(key)
+            except Exception as exc:
+                raise StoreError(f"{self._where}: no node for a key: {_describe(exc)}") from None
+            if node is None:
+                raise StoreError(f"{self._where}: no node for a key")
+            return self._pipe_at(node.host, int(node.port))
+        host, port = self._seeds[0]
+        return self._pipe_at(host, port)
+
+    def _pipe_at(self, host: str, port: int) -> Pipe:
+        pipe = self._pipes.get((host, port))
+        if pipe is None:
+            config = self._config
+            pipe = Pipe(host, port, timeout=self._timeout, username=config.username,
+                        password=config.password,
+                        database=0 if self._cluster else config.database)
+            self._pipes[(host, port)] = pipe
+        return pipe
+
+    async def quota_state(self, key: str, quota_max: int) -> tuple[int, float] | None:
+        if quota_max <= 0:
+            return None
+        used, renews = await self.execute(
+            "HMGET", self.client.hmget(QUOTA_PREFIX + "{" + key + "}", ["used", "renews"])
+        )
+        if used is None:
+            return None
+        return max(0, quota_max - int(used)), int(renews or 0) / 1e3
+
+    async def reset_quota(self, key: str) -> None:
+        await self.execute("DEL", self.client.delete(QUOTA_PREFIX + "{" + key + "}"))
+
+    async def register_worker(self, worker_id: str, ttl: float) -> None:
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        await self._call(scripts.WORKERS_REGISTER, WORKERS_KEY, (worker_id, repr(ttl)))
+
+    async def count_workers(self) -> int:
+        count: int = await self._call(scripts.WORKERS_COUNT, WORKERS_KEY, ())
+        return max(1, count)
+
+    # -- scripts --
+    async def _load_scripts(self) -> None:
+        """SCRIPT LOAD every script (on every master of a cluster)."""
+        client = self.client
+        for script in scripts.ALL:
+            sha = _decode(await client.script_load(script.source))  # a cluster: every master
+            if sha != script.sha:
+                raise StoreError(f"{self._where}: SCRIPT LOAD {script.name} returned {sha!r}")
+
+    def _call(self, script: LuaScript, key: str, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        """Queue one script call on ``key``; the future gets its reply or a StoreError.
+
+        Calls queued in the same loop iteration are sent together by
+        :meth:`_flush_calls`.
+        """
+        if self._client is None or self._closing:
+            raise StoreError(f"{self._where}: the store is not started (or closed)")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._calls.append((script, key, args, fut))
+        if len(self._calls) == 1:
+            loop.call_soon(self._flush_calls)
+        return fut
+
+    def _flush_calls(self) -> None:
+        batch, self._calls = self._calls, []
+        client = self._client
+        groups: list[list[_Call]]
+        if isinstance(client, RedisCluster) and len(batch) > 1:
+            # One pipeline per master: a dead node fails only its own calls.
+            by_node: dict[str, list[_Call]] = {}
+            for call in batch:
+                try:
+                    found = client.get_node_from_key(call[1])
+                    node = found.name if found is not None else ""
+                except Exception:
+                    node = ""  # slots unknown right now: the send reports why
+                by_node.setdefault(node, []).append(call)
+            groups = list(by_node.values())
+        else:
+            groups = [batch]
+        loop = asyncio.get_running_loop()
+        for group in groups:
+            for start in range(0, len(group), MAX_BATCH):
+                task = loop.create_task(self._run_calls(group[start : start + MAX_BATCH]))
+                self._fetches.add(task)
+                task.add_done_callback(self._fetches.discard)
+
+    async def _run_calls(self, batch: list[_Call]) -> None:
+        try:
+            await self._run_calls_once(batch)
+        except BaseException as exc:  # never leave a caller waiting
+            if isinstance(exc, StoreError):
+                _fail(batch, exc)
+            else:
+                _fail(batch, StoreError(f"{self._where}: script call failed: {_describe(exc)}"))
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _run_calls_once(self, batch: list[_Call]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        again: list[_Call] = []
+        try:
+            replies = await self._send_calls(batch, by_sha=True, timeout=self._timeout)
+        except StoreError as exc:
+            _fail(batch, exc)
+            return
+        for call, reply in zip(batch, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                again.append(call)  # NOSCRIPT: the script did not run, so send it again
+            else:
+                self._settle(call, reply)
+        if not again:
+            return
+        log.info("%s: scripts not loaded (server restarted or flushed?): sending them again",
+                 self._where)
+        try:
+            replies = await self._send_calls(
+                again, by_sha=False, timeout=max(deadline - loop.time(), 0.001)
+            )
+        except StoreError as exc:
+            _fail(again, exc)
+            return
+        for call, reply in zip(again, replies, strict=True):
+            self._settle(call, reply)
+
+    def _settle(self, call: _Call, reply: Any) -> None:
+        script, _, _, fut = call
+        if fut.done():
+            return
+        if isinstance(reply, BaseException):
+            fut.set_exception(
+                StoreError(f"{self._where}: script {script.name} failed: {_describe(reply)}")
+            )
+        else:
+            fut.set_result(reply)
+
+    async def _send_calls(
+        self, batch: list[_Call], *, by_sha: bool, timeout: float
+    ) -> list[Any]:
+        """Send ``batch`` once (EVALSHA, or EVAL when ``by_sha`` is false); one reply or
+        exception per call. Raises StoreError when the whole round trip failed."""
+        client = self.client
+        command = "EVALSHA" if by_sha else "EVAL"
+        if len(batch) == 1:
+            script, key, args, _ = batch[0]
+            call = (client.evalsha(script.sha, 1, key, *args) if by_sha
+                    else client.eval(script.source, 1, key, *args))
+            return [await self.execute(command, _reply_or_error(call), timeout=timeout)]
+        pipe = client.pipeline(transaction=False)
+        for script, key, args, _ in batch:
+            # execute_command: a cluster pipeline refuses the evalsha() helper
+            pipe.execute_command(command, script.sha if by_sha else script.source, 1, key, *args)
+        replies: list[Any] = await self.execute(
+            command + " (pipeline)", pipe.execute(raise_on_error=False), timeout=timeout
+        )
+        return replies
+
     # -- the notification listener --
     async def _subscribe(self) -> tuple[Redis, PubSub]:
         """A new connection SUBSCRIBEd to the channel (confirmed by the server)."""
@@ -452,6 +727,20 @@ class RedisStore(Store):
             if message["type"] == "message":
                 event, _, payload = _decode(message["data"]).partition(":")
                 dispatch(event, payload)
+
+
+async def _reply_or_error(call: Awaitable[Any]) -> Any:
+    """The reply of ``call``, or the NOSCRIPT error it raised (other failures raise)."""
+    try:
+        return await call
+    except NoScriptError as exc:
+        return exc
+
+
+def _fail(batch: list[_Call], exc: StoreError) -> None:
+    for _, _, _, fut in batch:
+        if not fut.done():
+            fut.set_exception(StoreError(str(exc)))
 
 
 async def _close_quietly(client: Redis, pubsub: PubSub) -> None:

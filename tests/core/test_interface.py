@@ -40,16 +40,35 @@ def test_selected_modules_are_bound() -> None:
 
 
 def _stub_functions(name: str) -> dict[str, list[tuple[str, bool]]]:
+    # Functions by name; a class by its name (no parameters: a cdef class has no
+    # introspectable signature) and each of its public methods as "Class.method".
     tree = ast.parse((CORE_DIR / f"{name}.pyi").read_text())
     functions: dict[str, list[tuple[str, bool]]] = {}
+
+    def add(node: ast.FunctionDef, qualified: str) -> None:
+        args = node.args
+        params = [a.arg for a in args.posonlyargs + args.args]
+        first_default = len(params) - len(args.defaults)
+        functions[qualified] = [(p, i >= first_default) for i, p in enumerate(params)]
+        assert ast.get_docstring(node), f"{name}.pyi: {qualified} has no docstring"
+
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
-            args = node.args
-            params = [a.arg for a in args.posonlyargs + args.args]
-            first_default = len(params) - len(args.defaults)
-            functions[node.name] = [(p, i >= first_default) for i, p in enumerate(params)]
+            add(node, node.name)
+        elif isinstance(node, ast.ClassDef):
             assert ast.get_docstring(node), f"{name}.pyi: {node.name} has no docstring"
+            functions[node.name] = []
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and not item.name.startswith("_"):
+                    add(item, f"{node.name}.{item.name}")
     return functions
+
+
+def _lookup(module: ModuleType, qualified: str) -> object:
+    found: object = module
+    for part in qualified.split("."):
+        found = getattr(found, part)
+    return found
 
 
 def _defined_here(module: ModuleType) -> list[str]:
@@ -70,12 +89,22 @@ def test_same_public_interface(impl, name: str) -> None:
     module = getattr(impl, name)
     twin = core.twin(name)
     stub = _stub_functions(name)
-    assert sorted(module.__all__) == sorted(twin.__all__) == sorted(stub)
-    for function in twin.__all__:
-        assert _signature(getattr(module, function)) == _signature(getattr(twin, function))
+    assert sorted(module.__all__) == sorted(twin.__all__) == sorted(n for n in stub if "." not in n)
+    for public in twin.__all__:
+        if isinstance(getattr(twin, public), type):
+            methods = sorted(
+                f"{public}.{m}" for m in vars(getattr(twin, public)) if not m.startswith("_")
+            )
+            assert methods == sorted(n for n in stub if n.startswith(f"{public}."))
+    for function in stub:
+        if isinstance(getattr(twin, function, None), type):
+            continue
+        compiled_function = _lookup(module, function)
+        twin_function = _lookup(twin, function)
+        assert _signature(compiled_function) == _signature(twin_function)
         stub_params = [
             (p.name, p.default is not inspect.Parameter.empty)
-            for p in inspect.signature(getattr(twin, function)).parameters.values()
+            for p in inspect.signature(twin_function).parameters.values()
         ]
         assert stub_params == stub[function]
 

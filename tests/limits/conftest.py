@@ -1,0 +1,29 @@
+"""Fixtures for the rate-limit and quota tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(params=["memory", "redis"])
+def storage(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The gateway's ``storage`` section: the memory store, or a real redis-server."""
+    if request.param == "memory":
+        return {"type": "memory"}
+    redis = request.getfixturevalue("redis_server")
+    redis.client().flushall()
+    return {"type": "redis", "host": redis.host, "port": redis.port}
+
+
+def limited_session(rate: float = 0, per: float = 0, quota_max: int = -1,
+                    quota_renewal_rate: int = 0, **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "rate": rate, "per": per, "allowance": rate,
+        "quota_max": quota_max, "quota_remaining": quota_max,
+        "quota_renewal_rate": quota_renewal_rate,
+        "org_id": "", "access_rights": {},
+    }
+    body.update(fields)
+    return body
