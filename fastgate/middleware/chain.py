@@ -44,6 +44,8 @@ class Chain:
                 continue
             if result.__class__ is bytes:
                 return result
+            if index == len(steps) - 1:
+                return result  # the last step: its awaitable is the chain's
             return self._resume(result, index + 1, ex)  # type: ignore[arg-type]
         return None
 

@@ -42,6 +42,7 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -91,6 +92,8 @@ class Limiter:
         #: redis store ("local" mode); with the memory store the store's own
         #: in-process limiter decides (the same thing, one process).
         self.split = self.local and self.store.shared
+        #: The store's Task-free form of ``limits`` (the Redis store's).
+        self.nowait = getattr(self.store, "limits_nowait", None)
         self.worker_id = uuid.uuid4().hex
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -123,6 +126,8 @@ class Limiter:
         """A request's rate limit and quota together."""
         if self.split:
             return self._split_limits(key, rate, per, quota_max, renewal)
+        if self.nowait is not None:
+            return self.nowait(key, rate, per, quota_max, renewal)
         return self._store_call(self.store.limits(key, rate, per, quota_max, renewal))
 
     def _split_limits(self, key: str, rate: float, per: float, quota_max: int,
@@ -216,15 +221,21 @@ class SessionLimits:
             return self._store_failed(exc)
         if isinstance(decision, tuple):
             return self._verdict(ex, decision, rate, quota_max)
-        return self._wait(ex, decision, rate, quota_max)
+        # A future, not a coroutine: no Task per request on the way to Redis.
+        verdict: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        asyncio.ensure_future(decision).add_done_callback(
+            functools.partial(self._settle, verdict, ex, rate, quota_max))
+        return verdict
 
-    async def _wait(self, ex: Any, pending: Awaitable[Limits], rate: float,
-                    quota_max: int) -> bytes | None:
-        try:
-            decision = await pending
-        except StoreError as exc:
-            return self._store_failed(exc)
-        return self._verdict(ex, decision, rate, quota_max)
+    def _settle(self, verdict: asyncio.Future[bytes | None], ex: Any, rate: float,
+                quota_max: int, decided: asyncio.Future[Limits]) -> None:
+        exc = decided.exception()
+        if isinstance(exc, StoreError):
+            verdict.set_result(self._store_failed(exc))
+        elif exc is not None:
+            verdict.set_exception(exc)
+        else:
+            verdict.set_result(self._verdict(ex, decided.result(), rate, quota_max))
 
     def _store_failed(self, exc: StoreError) -> bytes | None:
         log.warning("rate limit / quota decision failed: %s", exc)

@@ -173,16 +173,21 @@ class MemoryStore(Store):
 
     async def limits(self, key: str, rate: float, per: float, quota_max: int,
                      renewal_rate: int) -> tuple[bool, int, float, float, bool, int, float]:
-        now = time.time()
-        if quota_max > 0 and self._quotas.state(key, quota_max, now)[0] == 0:
-            # Refused by its quota: no rate token is taken.
-            return (True, -1, 0.0, 0.0, False, 0, self._quotas.state(key, quota_max, now)[1])
+        # The same order as limits.lua: the rate decides first; nothing is
+        # counted unless both allow (a refused hit changes nothing).
+        rate_on = 0.0 < rate < _INF and 0.0 < per < _INF
+        if rate_on and self._rates.peek(key, rate, per, time.monotonic())[0] < 1:
+            # No token: this hit is a refusal, and a refusal changes nothing.
+            refused = self._rates.hit(key, rate, per, time.monotonic())
+            return (*refused, True, -1, 0.0)
+        if quota_max > 0:
+            remaining_q, renews_at = self._quotas.state(key, quota_max, time.time())
+            if remaining_q == 0:
+                return (True, 0, 0.0, 0.0, False, 0, renews_at)
         allowed, remaining, reset_after, retry_after = await self.rate_limit(key, rate, per)
-        if not allowed:
-            return (False, remaining, reset_after, retry_after, True, -1, 0.0)
         quota_allowed, quota_remaining, renews_at = await self.quota(key, quota_max,
                                                                      renewal_rate)
-        return (True, remaining, reset_after, retry_after, quota_allowed, quota_remaining,
+        return (allowed, remaining, reset_after, retry_after, quota_allowed, quota_remaining,
                 renews_at)
 
     async def quota_state(self, key: str, quota_max: int) -> tuple[int, float] | None:

@@ -160,6 +160,14 @@ class Pipe:
             connection = await self._connect()
         return await connection.send(encode(args))
 
+    def call_nowait(self, *args: bytes) -> asyncio.Future[Any] | None:
+        """:meth:`call` without a coroutine, when the connection is up: the
+        future of the reply; None when a connection must be opened first."""
+        connection = self._connection
+        if connection is None or connection.lost:
+            return None
+        return connection.send(encode(args))
+
     async def _connect(self) -> _Connection:
         if self._connecting is not None:
             return await asyncio.shield(self._connecting)

@@ -39,6 +39,7 @@ the subscribers, because notifications sent while it was away are lost.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import random
@@ -465,6 +466,50 @@ class RedisStore(Store):
         return (allowed == 1, remaining, float(reset_after), float(retry_after), q_allowed == 1,
                 q_remaining, renews_ms / 1e3)
 
+    def limits_nowait(self, key: str, rate: float, per: float, quota_max: int,
+                      renewal_rate: int) -> asyncio.Future[Any]:
+        """:meth:`limits` as a future, without a Task on the common path (the
+        connection is up and the script loaded): the request path calls this
+        once per request.  Anything unusual (connecting, NOSCRIPT, MOVED)
+        falls back to :meth:`limits`, which is safe: those answers mean the
+        script did not run."""
+        loop = asyncio.get_running_loop()
+        rate_on = 0.0 < rate < _INF and 0.0 < per < _INF
+        if self._client is None or self._closing or self._cluster or \
+                (not rate_on and quota_max <= 0):
+            return loop.create_task(self.limits(key, rate, per, quota_max, renewal_rate))
+        tag = "{" + key + "}"
+        host, port = self._seeds[0]
+        raw = self._pipe_at(host, port).call_nowait(
+            b"EVALSHA", scripts.LIMITS.sha.encode(), b"2", (RATE_LIMIT_PREFIX + tag).encode(),
+            (QUOTA_PREFIX + tag).encode(), (repr(rate) if rate_on else "0").encode(),
+            (repr(per) if rate_on else "0").encode(), str(max(quota_max, 0)).encode(),
+            str(renewal_rate).encode())
+        if raw is None:
+            return loop.create_task(self.limits(key, rate, per, quota_max, renewal_rate))
+        result: asyncio.Future[Any] = loop.create_future()
+        raw.add_done_callback(functools.partial(
+            self._limits_settled, result, (key, rate, per, quota_max, renewal_rate)))
+        return result
+
+    def _limits_settled(self, result: asyncio.Future[Any], request: tuple[Any, ...],
+                        raw: asyncio.Future[Any]) -> None:
+        if result.done():
+            return
+        exc = raw.exception()
+        if exc is None:
+            allowed, remaining, reset_after, retry_after, q_allowed, q_remaining, renews = \
+                raw.result()
+            result.set_result((allowed == 1, remaining, float(reset_after), float(retry_after),
+                               q_allowed == 1, q_remaining, renews / 1e3))
+        elif isinstance(exc, ReplyError) and str(exc).startswith(("NOSCRIPT", "MOVED ")):
+            task = asyncio.get_running_loop().create_task(self.limits(*request))
+            task.add_done_callback(functools.partial(_relay, result))
+        elif isinstance(exc, ReplyError):
+            result.set_exception(StoreError(f"{self._where}: limits: {exc}"))
+        else:
+            result.set_exception(exc)
+
     async def _pipe_script(self, script: LuaScript, keys: tuple[bytes, ...],
                            args: tuple[bytes, ...]) -> Any:
         """EVALSHA on the node owning ``keys[0]``; loads the script on NOSCRIPT and
@@ -757,3 +802,14 @@ def _decode(raw: bytes | str) -> str:
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _relay(result: asyncio.Future[Any], source: asyncio.Future[Any]) -> None:
+    """Copy ``source``'s outcome into ``result`` (unless it is settled already)."""
+    if result.done():
+        return
+    exc = source.exception()
+    if exc is not None:
+        result.set_exception(exc)
+    else:
+        result.set_result(source.result())

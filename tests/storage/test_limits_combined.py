@@ -1,0 +1,42 @@
+"""``Store.limits``: a request's rate limit and quota in one decision, the same
+on the memory store, Redis and Redis Cluster — the rate decides first, and
+nothing is counted unless both allow."""
+
+from __future__ import annotations
+
+
+def test_both_allow_then_the_rate_refuses_first(store, run):
+    async def body() -> None:
+        decisions = [await store.limits("both", 2, 10, 2, 60) for _ in range(3)]
+        assert [(d[0], d[4]) for d in decisions[:2]] == [(True, True), (True, True)]
+        assert [d[5] for d in decisions[:2]] == [1, 0]  # quota remaining
+        assert [d[1] for d in decisions[:2]] == [1, 0]  # rate remaining
+        # Both exhausted: the rate refuses (a 429), the quota is not decided.
+        assert decisions[2][0] is False
+        assert decisions[2][4] is True
+
+    run(body())
+
+
+def test_a_quota_refusal_takes_no_rate_token(store, run):
+    async def body() -> None:
+        for _ in range(2):
+            allowed, *_rest = await store.limits("qfirst", 5, 60, 2, 60)
+            assert allowed
+        for _ in range(10):
+            decision = await store.limits("qfirst", 5, 60, 2, 60)
+            assert decision[0] is True and decision[4] is False
+            assert decision[6] > 0  # renews_at
+        # The ten quota refusals took no rate token: 3 of 5 are left.
+        allowed, remaining, *_ = await store.rate_limit("qfirst", 5, 60)
+        assert allowed and remaining == 2
+
+    run(body())
+
+
+def test_no_limits_touch_nothing(store, run):
+    async def body() -> None:
+        assert await store.limits("free", 0, 0, 0, 0) == (True, -1, 0.0, 0.0, True, -1, 0.0)
+        assert await store.quota_state("free", 10) is None
+
+    run(body())
