@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fastgate.server.responses import error_response
-from fastgate.session.access import ALLOWED, API_DENIED
+from fastgate.session.access import ALLOWED, API_DENIED, check_request
 
 if TYPE_CHECKING:
     from fastgate.apidef import ApiSpec
@@ -52,8 +52,7 @@ class SessionChecks:
             return INACTIVE
         if entry.expires > 0 and entry.expired(time.time()):
             return EXPIRED
-        verdict = entry.access.check(self.api_id, self.version, ex.path.decode("latin-1"),
-                                     ex.method.decode("latin-1"))
+        verdict = check_request(entry.access, self.api_id, self.version, ex.path, ex.method)
         if verdict == ALLOWED:
             return None
         return API_DISALLOWED if verdict == API_DENIED else RESOURCE_DISALLOWED

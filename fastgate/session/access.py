@@ -46,6 +46,7 @@ import functools
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
+from urllib.parse import unquote
 
 __all__ = [
     "ALLOWED",
@@ -384,6 +385,24 @@ class AccessRights:
                 ):
                     return ALLOWED
         return RESOURCE_DENIED
+
+
+def check_request(access: AccessRights, api_id: str, version: str, path: bytes,
+                  method: bytes) -> int:
+    """:meth:`AccessRights.check` for a request as the proxy holds it (bytes):
+    the path is decoded (percent-decoded, as Go's ``URL.Path`` that Tyk
+    matches) only when the API's rights have ``allowed_urls`` to match."""
+    rules = access._rules
+    if rules is None:
+        return ALLOWED
+    rule = rules.get(api_id)
+    if rule is None:
+        return API_DENIED
+    if rule.by_method is None:
+        # No URL rules: the path and method play no part.
+        return access.check(api_id, version, "", "")
+    return access.check(api_id, version, unquote(path.decode("utf-8", "surrogateescape")),
+                        method.decode("latin-1"))
 
 
 def compile_access(

@@ -110,11 +110,23 @@ def test_per_api_limits_from_a_policy(gw, admin_for):
     assert codes == [200, 200, 429, 429], codes
 
 
-def test_quota_exact_across_two_gateways(gateway_factory, make_api, echo, redis_server,
+@pytest.fixture(params=["redis", "redis-cluster"])
+def shared_storage(request: pytest.FixtureRequest) -> dict[str, object]:
+    """A redis storage section two gateways share: one server, or a 3-master cluster."""
+    if request.param == "redis":
+        redis = request.getfixturevalue("redis_server")
+        redis.client().flushall()
+        return {"type": "redis", "host": redis.host, "port": redis.port}
+    cluster = request.getfixturevalue("redis_cluster")
+    cluster.flush()
+    return {"type": "redis", "enable_cluster": True, "addrs": list(cluster.addrs)}
+
+
+def test_quota_exact_across_two_gateways(gateway_factory, make_api, echo, shared_storage,
                                          admin_for):
-    """Two gateway processes on one Redis, hammered concurrently, admit exactly quota_max."""
-    redis_server.client().flushall()
-    storage = {"type": "redis", "host": redis_server.host, "port": redis_server.port}
+    """Two gateway processes on one Redis (or a 3-master cluster), hammered
+    concurrently, admit exactly quota_max."""
+    storage = shared_storage
     apis = [make_api("p", "/p/", echo.base_url, use_keyless=False)]
     one = gateway_factory(apis, storage=storage)
     two = gateway_factory(apis, storage=storage)
@@ -157,3 +169,34 @@ def test_rate_exact_across_two_gateways(gateway_factory, make_api, echo, redis_s
         total = sum(pool.map(hammer, [one, two, one, two]))
     expected = 20 + 20 * seconds  # the burst, then the rate
     assert abs(total - expected) <= 0.1 * expected, total
+
+
+@pytest.mark.slow
+def test_local_mode_splits_the_rate_across_gateways(gateway_factory, make_api, echo,
+                                                    redis_server, admin_for):
+    """rate_limiter "local": each of two gateways takes half a key's rate once
+    their heartbeats have met (about 5 s), so the total stays near the rate."""
+    redis_server.client().flushall()
+    storage = {"type": "redis", "host": redis_server.host, "port": redis_server.port}
+    apis = [make_api("p", "/p/", echo.base_url, use_keyless=False)]
+    one = gateway_factory(apis, storage=storage, rate_limiter="local")
+    two = gateway_factory(apis, storage=storage, rate_limiter="local")
+    admin_for(one).add_key("localkey", limited_session(rate=20, per=1))
+    time.sleep(5.5)  # both workers have counted each other
+    seconds = 2.0
+
+    def hammer(gw) -> int:
+        admitted = 0
+        deadline = time.monotonic() + seconds
+        with requests.Session() as client:
+            while time.monotonic() < deadline:
+                resp = client.get(gw.url("/p/x"), headers={"Authorization": "localkey"},
+                                  timeout=10)
+                admitted += resp.status_code == 200
+        return admitted
+
+    with ThreadPoolExecutor(2) as pool:
+        counts = list(pool.map(hammer, [one, two]))
+    # Each: a burst of 10 (half of 20), then 10 a second.
+    for count in counts:
+        assert 26 <= count <= 32, counts

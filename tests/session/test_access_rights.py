@@ -207,3 +207,23 @@ PREPARE: list[tuple[str, bool, bool, str]] = [
 @pytest.mark.parametrize(("url", "prefix", "suffix", "expected"), PREPARE)
 def test_prepare_url_pattern(url: str, prefix: bool, suffix: bool, expected: str) -> None:
     assert prepare_url_pattern(url, prefix=prefix, suffix=suffix) == expected
+
+
+# -- check_request: the proxy's bytes ------------------------------------------------
+
+
+def test_check_request_decodes_the_path_only_for_url_rules() -> None:
+    from fastgate.session.access import check_request
+
+    rights = compile_access({"access_rights": {
+        "urls": {"api_id": "urls", "versions": ["Default"],
+                 "allowed_urls": [{"url": "^/u/orders$", "methods": ["GET"]}]},
+        "plain": {"api_id": "plain", "versions": ["Default"]}}})
+    # Percent-decoded as Go's URL.Path, which Tyk matches.
+    assert check_request(rights, "urls", "", b"/u/%6Frders", b"GET") == ALLOWED
+    assert check_request(rights, "urls", "", b"/u/orders", b"POST") == RESOURCE_DENIED
+    assert check_request(rights, "urls", "", b"/u/users", b"GET") == RESOURCE_DENIED
+    assert check_request(rights, "plain", "", b"/anything", b"DELETE") == ALLOWED
+    assert check_request(rights, "other", "", b"/x", b"GET") == API_DENIED
+    assert check_request(compile_access({"access_rights": {}}), "any", "", b"/x",
+                         b"GET") == ALLOWED
