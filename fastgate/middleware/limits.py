@@ -92,8 +92,9 @@ class Limiter:
         #: redis store ("local" mode); with the memory store the store's own
         #: in-process limiter decides (the same thing, one process).
         self.split = self.local and self.store.shared
-        #: The store's Task-free form of ``limits`` (the Redis store's).
-        self.nowait = getattr(self.store, "limits_nowait", None)
+        #: The store's callback form of ``limits`` (the Redis store's): no
+        #: Task and no future chain per request.
+        self.limits_with = None if self.split else getattr(self.store, "limits_with", None)
         self.worker_id = uuid.uuid4().hex
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -126,8 +127,6 @@ class Limiter:
         """A request's rate limit and quota together."""
         if self.split:
             return self._split_limits(key, rate, per, quota_max, renewal)
-        if self.nowait is not None:
-            return self.nowait(key, rate, per, quota_max, renewal)
         return self._store_call(self.store.limits(key, rate, per, quota_max, renewal))
 
     def _split_limits(self, key: str, rate: float, per: float, quota_max: int,
@@ -215,27 +214,37 @@ class SessionLimits:
         if not (rate > 0 and per > 0) and quota_max <= 0:
             return None
         key = entry.storage_key + "-" + scope if scope else entry.storage_key
+        limits_with = self.limiter.limits_with
+        verdict: asyncio.Future[bytes | None]
+        if limits_with is not None:
+            # The Redis store calls back from the read that parsed its reply:
+            # no Task, and one future (the chain's) per request.
+            verdict = asyncio.get_running_loop().create_future()
+            limits_with(key, rate, per, quota_max, renewal,
+                        functools.partial(self._decided, verdict, ex, rate, quota_max))
+            return verdict
         try:
             decision = self.limiter.limits(key, rate, per, quota_max, renewal)
         except StoreError as exc:
             return self._store_failed(exc)
         if isinstance(decision, tuple):
             return self._verdict(ex, decision, rate, quota_max)
-        # A future, not a coroutine: no Task per request on the way to Redis.
-        verdict: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        verdict = asyncio.get_running_loop().create_future()
         asyncio.ensure_future(decision).add_done_callback(
-            functools.partial(self._settle, verdict, ex, rate, quota_max))
+            lambda done: self._decided(verdict, ex, rate, quota_max,
+                                       done.exception() or done.result()))
         return verdict
 
-    def _settle(self, verdict: asyncio.Future[bytes | None], ex: Any, rate: float,
-                quota_max: int, decided: asyncio.Future[Limits]) -> None:
-        exc = decided.exception()
-        if isinstance(exc, StoreError):
-            verdict.set_result(self._store_failed(exc))
-        elif exc is not None:
-            verdict.set_exception(exc)
+    def _decided(self, verdict: asyncio.Future[bytes | None], ex: Any, rate: float,
+                 quota_max: int, decision: Any) -> None:
+        if verdict.done():
+            return
+        if isinstance(decision, StoreError):
+            verdict.set_result(self._store_failed(decision))
+        elif isinstance(decision, BaseException):
+            verdict.set_exception(decision)
         else:
-            verdict.set_result(self._verdict(ex, decided.result(), rate, quota_max))
+            verdict.set_result(self._verdict(ex, decision, rate, quota_max))
 
     def _store_failed(self, exc: StoreError) -> bytes | None:
         log.warning("rate limit / quota decision failed: %s", exc)

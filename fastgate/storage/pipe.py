@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import hiredis
@@ -49,7 +50,9 @@ class _Connection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader()
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        #: Per command sent, in order: the future of its reply, or a callback
+        #: called with the reply (or the exception) as soon as it is parsed.
+        self.waiting: deque[asyncio.Future[Any] | Callable[[Any], None]] = deque()
         self.out: list[bytes] = []
         self.flushing = False
         self.timer: asyncio.TimerHandle | None = None
@@ -73,13 +76,16 @@ class _Connection(asyncio.Protocol):
             if not waiting:
                 self._drop(f"{self.where}: a reply nobody asked for")
                 return
-            future = waiting.popleft()
-            if future.done():
+            waiter = waiting.popleft()
+            error = isinstance(reply, hiredis.ReplyError)
+            if not isinstance(waiter, asyncio.Future):
+                waiter(ReplyError(str(reply)) if error else reply)
+            elif waiter.done():
                 continue
-            if isinstance(reply, hiredis.ReplyError):
-                future.set_exception(ReplyError(str(reply)))
+            elif error:
+                waiter.set_exception(ReplyError(str(reply)))
             else:
-                future.set_result(reply)
+                waiter.set_result(reply)
         self._arm()
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
@@ -87,14 +93,24 @@ class _Connection(asyncio.Protocol):
         if self.lost or self.transport is None:
             future.set_exception(StoreError(f"{self.where}: not connected"))
             return future
+        self._queue(command, future)
+        return future
+
+    def send_with(self, command: bytes, on_reply: Callable[[Any], None]) -> None:
+        """Send ``command``; ``on_reply`` gets its reply (a ReplyError for an
+        error reply, a StoreError when none will come) from the read itself —
+        no future, no extra loop iteration."""
+        self._queue(command, on_reply)
+
+    def _queue(self, command: bytes,
+               waiter: asyncio.Future[Any] | Callable[[Any], None]) -> None:
         self.out.append(command)
-        self.waiting.append(future)
+        self.waiting.append(waiter)
         if not self.flushing:
             self.flushing = True
             self.loop.call_soon(self._flush)
         if self.timer is None:
             self._arm()
-        return future
 
     def _flush(self) -> None:
         self.flushing = False
@@ -125,9 +141,11 @@ class _Connection(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         waiting, self.waiting = self.waiting, deque()
-        for future in waiting:
-            if not future.done():
-                future.set_exception(StoreError(why))
+        for waiter in waiting:
+            if not isinstance(waiter, asyncio.Future):
+                waiter(StoreError(why))
+            elif not waiter.done():
+                waiter.set_exception(StoreError(why))
 
 
 class Pipe:
@@ -160,13 +178,15 @@ class Pipe:
             connection = await self._connect()
         return await connection.send(encode(args))
 
-    def call_nowait(self, *args: bytes) -> asyncio.Future[Any] | None:
-        """:meth:`call` without a coroutine, when the connection is up: the
-        future of the reply; None when a connection must be opened first."""
+    def call_with(self, on_reply: Callable[[Any], None], *args: bytes) -> bool:
+        """:meth:`call` without a coroutine or a future, when the connection is
+        up (see ``send_with``); False, sending nothing, when a connection must
+        be opened first."""
         connection = self._connection
         if connection is None or connection.lost:
-            return None
-        return connection.send(encode(args))
+            return False
+        connection.send_with(encode(args), on_reply)
+        return True
 
     async def _connect(self) -> _Connection:
         if self._connecting is not None:

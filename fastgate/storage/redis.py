@@ -43,7 +43,7 @@ import functools
 import inspect
 import logging
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -466,49 +466,48 @@ class RedisStore(Store):
         return (allowed == 1, remaining, float(reset_after), float(retry_after), q_allowed == 1,
                 q_remaining, renews_ms / 1e3)
 
-    def limits_nowait(self, key: str, rate: float, per: float, quota_max: int,
-                      renewal_rate: int) -> asyncio.Future[Any]:
-        """:meth:`limits` as a future, without a Task on the common path (the
-        connection is up and the script loaded): the request path calls this
-        once per request.  Anything unusual (connecting, NOSCRIPT, MOVED)
-        falls back to :meth:`limits`, which is safe: those answers mean the
+    def limits_with(self, key: str, rate: float, per: float, quota_max: int,
+                    renewal_rate: int, done: Callable[[Any], None]) -> None:
+        """:meth:`limits` for the request path: ``done`` gets the decision tuple
+        (or a StoreError) straight from the read that parsed the reply — no
+        coroutine, Task or future on the common path (connection up, script
+        loaded).  Anything unusual (connecting, NOSCRIPT, MOVED, a cluster)
+        goes through :meth:`limits`, which is safe: those answers mean the
         script did not run."""
-        loop = asyncio.get_running_loop()
+        request = (key, rate, per, quota_max, renewal_rate)
         rate_on = 0.0 < rate < _INF and 0.0 < per < _INF
-        if self._client is None or self._closing or self._cluster or \
-                (not rate_on and quota_max <= 0):
-            return loop.create_task(self.limits(key, rate, per, quota_max, renewal_rate))
-        tag = "{" + key + "}"
-        host, port = self._seeds[0]
-        raw = self._pipe_at(host, port).call_nowait(
-            b"EVALSHA", scripts.LIMITS.sha.encode(), b"2", (RATE_LIMIT_PREFIX + tag).encode(),
-            (QUOTA_PREFIX + tag).encode(), (repr(rate) if rate_on else "0").encode(),
-            (repr(per) if rate_on else "0").encode(), str(max(quota_max, 0)).encode(),
-            str(renewal_rate).encode())
-        if raw is None:
-            return loop.create_task(self.limits(key, rate, per, quota_max, renewal_rate))
-        result: asyncio.Future[Any] = loop.create_future()
-        raw.add_done_callback(functools.partial(
-            self._limits_settled, result, (key, rate, per, quota_max, renewal_rate)))
-        return result
+        if not (self._client is None or self._closing or self._cluster
+                or (not rate_on and quota_max <= 0)):
+            tag = "{" + key + "}"
+            host, port = self._seeds[0]
+            sent = self._pipe_at(host, port).call_with(
+                functools.partial(self._limits_reply, request, done),
+                b"EVALSHA", scripts.LIMITS.sha.encode(), b"2",
+                (RATE_LIMIT_PREFIX + tag).encode(), (QUOTA_PREFIX + tag).encode(),
+                (repr(rate) if rate_on else "0").encode(), (repr(per) if rate_on else "0").encode(),
+                str(max(quota_max, 0)).encode(), str(renewal_rate).encode())
+            if sent:
+                return
+        self._limits_slowly(request, done)
 
-    def _limits_settled(self, result: asyncio.Future[Any], request: tuple[Any, ...],
-                        raw: asyncio.Future[Any]) -> None:
-        if result.done():
-            return
-        exc = raw.exception()
-        if exc is None:
-            allowed, remaining, reset_after, retry_after, q_allowed, q_remaining, renews = \
-                raw.result()
-            result.set_result((allowed == 1, remaining, float(reset_after), float(retry_after),
-                               q_allowed == 1, q_remaining, renews / 1e3))
-        elif isinstance(exc, ReplyError) and str(exc).startswith(("NOSCRIPT", "MOVED ")):
-            task = asyncio.get_running_loop().create_task(self.limits(*request))
-            task.add_done_callback(functools.partial(_relay, result))
-        elif isinstance(exc, ReplyError):
-            result.set_exception(StoreError(f"{self._where}: limits: {exc}"))
+    def _limits_slowly(self, request: tuple[Any, ...], done: Callable[[Any], None]) -> None:
+        task = asyncio.get_running_loop().create_task(self.limits(*request))
+        task.add_done_callback(
+            lambda t: done(t.exception() if t.exception() is not None else t.result()))
+
+    def _limits_reply(self, request: tuple[Any, ...], done: Callable[[Any], None],
+                      reply: Any) -> None:
+        if isinstance(reply, list):
+            allowed, remaining, reset_after, retry_after, q_allowed, q_remaining, renews = reply
+            done((allowed == 1, remaining, float(reset_after), float(retry_after),
+                  q_allowed == 1, q_remaining, renews / 1e3))
+        elif isinstance(reply, ReplyError) and str(reply).startswith(("NOSCRIPT", "MOVED ")):
+            self._limits_slowly(request, done)
+        elif isinstance(reply, ReplyError):
+            done(StoreError(f"{self._where}: limits: {reply}"))
         else:
-            result.set_exception(exc)
+            done(reply if isinstance(reply, BaseException) else
+                 StoreError(f"{self._where}: limits: unexpected reply {reply!r}"))
 
     async def _pipe_script(self, script: LuaScript, keys: tuple[bytes, ...],
                            args: tuple[bytes, ...]) -> Any:
@@ -802,14 +801,3 @@ def _decode(raw: bytes | str) -> str:
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _relay(result: asyncio.Future[Any], source: asyncio.Future[Any]) -> None:
-    """Copy ``source``'s outcome into ``result`` (unless it is settled already)."""
-    if result.done():
-        return
-    exc = source.exception()
-    if exc is not None:
-        result.set_exception(exc)
-    else:
-        result.set_result(source.result())
