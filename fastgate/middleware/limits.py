@@ -95,6 +95,8 @@ class Limiter:
         #: The store's callback form of ``limits`` (the Redis store's): no
         #: Task and no future chain per request.
         self.limits_with = None if self.split else getattr(self.store, "limits_with", None)
+        self.limits_command = None if self.split else getattr(self.store, "limits_command",
+                                                                None)
         self.worker_id = uuid.uuid4().hex
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -192,6 +194,11 @@ def limits_for(session: dict[str, Any], api_id: str) -> tuple[float, float, int,
             str(session.get("allowance_scope") or ""))
 
 
+def _counter_key(entry: CachedSession, scope: str) -> str:
+    """The store key of an identity's counters (scoped for per-API limits)."""
+    return entry.storage_key + "-" + scope if scope else entry.storage_key
+
+
 class SessionLimits:
     """The caller's rate limit, then its quota (Tyk's RateLimitAndQuotaCheck)."""
 
@@ -202,18 +209,26 @@ class SessionLimits:
         self.limiter: Limiter = gateway.limiter
         self.quota_headers = gateway.config.rate_limit_response_headers == "quotas"
 
-    def _limits(self, entry: CachedSession) -> tuple[float, float, int, int, str]:
-        limits: tuple[float, float, int, int, str] | None = entry.limits.get(self.api_id)
+    def _limits(self, entry: CachedSession) -> tuple[float, float, int, int, str, bytes | None]:
+        """This API's limits for the session, and the Redis command deciding
+        them (constant per identity, so encoded once), cached on the entry."""
+        limits: tuple[float, float, int, int, str, bytes | None] | None = \
+            entry.limits.get(self.api_id)
         if limits is None:
-            limits = entry.limits[self.api_id] = limits_for(entry.effective, self.api_id)
+            rate, per, quota_max, renewal, scope = limits_for(entry.effective, self.api_id)
+            command = None
+            if self.limiter.limits_command is not None:
+                command = self.limiter.limits_command(
+                    _counter_key(entry, scope), rate, per, quota_max, renewal)
+            limits = entry.limits[self.api_id] = (rate, per, quota_max, renewal, scope, command)
         return limits
 
     def process(self, ex: Any) -> bytes | Awaitable[bytes | None] | None:
         entry: CachedSession = ex.session
-        rate, per, quota_max, renewal, scope = self._limits(entry)
+        rate, per, quota_max, renewal, scope, command = self._limits(entry)
         if not (rate > 0 and per > 0) and quota_max <= 0:
             return None
-        key = entry.storage_key + "-" + scope if scope else entry.storage_key
+        key = _counter_key(entry, scope)
         limits_with = self.limiter.limits_with
         verdict: asyncio.Future[bytes | None]
         if limits_with is not None:
@@ -221,7 +236,7 @@ class SessionLimits:
             # no Task, and one future (the chain's) per request.
             verdict = asyncio.get_running_loop().create_future()
             limits_with(key, rate, per, quota_max, renewal,
-                        functools.partial(self._decided, verdict, ex, rate, quota_max))
+                        functools.partial(self._decided, verdict, ex, rate, quota_max), command)
             return verdict
         try:
             decision = self.limiter.limits(key, rate, per, quota_max, renewal)

@@ -178,14 +178,14 @@ class Pipe:
             connection = await self._connect()
         return await connection.send(encode(args))
 
-    def call_with(self, on_reply: Callable[[Any], None], *args: bytes) -> bool:
-        """:meth:`call` without a coroutine or a future, when the connection is
-        up (see ``send_with``); False, sending nothing, when a connection must
-        be opened first."""
+    def send_encoded(self, command: bytes, on_reply: Callable[[Any], None]) -> bool:
+        """Send an already encoded command without a coroutine or a future,
+        when the connection is up (see ``send_with``); False, sending nothing,
+        when a connection must be opened first."""
         connection = self._connection
         if connection is None or connection.lost:
             return False
-        connection.send_with(encode(args), on_reply)
+        connection.send_with(command, on_reply)
         return True
 
     async def _connect(self) -> _Connection:

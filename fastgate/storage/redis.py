@@ -57,7 +57,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from fastgate.config import StorageConfig
 from fastgate.storage import scripts
 from fastgate.storage.base import EVENT_RESYNC, Store, StoreError, check_event, check_value
-from fastgate.storage.pipe import Pipe, ReplyError
+from fastgate.storage.pipe import Pipe, ReplyError, encode
 from fastgate.storage.scripts import LuaScript
 
 try:
@@ -466,27 +466,38 @@ class RedisStore(Store):
         return (allowed == 1, remaining, float(reset_after), float(retry_after), q_allowed == 1,
                 q_remaining, renews_ms / 1e3)
 
+    def limits_command(self, key: str, rate: float, per: float, quota_max: int,
+                       renewal_rate: int) -> bytes | None:
+        """The encoded ``EVALSHA limits.lua`` for one identity's limits, for
+        :meth:`limits_with`; constant per identity, so callers cache it.  None
+        where the fast path does not apply (a cluster, nothing limited)."""
+        rate_on = 0.0 < rate < _INF and 0.0 < per < _INF
+        if self._cluster or (not rate_on and quota_max <= 0):
+            return None
+        tag = "{" + key + "}"
+        return encode((
+            b"EVALSHA", scripts.LIMITS.sha.encode(), b"2",
+            (RATE_LIMIT_PREFIX + tag).encode(), (QUOTA_PREFIX + tag).encode(),
+            (repr(rate) if rate_on else "0").encode(), (repr(per) if rate_on else "0").encode(),
+            str(max(quota_max, 0)).encode(), str(renewal_rate).encode()))
+
     def limits_with(self, key: str, rate: float, per: float, quota_max: int,
-                    renewal_rate: int, done: Callable[[Any], None]) -> None:
+                    renewal_rate: int, done: Callable[[Any], None],
+                    command: bytes | None = None) -> None:
         """:meth:`limits` for the request path: ``done`` gets the decision tuple
         (or a StoreError) straight from the read that parsed the reply — no
         coroutine, Task or future on the common path (connection up, script
-        loaded).  Anything unusual (connecting, NOSCRIPT, MOVED, a cluster)
-        goes through :meth:`limits`, which is safe: those answers mean the
-        script did not run."""
+        loaded).  ``command``: :meth:`limits_command`'s bytes for these
+        arguments, when the caller has them.  Anything unusual (connecting,
+        NOSCRIPT, MOVED, a cluster) goes through :meth:`limits`, which is
+        safe: those answers mean the script did not run."""
         request = (key, rate, per, quota_max, renewal_rate)
-        rate_on = 0.0 < rate < _INF and 0.0 < per < _INF
-        if not (self._client is None or self._closing or self._cluster
-                or (not rate_on and quota_max <= 0)):
-            tag = "{" + key + "}"
+        if command is None:
+            command = self.limits_command(*request)
+        if command is not None and self._client is not None and not self._closing:
             host, port = self._seeds[0]
-            sent = self._pipe_at(host, port).call_with(
-                functools.partial(self._limits_reply, request, done),
-                b"EVALSHA", scripts.LIMITS.sha.encode(), b"2",
-                (RATE_LIMIT_PREFIX + tag).encode(), (QUOTA_PREFIX + tag).encode(),
-                (repr(rate) if rate_on else "0").encode(), (repr(per) if rate_on else "0").encode(),
-                str(max(quota_max, 0)).encode(), str(renewal_rate).encode())
-            if sent:
+            if self._pipe_at(host, port).send_encoded(
+                    command, functools.partial(self._limits_reply, request, done)):
                 return
         self._limits_slowly(request, done)
 
