@@ -310,6 +310,9 @@ class StorageConfig:
     password: str = field(default="", repr=False)
     database: int = 0
     path: str | None = None  # memory store journal, absolute
+    #: Seconds every Redis operation may take before it fails (Tyk's
+    #: ``storage.timeout``; default 1 s).
+    timeout: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,4 +530,5 @@ def _parse_storage(section: FieldReader, base: str, ignored: list[str]) -> Stora
         password=section.string("password"),
         database=section.integer("database", 0, minimum=0),
         path=path,
+        timeout=_timeout(section, "timeout", 1.0),
     )

@@ -654,3 +654,14 @@ def test_rate_limiter_settings_refused(tmp_path: Path, fields: dict[str, Any],
     with pytest.raises(ConfigError) as caught:
         parse_gateway_config({"secret": "s", **fields}, str(tmp_path / "gw.json"))
     assert caught.value.field == field
+
+
+def test_storage_timeout(tmp_path: Path) -> None:
+    path = str(tmp_path / "gw.json")
+    assert parse_gateway_config({"secret": "s"}, path).storage.timeout == 1.0
+    config = parse_gateway_config({"secret": "s", "storage": {"type": "redis", "timeout": 0.25}},
+                                  path)
+    assert config.storage.timeout == 0.25
+    with pytest.raises(ConfigError) as caught:
+        parse_gateway_config({"secret": "s", "storage": {"timeout": "1"}}, path)
+    assert caught.value.field == "storage.timeout"

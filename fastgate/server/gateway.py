@@ -73,7 +73,7 @@ class Gateway:
         self.store_policies: dict[str, dict] = {}
         self.policies: dict[str, dict] = {}
         self.file_policy_ids: frozenset[str] = frozenset()
-        self.store: Store = create_store(config.storage)
+        self.store: Store = create_store(config.storage, timeout=config.storage.timeout)
         self.sessions = SessionCache(self.store, lambda: self.policies)
         self.limiter = Limiter(self)
         self.admin = AdminApi(self)

@@ -53,3 +53,25 @@ def test_redis_down_and_back(gateway_factory, make_api, echo, redis_server, admi
                 break
             assert time.monotonic() < deadline, resp.text
             time.sleep(0.1)
+
+
+def test_a_frozen_redis_answers_503_within_storage_timeout(gateway_factory, make_api, echo,
+                                                         redis_server, admin_for):
+    redis_server.client().flushall()
+    storage = {"type": "redis", "host": redis_server.host, "port": redis_server.port,
+               "timeout": 0.3}
+    gw = gateway_factory([make_api("p", "/p/", echo.base_url, use_keyless=False)],
+                         storage=storage)
+    admin_for(gw).add_key("frozenk1", limited_session(rate=1000, per=1, quota_max=100000,
+                                                      quota_renewal_rate=3600))
+    headers = {"Authorization": "frozenk1"}
+    assert requests.get(gw.url("/p/x"), headers=headers, timeout=5).status_code == 200
+    redis_server.pause()
+    try:
+        start = time.monotonic()
+        resp = requests.get(gw.url("/p/x"), headers=headers, timeout=5)
+        elapsed = time.monotonic() - start
+    finally:
+        redis_server.resume()
+    assert resp.status_code == 503, resp.text
+    assert elapsed < 0.9, elapsed  # the configured 0.3 s, not the 1 s default
