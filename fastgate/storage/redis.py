@@ -6,8 +6,8 @@ Key names follow Tyk so that an existing Tyk Redis is readable:
 * policies managed through the REST API: the hash ``fastgate-policies``
   (field: policy id, value: policy JSON);
 * notifications: pub/sub channel ``fastgate-events``, message ``event:payload``;
-* rate limits: ``rl-{<key>}``, the GCRA state (``lua/rate_limit.lua``);
-* quotas: ``quota-{<key>}``, a hash {used, renews} (``lua/quota.lua``) -- not
+* rate limits: ``rl-{<key>}``, the GCRA state (``lua/limits.lua``);
+* quotas: ``quota-{<key>}``, a hash {used, renews} (``lua/limits.lua``) -- not
   Tyk's ``quota-<key>`` counter, whose INCR-then-check counts refusals;
 * live workers: the sorted set ``fastgate-workers`` (``lua/workers_*.lua``).
 
@@ -434,20 +434,16 @@ class RedisStore(Store):
     async def rate_limit(self, key: str, rate: float, per: float) -> tuple[bool, int, float, float]:
         if not (0.0 < rate < _INF and 0.0 < per < _INF):
             return _UNLIMITED_RATE
-        allowed, remaining, reset_after, retry_after = await self._call(
-            scripts.RATE_LIMIT, RATE_LIMIT_PREFIX + "{" + key + "}", (repr(rate), repr(per))
-        )
-        return allowed == 1, remaining, float(reset_after), float(retry_after)
+        allowed, remaining, reset_after, retry_after, *_quota = await self.limits(
+            key, rate, per, 0, 0)
+        return allowed, remaining, reset_after, retry_after
 
     async def quota(self, key: str, quota_max: int, renewal_rate: int) -> tuple[bool, int, float]:
         if quota_max <= 0:
             return _UNLIMITED_QUOTA
-        if not 0 < renewal_rate < _INF:  # NaN too
-            renewal_rate = 0
-        allowed, remaining, renews_ms = await self._call(
-            scripts.QUOTA, QUOTA_PREFIX + "{" + key + "}", (quota_max, repr(renewal_rate))
-        )
-        return allowed == 1, remaining, renews_ms / 1e3
+        *_rate, allowed, remaining, renews_at = await self.limits(key, 0.0, 0.0, quota_max,
+                                                                  renewal_rate)
+        return allowed, remaining, renews_at
 
     async def limits(self, key: str, rate: float, per: float, quota_max: int,
                      renewal_rate: int) -> tuple[bool, int, float, float, bool, int, float]:
@@ -459,8 +455,7 @@ class RedisStore(Store):
             return (True, -1, 0.0, 0.0, True, -1, 0.0)
         tag = "{" + key + "}"
         keys = ((RATE_LIMIT_PREFIX + tag).encode(), (QUOTA_PREFIX + tag).encode())
-        args = ((repr(rate) if rate_on else "0").encode(), (repr(per) if rate_on else "0").encode(),
-                str(max(quota_max, 0)).encode(), str(renewal_rate).encode())
+        args = _limits_args(rate_on, rate, per, quota_max, renewal_rate)
         reply = await self._pipe_script(scripts.LIMITS, keys, args)
         allowed, remaining, reset_after, retry_after, q_allowed, q_remaining, renews_ms = reply
         return (allowed == 1, remaining, float(reset_after), float(retry_after), q_allowed == 1,
@@ -478,8 +473,7 @@ class RedisStore(Store):
         return encode((
             b"EVALSHA", scripts.LIMITS.sha.encode(), b"2",
             (RATE_LIMIT_PREFIX + tag).encode(), (QUOTA_PREFIX + tag).encode(),
-            (repr(rate) if rate_on else "0").encode(), (repr(per) if rate_on else "0").encode(),
-            str(max(quota_max, 0)).encode(), str(renewal_rate).encode()))
+            *_limits_args(rate_on, rate, per, quota_max, renewal_rate)))
 
     def limits_with(self, key: str, rate: float, per: float, quota_max: int,
                     renewal_rate: int, done: Callable[[Any], None],
@@ -812,3 +806,13 @@ def _decode(raw: bytes | str) -> str:
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _limits_args(rate_on: bool, rate: float, per: float, quota_max: int,
+                 renewal_rate: float) -> tuple[bytes, bytes, bytes, bytes]:
+    """ARGV of ``limits.lua``: rate and per (0 when there is no rate limit),
+    quota_max (0: none) and the renewal in seconds (0: never; NaN too)."""
+    if not 0 < renewal_rate < _INF:
+        renewal_rate = 0
+    return ((repr(rate) if rate_on else "0").encode(), (repr(per) if rate_on else "0").encode(),
+            str(max(quota_max, 0)).encode(), repr(renewal_rate).encode())

@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["ALL", "LIMITS", "QUOTA", "RATE_LIMIT", "WORKERS_COUNT", "WORKERS_REGISTER", "LuaScript"]
+__all__ = ["ALL", "LIMITS", "WORKERS_COUNT", "WORKERS_REGISTER", "LuaScript"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +34,7 @@ class LuaScript:
         return cls(name, source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
 
 
-RATE_LIMIT = LuaScript.load("rate_limit")
 LIMITS = LuaScript.load("limits")
-QUOTA = LuaScript.load("quota")
 WORKERS_REGISTER = LuaScript.load("workers_register")
 WORKERS_COUNT = LuaScript.load("workers_count")
-ALL = (RATE_LIMIT, QUOTA, LIMITS, WORKERS_REGISTER, WORKERS_COUNT)
+ALL = (LIMITS, WORKERS_REGISTER, WORKERS_COUNT)
