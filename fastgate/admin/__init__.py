@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from fastgate._core import compare
@@ -59,6 +59,16 @@ METHOD_NOT_ALLOWED = responses.json_response(
 RELOAD_OK = responses.json_response(200, {"status": "ok", "message": ""})
 
 _Handler = Callable[[], Coroutine[Any, Any, bytes]]
+
+
+class _Resource(Protocol):
+    """A /tyk/ collection addressed by id alone (policies, APIs)."""
+
+    async def listing(self) -> bytes: ...
+    async def get(self, name: str, /) -> bytes: ...
+    async def add(self, name: str, body: bytes, /) -> bytes: ...
+    async def update(self, name: str, body: bytes, /) -> bytes: ...
+    async def delete(self, name: str, /) -> bytes: ...
 
 
 class AdminApi:
@@ -117,31 +127,20 @@ class AdminApi:
             if method == "DELETE":
                 return lambda: keys.delete(key, params)
             return METHOD_NOT_ALLOWED
-        if collection == b"policies":
-            policies = self.policies
-            policy_id = item or ""
-            if method == "GET":
-                return (lambda: policies.get(policy_id)) if item else policies.listing
-            if method == "POST":
-                return lambda: policies.add(policy_id, body)
-            if method == "PUT":
-                return lambda: policies.update(policy_id, body)
-            if method == "DELETE":
-                return lambda: policies.delete(policy_id)
-            return METHOD_NOT_ALLOWED
-        if collection == b"apis":
-            apis = self.apis
-            api_id = item or ""
-            if method == "GET":
-                return (lambda: apis.get(api_id)) if item else apis.listing
-            if method == "POST":
-                return lambda: apis.add(api_id, body)
-            if method == "PUT":
-                return lambda: apis.update(api_id, body)
-            if method == "DELETE":
-                return lambda: apis.delete(api_id)
-            return METHOD_NOT_ALLOWED
-        return NOT_FOUND
+        resources: dict[bytes, _Resource] = {b"policies": self.policies, b"apis": self.apis}
+        resource = resources.get(collection)
+        if resource is None:
+            return NOT_FOUND
+        name = item or ""
+        if method == "GET":
+            return (lambda: resource.get(name)) if item else resource.listing
+        if method == "POST":
+            return lambda: resource.add(name, body)
+        if method == "PUT":
+            return lambda: resource.update(name, body)
+        if method == "DELETE":
+            return lambda: resource.delete(name)
+        return METHOD_NOT_ALLOWED
 
     async def _run(self, handler: _Handler) -> bytes:
         try:

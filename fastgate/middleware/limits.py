@@ -194,11 +194,6 @@ def limits_for(session: dict[str, Any], api_id: str) -> tuple[float, float, int,
             str(session.get("allowance_scope") or ""))
 
 
-def _counter_key(entry: CachedSession, scope: str) -> str:
-    """The store key of an identity's counters (scoped for per-API limits)."""
-    return entry.storage_key + "-" + scope if scope else entry.storage_key
-
-
 class SessionLimits:
     """The caller's rate limit, then its quota (Tyk's RateLimitAndQuotaCheck)."""
 
@@ -210,25 +205,26 @@ class SessionLimits:
         self.quota_headers = gateway.config.rate_limit_response_headers == "quotas"
 
     def _limits(self, entry: CachedSession) -> tuple[float, float, int, int, str, bytes | None]:
-        """This API's limits for the session, and the Redis command deciding
-        them (constant per identity, so encoded once), cached on the entry."""
+        """This API's limits for the session, the store key of its counters
+        and the Redis command deciding them — constant per identity, so worked
+        out once and cached on the entry."""
         limits: tuple[float, float, int, int, str, bytes | None] | None = \
             entry.limits.get(self.api_id)
         if limits is None:
             rate, per, quota_max, renewal, scope = limits_for(entry.effective, self.api_id)
+            # Per-API limits count apart from the key's own.
+            key = entry.storage_key + "-" + scope if scope else entry.storage_key
             command = None
             if self.limiter.limits_command is not None:
-                command = self.limiter.limits_command(
-                    _counter_key(entry, scope), rate, per, quota_max, renewal)
-            limits = entry.limits[self.api_id] = (rate, per, quota_max, renewal, scope, command)
+                command = self.limiter.limits_command(key, rate, per, quota_max, renewal)
+            limits = entry.limits[self.api_id] = (rate, per, quota_max, renewal, key, command)
         return limits
 
     def process(self, ex: Any) -> bytes | Awaitable[bytes | None] | None:
         entry: CachedSession = ex.session
-        rate, per, quota_max, renewal, scope, command = self._limits(entry)
+        rate, per, quota_max, renewal, key, command = self._limits(entry)
         if not (rate > 0 and per > 0) and quota_max <= 0:
             return None
-        key = _counter_key(entry, scope)
         limits_with = self.limiter.limits_with
         verdict: asyncio.Future[bytes | None]
         if limits_with is not None:

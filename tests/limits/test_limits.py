@@ -110,6 +110,17 @@ def test_per_api_limits_from_a_policy(gw, admin_for):
     assert codes == [200, 200, 429, 429], codes
 
 
+def admitted_within(gw, key: str, seconds: float) -> int:
+    """Requests a client sending as fast as it can gets through in ``seconds``."""
+    admitted = 0
+    deadline = time.monotonic() + seconds
+    with requests.Session() as client:
+        while time.monotonic() < deadline:
+            resp = client.get(gw.url("/p/x"), headers={"Authorization": key}, timeout=10)
+            admitted += resp.status_code == 200
+    return admitted
+
+
 @pytest.fixture(params=["redis", "redis-cluster"])
 def shared_storage(request: pytest.FixtureRequest) -> dict[str, object]:
     """A redis storage section two gateways share: one server, or a 3-master cluster."""
@@ -156,14 +167,7 @@ def test_rate_exact_across_two_gateways(gateway_factory, make_api, echo, redis_s
     seconds = 3.0
 
     def hammer(gw) -> int:
-        admitted = 0
-        deadline = time.monotonic() + seconds
-        with requests.Session() as client:
-            while time.monotonic() < deadline:
-                resp = client.get(gw.url("/p/x"), headers={"Authorization": "sharedr1"},
-                                  timeout=10)
-                admitted += resp.status_code == 200
-        return admitted
+        return admitted_within(gw, "sharedr1", seconds)
 
     with ThreadPoolExecutor(4) as pool:
         total = sum(pool.map(hammer, [one, two, one, two]))
@@ -186,14 +190,7 @@ def test_local_mode_splits_the_rate_across_gateways(gateway_factory, make_api, e
     seconds = 2.0
 
     def hammer(gw) -> int:
-        admitted = 0
-        deadline = time.monotonic() + seconds
-        with requests.Session() as client:
-            while time.monotonic() < deadline:
-                resp = client.get(gw.url("/p/x"), headers={"Authorization": "localkey"},
-                                  timeout=10)
-                admitted += resp.status_code == 200
-        return admitted
+        return admitted_within(gw, "localkey", seconds)
 
     with ThreadPoolExecutor(2) as pool:
         counts = list(pool.map(hammer, [one, two]))
