@@ -17,34 +17,32 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _load(path: str) -> tuple[object, list[str]]:
-    """Load and validate everything a gateway needs; (config, warnings).
+def _load(path: str) -> tuple[object, list[str], list[str]]:
+    """Load and validate everything a gateway needs; (config, warnings about
+    the config file, warnings about the API definitions).
 
     Raises ConfigError naming the file and the field.
     """
-    from fastgate.config import load_gateway_config
+    from fastgate.config import config_warnings, load_gateway_config
     from fastgate.server.gateway import load_definitions, spec_warnings
 
     config = load_gateway_config(path)
-    warnings = []
-    if config.ignored_fields:
-        ignored = ", ".join(config.ignored_fields)
-        warnings.append(f"{config.path}: fields not implemented by fastgate, ignored: {ignored}")
+    api_warnings = []
     specs, _policies = load_definitions(config)
     for spec in specs:
-        warnings += spec_warnings(spec)
-    return config, warnings
+        api_warnings += spec_warnings(spec)
+    return config, config_warnings(config), api_warnings
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from fastgate.config import ConfigError
 
     try:
-        _config, warnings = _load(args.config)
+        _config, config_warnings, api_warnings = _load(args.config)
     except ConfigError as exc:
         print(f"fastgate: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    for warning in warnings:
+    for warning in config_warnings + api_warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.config}: configuration OK")
     return 0
@@ -57,18 +55,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
     log = logging.getLogger("fastgate")
     try:
-        config, warnings = _load(args.config)
+        config, config_warnings, _api_warnings = _load(args.config)
     except ConfigError as exc:
         log.error("invalid configuration: %s", exc)
         return 2
     assert isinstance(config, GatewayConfig)
-    if config.ignored_fields:
-        log.warning("%s", warnings.pop(0))
+    for warning in config_warnings:
+        log.warning("%s", warning)
+    # Warnings about APIs are logged by the worker(s) when they load them.
     if config.workers > 1:
-        for warning in warnings:
-            log.warning("%s", warning)
         return run_supervisor(config)
-    # Warnings about APIs are logged by the worker when it loads them.
     return run_worker(config)
 
 

@@ -8,21 +8,29 @@ README section
 `fastgate keys` talks to a running gateway's REST API (`/tyk/keys`), so it
 works the same with the memory store and with Redis, and a change reaches
 every worker at once. Tell it where the gateway is and its secret, either
-directly or through the gateway's config file:
+directly or through the gateway's config file. Against the quick start
+(`tools/run`, which has the API `echo` and the policy `default`):
 
 ```sh
-export FASTGATE_SECRET=...                       # or --secret, or --config
-fastgate keys create --api httpbin --rate 100 --per 60 --quota-max 10000 \\
-                     --quota-renewal-rate 3600 --expires 1767225600
-fastgate keys create --key my-custom-key --policy gold          # a key named by you
-fastgate keys create --key alice --password-stdin --api httpbin # a Basic-auth user
-fastgate keys create --data session.json          # a full Tyk session object (- : stdin)
-fastgate keys get    <key>                        # the session (never the password)
-fastgate keys get    <key-hash> --hashed          # by the hash `create` printed
-fastgate keys delete <key>
-fastgate keys list                                # storage keys: hashes with hash_keys
-fastgate keys list --config /etc/fastgate/gateway.json   # URL and secret from the config
+export FASTGATE_SECRET=change-me-quickstart-secret   # the quick start's; or --secret, or --config
+.venv/bin/fastgate keys create --api echo --rate 100 --per 60 --quota-max 10000 \\
+                               --quota-renewal-rate 3600 --expires 1893456000
+.venv/bin/fastgate keys create --key my-custom-key --policy default   # a key named by you
+printf 's3cret-pw\\n' | .venv/bin/fastgate keys create --key alice --password-stdin --api echo
+echo '{"rate": 5, "per": 1, "meta_data": {"team": "a"}}' |
+    .venv/bin/fastgate keys create --data - --api echo --rate 50     # a Tyk session object
+.venv/bin/fastgate keys get    my-custom-key            # the session (never the password)
+.venv/bin/fastgate keys get    alice                    # a Basic-auth user, by name
+.venv/bin/fastgate keys get    <key_hash> --hashed      # by the key_hash `create` printed
+.venv/bin/fastgate keys delete my-custom-key
+.venv/bin/fastgate keys list                            # storage keys: hashes with hash_keys
+.venv/bin/fastgate keys list --config examples/quickstart/gateway.json   # URL and secret from it
 ```
+
+`alice` is a Basic-auth user of the org of `echo` (`default`): once the API
+asks for Basic auth (`"use_keyless": false, "use_basic_auth": true` in
+`examples/quickstart/apps/httpbin.json`, then `/tyk/reload`),
+`curl -u alice:s3cret-pw http://127.0.0.1:8080/echo/anything` gets through.
 
 | option | default | meaning |
 |---|---|---|
@@ -31,12 +39,18 @@ fastgate keys list --config /etc/fastgate/gateway.json   # URL and secret from t
 | `--config FILE` | — | a gateway config: its address, port (or `control_api_port`), secret |
 
 `create` options: `--key NAME` (a custom key, `POST /tyk/keys/NAME`; without
-it the gateway generates one), `--org`, `--rate N --per S`, `--quota-max N`,
-`--quota-renewal-rate S`, `--api API_ID` and `--policy ID` (both repeatable),
-`--expires UNIX_TIME` (`0`: never), `--data FILE|-` (a Tyk session object the
-other options are applied to), `--password-stdin` (makes the key a Basic-auth
-user; the password is read from the first line of stdin and stored as bcrypt).
-The options go after the subcommand (`fastgate keys list --config FILE`).
+it the gateway generates one), `--org` (default: the org of the `--api` APIs,
+asked of the gateway, else of the `--policy` policies; an error when they
+belong to different orgs), `--rate N`, `--per S`, `--quota-max N`,
+`--quota-renewal-rate S`, `--api API_ID` and `--policy ID` (both
+repeatable), `--expires UNIX_TIME` (`0`: never), `--data FILE|-` (a Tyk
+session object; each option given overrides its own field, so `--rate` alone
+keeps the object's `per` — a rate needs a `per` from one or the other),
+`--password-stdin` (makes the key a Basic-auth user; the password is read
+from the first line of stdin and stored as bcrypt). A key needs access rights
+(`--api`, a `--policy`, or `access_rights` in `--data`) unless the gateway
+allows master keys. The options go after the subcommand (`fastgate keys list
+--config FILE`).
 
 Every command prints the gateway's JSON reply (`create` prints the key, and
 with `hash_keys` its `key_hash`) and exits 0; on an error it prints the
@@ -52,6 +66,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -142,19 +157,19 @@ def _number(text: str) -> int | float:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    return _run(args, lambda: _create(args))
+    return _run(args, lambda gateway: _create(args, gateway))
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    return _run(args, lambda: ("GET", _key_path(args), None))
+    return _run(args, lambda _gateway: ("GET", _key_path(args), None))
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    return _run(args, lambda: ("DELETE", _key_path(args), None))
+    return _run(args, lambda _gateway: ("DELETE", _key_path(args), None))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    def request() -> tuple[str, str, bytes | None]:
+    def request(_gateway: GatewayClient) -> tuple[str, str, bytes | None]:
         query = {name: value for name, value in (("filter", args.filter),
                                                  ("api_id", args.api)) if value}
         return "GET", "/tyk/keys" + ("?" + urlencode(query) if query else ""), None
@@ -171,26 +186,65 @@ def _key_path(args: argparse.Namespace) -> str:
     return path + ("?" + urlencode(query) if query else "")
 
 
-def _create(args: argparse.Namespace) -> tuple[str, str, bytes]:
+def _create(args: argparse.Namespace, gateway: GatewayClient) -> tuple[str, str, bytes]:
     session = build_session(args)
+    if args.org is None and not session.get("org_id"):
+        org = default_org(args, gateway)
+        if org:
+            session["org_id"] = org
     path = "/tyk/keys/" + quote(args.key, safe="") if args.key else "/tyk/keys/create"
     return "POST", path, json.dumps(session).encode()
 
 
+def default_org(args: argparse.Namespace, gateway: GatewayClient) -> str:
+    """The org a key gets when neither ``--org`` nor ``--data`` names one: that of
+    the APIs named by ``--api`` (asked of the gateway), else of the policies
+    named by ``--policy``; ``""`` when they name none (or are not loaded).
+
+    A key (a Basic-auth user above all) is filed under its org, as Tyk names
+    it, and the gateway looks it up under the org of the API it is used on.
+    Raises CliError when the APIs (or policies) belong to different orgs.
+    """
+    for option, collection, ids in (("--api", "apis", args.api),
+                                    ("--policy", "policies", args.policy)):
+        orgs: dict[str, str] = {}
+        for item in ids:
+            status, reply = gateway.call("GET", f"/tyk/{collection}/" + quote(item, safe=""))
+            if status == 200 and isinstance(reply, dict) and isinstance(reply.get("org_id"), str):
+                orgs[item] = reply["org_id"]
+        if len(set(orgs.values())) > 1:
+            listed = ", ".join(f"{item} ({org or 'no org'})" for item, org in orgs.items())
+            raise CliError(f"{option}: {listed} belong to different organisations: "
+                           "name the key's with --org")
+        if orgs:
+            return next(iter(orgs.values()))
+    return ""
+
+
 def build_session(args: argparse.Namespace) -> dict[str, Any]:
-    """The session object ``keys create`` sends: ``--data`` with the options applied."""
+    """The session object ``keys create`` sends: ``--data`` with the options applied.
+
+    Each option overrides its field of ``--data`` alone: ``--rate`` keeps the
+    body's ``per``, ``--per`` its ``rate``.  A rate needs a ``per`` from one or
+    the other (CliError otherwise).
+    """
     if args.password_stdin and args.data == "-":
         raise CliError("--password-stdin and --data - both read stdin: use a file for --data")
     session: dict[str, Any] = {}
     if args.data is not None:
         session = _read_json(args.data)
-    if (args.rate is None) != (args.per is None):
-        raise CliError("--rate and --per go together")
     if args.org is not None:
         session["org_id"] = args.org
     if args.rate is not None:
         session["rate"] = session["allowance"] = args.rate
+    if args.per is not None:
         session["per"] = args.per
+    if args.rate is not None or args.per is not None:
+        rate, per = session.get("rate"), session.get("per")
+        if args.rate is not None and not _positive(per):
+            raise CliError("--rate needs --per (or a per in --data): the window in seconds")
+        if args.per is not None and not _positive(rate):
+            raise CliError("--per needs --rate (or a rate in --data)")
     if args.quota_max is not None:
         session["quota_max"] = session["quota_remaining"] = args.quota_max
     if args.quota_renewal_rate is not None:
@@ -218,6 +272,10 @@ def build_session(args: argparse.Namespace) -> dict[str, Any]:
         session["basic_auth_data"] = {**(data if isinstance(data, dict) else {}),
                                       "password": password}
     return session
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 def _read_json(source: str) -> dict[str, Any]:
@@ -276,11 +334,28 @@ def url_for(listen_address: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def _run(args: argparse.Namespace, request: Any) -> int:
+class GatewayClient:
+    """The gateway a command talks to: its URL, secret and timeout."""
+
+    def __init__(self, url: str, secret: str, timeout: float) -> None:
+        self.url = url
+        self.secret = secret
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+        """One REST API request: (status, decoded JSON reply); CliError as :func:`call`."""
+        return call(self.url, self.secret, method, path, body, self.timeout)
+
+
+Request = Callable[[GatewayClient], tuple[str, str, bytes | None]]
+
+
+def _run(args: argparse.Namespace, request: Request) -> int:
     try:
         url, secret = gateway_address(args)
-        method, path, body = request()
-        status, reply = call(url, secret, method, path, body, args.timeout)
+        gateway = GatewayClient(url, secret, args.timeout)
+        method, path, body = request(gateway)
+        status, reply = gateway.call(method, path, body)
     except CliError as exc:
         print(f"fastgate: {exc}", file=sys.stderr)
         return exc.code

@@ -10,14 +10,25 @@ Rules, in one place:
 * ``null`` counts as absent, as it does for Tyk (Go decodes it to the zero
   value).  Timeouts of 0 mean "the default", as in Tyk.
 * Fields fastgate does not implement are accepted, so an existing ``tyk.conf``
-  loads, and listed in :attr:`GatewayConfig.ignored_fields` (dotted paths) for
-  the CLI to warn about once.
+  loads: Tyk's own fields (:mod:`fastgate.tyk_conf_fields`) are listed in
+  :attr:`GatewayConfig.ignored_fields`, any other name in
+  :attr:`GatewayConfig.unknown_fields` with the closest known name (a
+  misspelling is said as such, not as "not implemented"); the CLI warns about
+  both once, at start.  Tyk itself ignores unknown names, so they are not an
+  error.
+* A name that differs from a field Tyk knows only by case (``Listen_Port``)
+  is refused: Tyk decodes JSON with Go's ``encoding/json``, which matches
+  field names case-insensitively and would use it; fastgate matches names
+  exactly and would silently run with a different setting.
 * Relative paths (``app_path``, ``policies.policy_record_name``,
   ``policies.policy_path``, ``storage.path``) are relative to the directory of
   the configuration file, not to the working directory.
 * fastgate's own additions: ``storage.type: "memory"`` (the default),
-  ``storage.path``, ``workers``, ``http_server_options.idle_timeout`` and
-  ``http_server_options.max_header_bytes``.
+  ``storage.path``, ``workers``, ``rate_limiter``, ``limits_fail_open``, and in
+  ``http_server_options``: ``idle_timeout``, ``max_header_bytes``,
+  ``read_header_timeout``, ``lingering_time``, ``lingering_timeout``,
+  ``lingering_max_bytes`` and ``max_connections`` (nginx's names where nginx
+  has the setting).
 
 :class:`FieldReader` is the typed accessor the API definition and policy
 loaders share; it records which fields were read, so that whatever was not
@@ -26,11 +37,15 @@ read is what fastgate ignores.
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import orjson
+
+from fastgate import tyk_conf_fields
 
 __all__ = [
     "ConfigError",
@@ -39,10 +54,15 @@ __all__ = [
     "HttpServerOptions",
     "PoliciesConfig",
     "StorageConfig",
+    "UnknownField",
+    "closest_name",
+    "config_warnings",
+    "go_fold",
     "json_type_name",
     "load_gateway_config",
     "load_json_file",
     "parse_gateway_config",
+    "unknown_fields",
 ]
 
 
@@ -276,6 +296,120 @@ class FieldReader:
                 out.append(self.path(name))
         return out
 
+    def unread_split(
+        self, tyk_fields: Mapping[str, Collection[str]]
+    ) -> tuple[list[str], list[UnknownField]]:
+        """The fields present and never read, split into (known, unknown), in file order.
+
+        ``tyk_fields`` maps the prefix of this reader and of its sections
+        (``""``, ``"storage."``) to the names Tyk knows there; a field whose
+        name is there is *known* (a dotted path in the first list), any other
+        is an :class:`UnknownField` whose suggestion is the closest of Tyk's
+        names and of those fastgate read there.  Fields of a section missing
+        from ``tyk_fields`` are all known.  Raises ConfigError for a name
+        that differs from one of Tyk's there only by case (see
+        :func:`unknown_fields`).
+        """
+        known: list[str] = []
+        unknown: list[UnknownField] = []
+        names = tyk_fields.get(self.prefix)
+        unread = [name for name in self.obj
+                  if name not in self._sections and name not in self._read]
+        if names is None:
+            known.extend(self.path(name) for name in unread)
+        else:
+            strange = unknown_fields(dict.fromkeys(unread), names, self.file,
+                                     self.prefix, also_known=self._read)
+            odd = {field.path for field in strange}
+            known.extend(self.path(name) for name in unread if self.path(name) not in odd)
+            unknown.extend(strange)
+        for section in self._sections.values():
+            section_known, section_unknown = section.unread_split(tyk_fields)
+            known.extend(section_known)
+            unknown.extend(section_unknown)
+        order = {self.path(name): index for index, name in enumerate(self.obj)}
+        known.sort(key=lambda path: _file_order(order, path))
+        unknown.sort(key=lambda field: _file_order(order, field.path))
+        return known, unknown
+
+
+def _file_order(order: Mapping[str, int], path: str) -> int:
+    """Where ``path`` (a field or a field of a section) stands in its object."""
+    while path not in order and "." in path:
+        path = path.rpartition(".")[0]
+    return order.get(path, len(order))
+
+
+# --------------------------------------------------------------------------
+# Unknown fields
+# --------------------------------------------------------------------------
+
+
+class UnknownField(NamedTuple):
+    """A field, present in a file, that neither Tyk nor fastgate has at its place."""
+
+    #: Dotted path, as :attr:`ConfigError.field`.
+    path: str
+    #: The closest name known there, "" when none is close.
+    suggestion: str = ""
+
+    def __str__(self) -> str:
+        hint = f" (did you mean {self.suggestion}?)" if self.suggestion else ""
+        return f"{self.path}: unknown field{hint}"
+
+
+def go_fold(name: str) -> str:
+    """``name`` folded as Go's ``encoding/json`` compares object keys with field
+    names: case-insensitively, by Unicode simple folding (so the Kelvin sign
+    is a "k" and a long s an "s"; the names compared against are ASCII)."""
+    return name.lower().replace("\u017f", "s")
+
+
+def closest_name(name: str, candidates: Iterable[str]) -> str:
+    """The candidate most like ``name`` (a misspelling, another case), or ""
+    when none is close enough to be worth suggesting."""
+    by_lower: dict[str, str] = {}
+    for candidate in sorted(candidates):
+        by_lower.setdefault(candidate.lower(), candidate)
+    matches = difflib.get_close_matches(name.lower(), by_lower, n=1, cutoff=0.75)
+    return by_lower[matches[0]] if matches else ""
+
+
+def unknown_fields(
+    obj: Mapping[str, object],
+    tyk_fields: Collection[str],
+    file: str,
+    prefix: str = "",
+    *,
+    also_known: Collection[str] = (),
+) -> list[UnknownField]:
+    """The fields of ``obj`` whose names are neither Tyk's (``tyk_fields``) nor
+    fastgate's own (``also_known``), in file order, each with the closest of
+    those names.
+
+    Raises ConfigError(file, prefix + name) for a name that differs from one
+    of ``tyk_fields`` only by case: Tyk, whose ``encoding/json`` matches names
+    case-insensitively, would read it as that field; fastgate reads names
+    exactly, so accepting it would silently behave unlike Tyk.
+    """
+    out: list[UnknownField] = []
+    folded: dict[str, str] | None = None
+    for name in obj:
+        if name in tyk_fields or name in also_known:
+            continue
+        if folded is None:
+            folded = {go_fold(known): known for known in tyk_fields}
+        canonical = folded.get(go_fold(name))
+        if canonical is not None:
+            raise ConfigError(
+                file, prefix + name,
+                f"Tyk reads this as {canonical} (it matches field names case-insensitively);"
+                f" fastgate reads names exactly: write {canonical}",
+            )
+        out.append(UnknownField(prefix + name,
+                                closest_name(name, (*tyk_fields, *also_known))))
+    return out
+
 
 # --------------------------------------------------------------------------
 # The configuration
@@ -297,6 +431,22 @@ DEFAULT_PROXY_TIMEOUT = 30.0
 DEFAULT_GRACEFUL_SHUTDOWN = 30.0
 DEFAULT_MAX_IDLE_PER_HOST = 100
 MIN_HEADER_BYTES = 1024
+DEFAULT_HEADER_TIMEOUT = 60.0
+DEFAULT_LINGERING_TIME = 30.0
+DEFAULT_LINGERING_TIMEOUT = 5.0
+#: At least 1 MiB (a client still sending its first megabyte is never reset);
+#: enough for the uploads a client sends without waiting for an answer.
+DEFAULT_LINGERING_MAX_BYTES = 64 * 1024 * 1024
+MIN_LINGERING_MAX_BYTES = 1024 * 1024
+DEFAULT_MIN_TOKEN_LENGTH = 3
+
+# Tyk's field names by section (FieldReader prefix), for unread_split.
+_TYK_FIELDS: dict[str, frozenset[str]] = {
+    "": tyk_conf_fields.CONFIG_FIELDS,
+    "storage.": tyk_conf_fields.STORAGE_FIELDS,
+    "policies.": tyk_conf_fields.POLICIES_FIELDS,
+    "http_server_options.": tyk_conf_fields.HTTP_SERVER_OPTIONS_FIELDS,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +478,28 @@ class HttpServerOptions:
     write_timeout: float = DEFAULT_SERVER_TIMEOUT
     idle_timeout: float = DEFAULT_SERVER_TIMEOUT
     max_header_bytes: int = 65536
+    #: Seconds a client has to send a whole request head, from its first byte
+    #: (nginx's client_header_timeout, Go's ReadHeaderTimeout): a client
+    #: trickling header lines cannot hold a connection past it.
+    read_header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    #: Lingering close (nginx's lingering_close): after an answer sent before
+    #: the request was read to its end, the gateway shuts down its sending
+    #: side and reads and discards what the client still sends -- at most
+    #: ``lingering_time`` seconds in all, ``lingering_timeout`` seconds of
+    #: silence, and ``lingering_max_bytes`` bytes -- so that the client reads
+    #: the answer instead of a TCP reset.
+    lingering_time: float = DEFAULT_LINGERING_TIME
+    lingering_timeout: float = DEFAULT_LINGERING_TIMEOUT
+    lingering_max_bytes: int = DEFAULT_LINGERING_MAX_BYTES
+    #: Client connections one worker serves at once (0: derived from the
+    #: process's descriptor limit).  Past it, idle keep-alive connections are
+    #: closed first; with none idle, a new connection gets 503 and is closed.
+    max_connections: int = 0
+    #: Tyk 5.5's allowed_urls matching modes: patterns also match the path
+    #: with the listen path stripped (prefix), and match only at the end of
+    #: the path (suffix: ``$`` appended).
+    enable_path_prefix_matching: bool = False
+    enable_path_suffix_matching: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,8 +531,35 @@ class GatewayConfig:
     #: When the store cannot decide a rate limit or quota in time: refuse with
     #: 503 (False, the default) or let the request through (True).
     limits_fail_open: bool = False
-    # Dotted paths present in the file that fastgate does not implement (warned once).
+    #: Tyk's allow_master_keys: keys with no access rights (and no policy
+    #: giving any) open every API; refused at creation unless this is true.
+    allow_master_keys: bool = False
+    #: Tyk's key lifetime: seconds a key's record is kept in the store
+    #: (0: the API's session_lifetime, else forever), and whether this wins
+    #: over every API's session_lifetime.
+    global_session_lifetime: int = 0
+    force_global_session_lifetime: bool = False
+    #: Keys shorter than this count as not found (Tyk's min_token_length).
+    min_token_length: int = DEFAULT_MIN_TOKEN_LENGTH
+    #: GET /tyk/keys lists storage keys (hashes) when hash_keys is on only
+    #: with this (Tyk's enable_hashed_keys_listing, default false).
+    enable_hashed_keys_listing: bool = False
+    #: Dotted paths of Tyk's fields present in the file that fastgate does not
+    #: implement (the CLI warns once, at start).
     ignored_fields: tuple[str, ...] = ()
+    #: Fields neither Tyk nor fastgate knows (misspellings), with the closest name.
+    unknown_fields: tuple[UnknownField, ...] = ()
+
+
+def config_warnings(config: GatewayConfig) -> list[str]:
+    """What an operator must hear about the config file, once, at start: the
+    fields of Tyk's it ignores (one line) and each unknown field."""
+    warnings = []
+    if config.ignored_fields:
+        ignored = ", ".join(config.ignored_fields)
+        warnings.append(f"{config.path}: fields not implemented by fastgate, ignored: {ignored}")
+    warnings.extend(f"{config.path}: {field}" for field in config.unknown_fields)
+    return warnings
 
 
 def load_gateway_config(path: str) -> GatewayConfig:
@@ -396,6 +595,12 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
     base = os.path.dirname(path)
     if not isinstance(data, dict):
         raise ConfigError(path, "", f"expected a JSON object, got {json_type_name(data)}")
+    # Case variants of Tyk's names first, so that "Secret" is refused as
+    # such rather than reported as a missing secret.
+    for prefix, names in _TYK_FIELDS.items():
+        obj = data.get(prefix[:-1]) if prefix else data
+        if isinstance(obj, dict):
+            unknown_fields(obj, names, path, prefix)
     top = FieldReader(data, path)
     extra_ignored: list[str] = []
 
@@ -426,6 +631,14 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
         write_timeout=_timeout(server, "write_timeout", DEFAULT_SERVER_TIMEOUT),
         idle_timeout=_timeout(server, "idle_timeout", DEFAULT_SERVER_TIMEOUT),
         max_header_bytes=server.integer("max_header_bytes", 65536, minimum=MIN_HEADER_BYTES),
+        read_header_timeout=_timeout(server, "read_header_timeout", DEFAULT_HEADER_TIMEOUT),
+        lingering_time=_timeout(server, "lingering_time", DEFAULT_LINGERING_TIME),
+        lingering_timeout=_timeout(server, "lingering_timeout", DEFAULT_LINGERING_TIMEOUT),
+        lingering_max_bytes=server.integer("lingering_max_bytes", DEFAULT_LINGERING_MAX_BYTES,
+                                           minimum=MIN_LINGERING_MAX_BYTES),
+        max_connections=server.integer("max_connections", 0, minimum=0),
+        enable_path_prefix_matching=server.boolean("enable_path_prefix_matching"),
+        enable_path_suffix_matching=server.boolean("enable_path_suffix_matching"),
     )
 
     proxy_default_timeout = _timeout(top, "proxy_default_timeout", DEFAULT_PROXY_TIMEOUT)
@@ -444,6 +657,18 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
     rate_limit_response_headers = top.string(
         "rate_limit_response_headers", "quotas", choices=RATE_LIMIT_HEADER_SOURCES)
     limits_fail_open = top.boolean("limits_fail_open")
+    allow_master_keys = top.boolean("allow_master_keys")
+    global_session_lifetime = top.integer("global_session_lifetime", 0, minimum=0)
+    force_global_session_lifetime = top.boolean("force_global_session_lifetime")
+    min_token_length = (top.integer("min_token_length", 0, minimum=0)
+                        or DEFAULT_MIN_TOKEN_LENGTH)
+    enable_hashed_keys_listing = top.boolean("enable_hashed_keys_listing")
+    if top.boolean("enforce_org_quotas"):
+        # /tyk/org/keys stores organisation sessions, but nothing enforces
+        # them: a limit the operator asked for must not be silently ignored.
+        raise top.error("enforce_org_quotas", (
+            "fastgate does not enforce organisation quotas, rate limits or expiry "
+            "(Tyk's organisation sessions, /tyk/org/keys); set it to false"))
 
     workers = top.integer("workers", 1, minimum=1)
     if workers > 1 and storage.type != "redis":
@@ -453,6 +678,8 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
             ' (set storage.type to "redis" or workers to 1)',
         )
 
+    # Last: every field fastgate reads has been read.
+    ignored, unknown = top.unread_split(_TYK_FIELDS)
     return GatewayConfig(
         path=path,
         secret=secret,
@@ -472,7 +699,13 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
         rate_limiter=rate_limiter,
         rate_limit_response_headers=rate_limit_response_headers,
         limits_fail_open=limits_fail_open,
-        ignored_fields=tuple(top.unread() + extra_ignored),
+        allow_master_keys=allow_master_keys,
+        global_session_lifetime=global_session_lifetime,
+        force_global_session_lifetime=force_global_session_lifetime,
+        min_token_length=min_token_length,
+        enable_hashed_keys_listing=enable_hashed_keys_listing,
+        ignored_fields=tuple(ignored + extra_ignored),
+        unknown_fields=tuple(unknown),
     )
 
 

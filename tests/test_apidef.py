@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastgate.apidef import ApiSpec, load_api_definitions, parse_api_definition
-from fastgate.config import ConfigError
+from fastgate.config import ConfigError, UnknownField
 
 SOURCE = "/etc/fastgate/apps/test.json"
 
@@ -295,12 +295,11 @@ def test_dashboard_wrapped_errors_name_the_wrapped_field() -> None:
 
 
 def test_dashboard_wrapped_paths_carry_the_prefix() -> None:
-    spec = parse(dashboard_wrapped(api(enable_batch_request_support=True, internal=True)))
-    assert spec.ignored_fields == (
-        "api_definition.enable_batch_request_support",
-        "api_definition.internal",
-    )
-    assert spec.unsupported_auth == ("internal",)
+    spec = parse(dashboard_wrapped(api(enable_batch_request_support=True, internal=True,
+                                       proxi={}, custom_middleware={"pre": [{"name": "x"}]})))
+    assert spec.ignored_fields == ("api_definition.enable_batch_request_support",)
+    assert spec.unsupported_auth == ("internal", "api_definition.custom_middleware.pre")
+    assert spec.unknown_fields == (UnknownField("api_definition.proxi", "proxy"),)
 
 
 def test_dashboard_bulk_export_is_refused_clearly() -> None:
@@ -415,6 +414,106 @@ def test_unsupported_auth(fields: dict[str, Any], expected: tuple[str, ...]) -> 
     assert parse(api(**fields)).unsupported_auth == expected
 
 
+def test_endpoints_marked_internal_are_refused() -> None:
+    internal = {"versions": {"Default": {"extended_paths": {
+        "internal": [{"path": "/admin", "method": "GET", "disabled": False}]}}}}
+    spec = parse(api(version_data=internal))
+    assert spec.unsupported_auth == ("version_data.versions.Default.extended_paths.internal",)
+    assert spec.ignored_fields == ()
+    internal["versions"]["Default"]["extended_paths"]["internal"][0]["disabled"] = True
+    assert parse(api(version_data=internal)).unsupported_auth == ()
+
+
+def test_endpoint_go_plugins_are_refused() -> None:
+    """A Go plugin on an endpoint may refuse requests; fastgate runs none."""
+    plugins = {"versions": {"Default": {"extended_paths": {"go_plugin": [
+        {"path": "/x", "method": "GET", "plugin_path": "/p.so", "symbol_name": "Check"}]}}}}
+    spec = parse(api(version_data=plugins))
+    assert spec.unsupported_auth == ("version_data.versions.Default.extended_paths.go_plugin",)
+    assert spec.ignored_fields == ()
+
+
+# -- plugins (custom_middleware): a hook that would run refuses the API ---------------
+
+HOOK = {"name": "check", "path": "/opt/plugins/check.py", "require_session": False}
+DASHBOARD_DEFAULT_MIDDLEWARE = {
+    "pre": [], "post": [], "post_key_auth": [], "response": [], "driver": "",
+    "auth_check": {"disabled": False, "name": "", "path": "", "require_session": False},
+    "id_extractor": {"disabled": False, "extract_from": "", "extract_with": "",
+                     "extractor_config": {}},
+}
+OFF = {**HOOK, "disabled": True}
+
+PLUGINS: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
+    ("empty", {"custom_middleware": {}}, ()),
+    ("empty lists", {"custom_middleware": {"pre": [], "post": [], "driver": "python"}}, ()),
+    ("all disabled", {"custom_middleware": {"pre": [OFF], "post": [OFF], "response": [OFF],
+                                            "post_key_auth": [OFF],
+                                            "auth_check": OFF}}, ()),
+    # What the Tyk Dashboard writes for an API without plugins.
+    ("dashboard defaults", {"custom_middleware": DASHBOARD_DEFAULT_MIDDLEWARE,
+                            "custom_middleware_bundle": "",
+                            "custom_middleware_bundle_disabled": False}, ()),
+    ("pre", {"custom_middleware": {"driver": "python", "pre": [OFF, HOOK]}},
+     ("custom_middleware.pre",)),
+    ("post", {"custom_middleware": {"post": [HOOK]}}, ("custom_middleware.post",)),
+    ("post_key_auth", {"custom_middleware": {"post_key_auth": [HOOK]}},
+     ("custom_middleware.post_key_auth",)),
+    ("response", {"custom_middleware": {"response": [HOOK]}}, ("custom_middleware.response",)),
+    ("auth_check", {"custom_middleware": {"auth_check": HOOK}},
+     ("custom_middleware.auth_check",)),
+    ("auth_check unnamed", {"custom_middleware": {"auth_check": {"path": "x"}}}, ()),
+    ("id_extractor", {"custom_middleware": {"id_extractor": {
+        "extract_from": "header", "extract_with": "value",
+        "extractor_config": {"header_name": "Authorization"}}}},
+     ("custom_middleware.id_extractor",)),
+    ("id_extractor disabled", {"custom_middleware": {"id_extractor": {
+        "disabled": True, "extract_with": "value"}}}, ()),
+    ("bundle", {"custom_middleware_bundle": "bundle.zip"}, ("custom_middleware_bundle",)),
+    ("bundle disabled", {"custom_middleware_bundle": "bundle.zip",
+                         "custom_middleware_bundle_disabled": True}, ()),
+    ("several", {"custom_middleware": {"pre": [HOOK], "response": [HOOK]},
+                 "custom_middleware_bundle": "b.zip"},
+     ("custom_middleware.pre", "custom_middleware.response", "custom_middleware_bundle")),
+    # Hooks run on keyless APIs too, and after the auth method refusals.
+    ("protected", {"use_keyless": False, "enable_jwt": True,
+                   "custom_middleware": {"pre": [HOOK]}},
+     ("enable_jwt", "custom_middleware.pre")),
+]
+
+
+@pytest.mark.parametrize(("fields", "expected"), [c[1:] for c in PLUGINS],
+                         ids=[c[0] for c in PLUGINS])
+def test_plugins_refuse_the_api(fields: dict[str, Any], expected: tuple[str, ...]) -> None:
+    spec = parse(api(**fields))
+    assert spec.unsupported_auth == expected
+    # Either refused or inert: never also "ignored".
+    assert spec.ignored_fields == ()
+    assert spec.unknown_fields == ()
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"custom_middleware": "pre.py"}, "custom_middleware"),
+        ({"custom_middleware": {"pre": {"name": "x"}}}, "custom_middleware.pre"),
+        ({"custom_middleware": {"post": ["x"]}}, "custom_middleware.post[0]"),
+        ({"custom_middleware": {"pre": [{"disabled": "yes"}]}},
+         "custom_middleware.pre[0].disabled"),
+        ({"custom_middleware": {"auth_check": []}}, "custom_middleware.auth_check"),
+        ({"custom_middleware": {"auth_check": {"name": 1}}}, "custom_middleware.auth_check.name"),
+        ({"custom_middleware": {"id_extractor": {"extract_with": True}}},
+         "custom_middleware.id_extractor.extract_with"),
+        ({"custom_middleware_bundle": ["a.zip"]}, "custom_middleware_bundle"),
+        ({"custom_middleware_bundle": "a.zip", "custom_middleware_bundle_disabled": "no"},
+         "custom_middleware_bundle_disabled"),
+    ],
+)
+def test_plugin_setting_types_refused(fields: dict[str, Any], field: str) -> None:
+    # Tyk cannot decode these either: the definition would not load there.
+    assert refusal(api(**fields)).field == field
+
+
 # ---------------------------------------------------------------------------
 # Fields fastgate does not implement: accepted, listed when they would matter
 # ---------------------------------------------------------------------------
@@ -437,11 +536,13 @@ IGNORED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("rate limit zero", {"global_rate_limit": {"rate": 0, "per": 0}}, ()),
     ("rate limit (implemented)", {"global_rate_limit": {"rate": 10, "per": 1}}, ()),
     ("jwt settings while off", {"jwt_signing_method": "rsa", "jwt_source": "abc"}, ()),
+    # An API refused for a method is not also said to ignore that method's settings.
     (
-        "jwt settings while on",
+        "jwt settings while on (refused)",
         {"use_keyless": False, "enable_jwt": True, "jwt_signing_method": "rsa"},
-        ("enable_jwt", "jwt_signing_method"),
+        (),
     ),
+    ("jwt settings on a keyless API", {"enable_jwt": True, "jwt_source": "abc"}, ()),
     ("hmac settings while off", {"hmac_allowed_clock_skew": -1}, ()),
     ("basic auth settings while off", {"basic_auth": {"cache_ttl": 60}}, ()),
     ("ip list while off", {"allowed_ips": ["10.0.0.1"]}, ()),
@@ -498,9 +599,34 @@ IGNORED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
         (
             "version_data.default_version",
             "version_data.versions.v1.expires",
-            "version_data.versions.v1.extended_paths",
+            "version_data.versions.v1.extended_paths.transform_headers",
         ),
     ),
+    (
+        "endpoint lists one by one, disabled entries inert",
+        {
+            "version_data": {
+                "versions": {
+                    "v1": {
+                        "extended_paths": {
+                            "transform_headers": [{"path": "/x", "disabled": True}],
+                            "hard_timeouts": [{"path": "/y", "timeout": 3}],
+                            "cache": [],
+                        },
+                        "paths": {"ignored": ["/health"], "white_list": []},
+                    }
+                }
+            }
+        },
+        (
+            "version_data.versions.v1.extended_paths.hard_timeouts",
+            "version_data.versions.v1.paths.ignored",
+        ),
+    ),
+    # Unknown names are reported as unknown, not as "not implemented".
+    ("misspelled", {"enable_batch_request_suport": True}, ()),
+    # Names Tyk's schema still lists but its gateway ignores: nothing to say.
+    ("schema only", {"is_site": True, "check_host_against_uptime_tests": True}, ()),
 ]
 
 
@@ -509,6 +635,158 @@ IGNORED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
 )
 def test_ignored_fields(fields: dict[str, Any], expected: tuple[str, ...]) -> None:
     assert parse(api(**fields)).ignored_fields == expected
+
+
+# An API refused for an access control is said to be refused, once: the
+# settings of what refuses it are not listed as ignored too.
+REFUSED_ONCE: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
+    ("jwt", {"use_keyless": False, "enable_jwt": True, "jwt_signing_method": "rsa",
+             "jwt_source": "aHR0cHM6Ly9pZHAvandrcw==", "jwt_default_policies": ["p"],
+             "scopes": {"jwt": {"scope_claim_name": "scp"}}}, ("enable_jwt",)),
+    ("oauth", {"use_keyless": False, "use_oauth2": True,
+               "oauth_meta": {"allowed_access_types": ["authorization_code"]},
+               "notifications": {"shared_secret": "s"}}, ("use_oauth2",)),
+    ("hmac", {"use_keyless": False, "enable_signature_checking": True,
+              "hmac_allowed_algorithms": ["hmac-sha256"], "hmac_allowed_clock_skew": 500},
+     ("enable_signature_checking",)),
+    ("openid", {"use_keyless": False, "use_openid": True,
+                "openid_options": {"providers": [{"issuer": "x"}]}}, ("use_openid",)),
+    ("external oauth", {"use_keyless": False,
+                        "external_oauth": {"enabled": True, "providers": [{}]}},
+     ("external_oauth",)),
+    ("mtls", {"use_mutual_tls_auth": True, "client_certificates": ["c1"]},
+     ("use_mutual_tls_auth",)),
+    ("internal", {"internal": True}, ("internal",)),
+    ("ip allow list", {"enable_ip_whitelisting": True, "allowed_ips": ["10.0.0.0/8"]},
+     ("enable_ip_whitelisting",)),
+    ("endpoint block list", {"version_data": BLACK_LIST_VERSION},
+     ("version_data.versions.Default.extended_paths.black_list",)),
+]
+
+
+@pytest.mark.parametrize(("fields", "refused"), [c[1:] for c in REFUSED_ONCE],
+                         ids=[c[0] for c in REFUSED_ONCE])
+def test_refused_settings_are_not_also_ignored(fields: dict[str, Any],
+                                               refused: tuple[str, ...]) -> None:
+    spec = parse(api(**fields))
+    assert spec.unsupported_auth == refused
+    assert spec.ignored_fields == ()
+
+
+def test_refused_api_still_lists_its_other_ignored_fields() -> None:
+    version = copy.deepcopy(BLACK_LIST_VERSION)
+    version["versions"]["Default"]["extended_paths"]["hard_timeouts"] = [{"path": "/s"}]
+    spec = parse(api(use_keyless=False, enable_jwt=True, jwt_source="x",
+                     enable_batch_request_support=True, version_data=version))
+    assert spec.unsupported_auth == (
+        "enable_jwt", "version_data.versions.Default.extended_paths.black_list")
+    assert spec.ignored_fields == (
+        "enable_batch_request_support",
+        "version_data.versions.Default.extended_paths.hard_timeouts",
+    )
+
+
+# ---------------------------------------------------------------------------
+# Unknown fields: not Tyk's either, reported whatever their value
+# ---------------------------------------------------------------------------
+
+UNKNOWN: list[tuple[str, dict[str, Any], tuple[UnknownField, ...]]] = [
+    ("misspelled switch", {"use_keyless": False, "use_standard_auht": True},
+     (UnknownField("use_standard_auht", "use_standard_auth"),)),
+    # An inert value is reported too: the name is wrong, whatever it holds.
+    ("inert value", {"proxi": {}}, (UnknownField("proxi", "proxy"),)),
+    ("nothing close", {"x_my_own_metadata": 1}, (UnknownField("x_my_own_metadata", ""),)),
+    ("in proxy", {"proxy": {"strip_listen_paths": True}},
+     (UnknownField("proxy.strip_listen_paths", "strip_listen_path"),)),
+    ("in version_data", {"version_data": {"default_versoin": "v1"}},
+     (UnknownField("version_data.default_versoin", "default_version"),)),
+    ("in a version", {"version_data": {"versions": {"v1": {"name": "v1",
+                                                           "extended_path": {}}}}},
+     (UnknownField("version_data.versions.v1.extended_path", "extended_paths"),)),
+    ("in extended_paths", {"version_data": {"versions": {"v1": {"extended_paths": {
+        "black_lists": [{"path": "/admin"}]}}}}},
+     (UnknownField("version_data.versions.v1.extended_paths.black_lists", "black_list"),)),
+    ("file order", {"zzz_first": 1, "proxy": {"zz_second": 2}, "aaa_third": 3},
+     (UnknownField("zzz_first", ""), UnknownField("aaa_third", ""),
+      UnknownField("proxy.zz_second", ""))),
+    # Known: Tyk's, fastgate's "_id", and what Tyk's schema still lists.
+    ("known", {"_id": "65f1", "is_site": False, "hook_references": [],
+               "session_lifetime": 0, "upstream_auth": {}}, ()),
+]
+
+
+@pytest.mark.parametrize(("fields", "expected"), [c[1:] for c in UNKNOWN],
+                         ids=[c[0] for c in UNKNOWN])
+def test_unknown_fields(fields: dict[str, Any], expected: tuple[UnknownField, ...]) -> None:
+    spec = parse(api(**fields))
+    assert spec.unknown_fields == expected
+    unknown = {field.path for field in expected}
+    assert not unknown & set(spec.ignored_fields)
+
+
+def test_unknown_field_message() -> None:
+    (field,) = parse(api(use_keyless=False, use_standard_auht=True)).unknown_fields
+    assert str(field) == "use_standard_auht: unknown field (did you mean use_standard_auth?)"
+    assert str(UnknownField("x_y", "")) == "x_y: unknown field"
+
+
+CASE_VARIANTS: list[tuple[dict[str, Any], str, str]] = [
+    # (definition, field refused, Tyk's name)
+    (api(Use_Keyless=True), "Use_Keyless", "use_keyless"),
+    (api(INTERNAL=True), "INTERNAL", "internal"),
+    # Found before the proxy is looked for: not "proxy is required".
+    ({"api_id": "t", "Proxy": {"listen_path": "/t/", "target_url": "http://u"}}, "Proxy",
+     "proxy"),
+    (api(proxy={"Listen_Path": "/x/"}), "proxy.Listen_Path", "listen_path"),
+    # Go folds the Kelvin sign to "k" and the long s to "s".
+    (api(**{"jwt_s\u212aip_kid": True}), "jwt_s\u212aip_kid", "jwt_skip_kid"),
+    (api(**{"\u017flug": "x"}), "\u017flug", "slug"),
+    (api(version_data={"Not_Versioned": False}), "version_data.Not_Versioned",
+     "not_versioned"),
+    (api(version_data={"versions": {"v1": {"Extended_Paths": {}}}}),
+     "version_data.versions.v1.Extended_Paths", "extended_paths"),
+    (api(version_data={"versions": {"v1": {"extended_paths": {"Black_List": [{"path": "/"}]}}}}),
+     "version_data.versions.v1.extended_paths.Black_List", "black_list"),
+    (dashboard_wrapped(api(USE_MUTUAL_TLS_AUTH=True)), "api_definition.USE_MUTUAL_TLS_AUTH",
+     "use_mutual_tls_auth"),
+]
+
+
+@pytest.mark.parametrize(("data", "field", "canonical"), CASE_VARIANTS,
+                         ids=[c[1] for c in CASE_VARIANTS])
+def test_case_variants_of_tyk_fields_are_refused(data: dict[str, Any], field: str,
+                                                 canonical: str) -> None:
+    # Tyk (Go's encoding/json) would read these as its field; fastgate would not.
+    err = refusal(data)
+    assert err.field == field
+    assert f"Tyk reads this as {canonical}" in err.message
+    assert f"write {canonical}" in err.message
+
+
+def test_tyk_lists_hold_what_fastgate_implements() -> None:
+    from fastgate.apidef import IMPLEMENTED_FIELDS, IMPLEMENTED_PROXY_FIELDS
+    from fastgate.apidef.tyk_fields import (
+        API_DEFINITION_FIELDS,
+        EXTENDED_PATHS_FIELDS,
+        PROXY_FIELDS,
+        SCHEMA_ONLY_FIELDS,
+        VERSION_DATA_FIELDS,
+        VERSION_FIELDS,
+    )
+
+    # A name implemented but not Tyk's would be a typo in fastgate ("_id" is
+    # the Dashboard's).
+    not_tyks = IMPLEMENTED_FIELDS - API_DEFINITION_FIELDS
+    assert not_tyks == {"_id"}
+    assert IMPLEMENTED_PROXY_FIELDS <= PROXY_FIELDS
+    assert not SCHEMA_ONLY_FIELDS & API_DEFINITION_FIELDS
+    # Read at TykTechnologies/tyk@31e219be: the sizes of the structs there.
+    assert [len(names) for names in (API_DEFINITION_FIELDS, PROXY_FIELDS, VERSION_DATA_FIELDS,
+                                     VERSION_FIELDS, EXTENDED_PATHS_FIELDS)] == \
+        [102, 10, 3, 17, 26]
+    assert {"CORS", "jwt_identity_base_field", "custom_middleware_bundle"} \
+        <= API_DEFINITION_FIELDS
+    assert {"white_list", "black_list", "internal", "rate_limit"} <= EXTENDED_PATHS_FIELDS
 
 
 def test_version_data_defaults_are_filled_without_touching_raw() -> None:
@@ -817,8 +1095,11 @@ def test_realistic_dashboard_export_loads_and_reports(tmp_path: Path) -> None:
         "api_definition.tags",
         "api_definition.enable_context_vars",
         "api_definition.proxy.disable_strip_slash",
-        "api_definition.version_data.versions.Default.extended_paths",
+        "api_definition.version_data.versions.Default.extended_paths.ignored",
+        "api_definition.version_data.versions.Default.extended_paths.transform_headers",
     )
+    # Not a field of Tyk's APIDefinition at the commit the lists come from.
+    assert spec.unknown_fields == (UnknownField("api_definition.tyk_streaming", ""),)
     assert spec.unsupported_auth == ()
     assert spec.auth_methods == ("auth_token",)
     assert spec.strip_auth_data is True
@@ -951,6 +1232,9 @@ FIELD_PATHS = [
     ("allowed_ips",),
     ("jwt_source",),
     ("CORS",),
+    ("custom_middleware",),
+    ("custom_middleware", "pre"),
+    ("custom_middleware_bundle",),
 ]
 
 
@@ -959,7 +1243,8 @@ FIELD_PATHS = [
 def test_any_json_gives_a_spec_or_a_config_error(
     path: tuple[str, ...], value: object, wrapped: bool
 ) -> None:
-    data: Any = api(use_keyless=False, version_data=copy.deepcopy(BLACK_LIST_VERSION))
+    data: Any = api(use_keyless=False, version_data=copy.deepcopy(BLACK_LIST_VERSION),
+                    custom_middleware={"pre": [dict(HOOK)]})
     if path:
         node = data
         for part in path[:-1]:
@@ -1016,21 +1301,24 @@ def test_auth_settings(fields: dict[str, Any], methods: tuple[str, ...],
                        token: dict[str, Any] | None) -> None:
     spec = parse(api(**fields))
     assert spec.auth_methods == methods
+    settings = spec.auth_settings("auth_token")
     if token is None:
-        assert spec.auth_token is None
+        assert settings is None
     else:
-        assert spec.auth_token is not None
-        assert {f: getattr(spec.auth_token, f) for f in token} == token
+        assert settings is not None
+        assert {f: getattr(settings, f) for f in token} == token
 
 
 def test_basic_auth_settings() -> None:
     spec = parse(api(use_keyless=False, use_basic_auth=True, basic_auth={
         "disable_caching": True, "cache_ttl": 5, "extract_from_body": True,
         "body_user_regexp": "user=(\\w+)", "body_password_regexp": "pass=(\\w+)"}))
-    assert spec.basic_auth is not None
-    assert (spec.basic_auth.disable_caching, spec.basic_auth.cache_ttl) == (True, 5)
-    assert spec.basic_auth.extract_from_body is True
-    assert parse(api(use_keyless=False, use_basic_auth=True)).basic_auth.cache_ttl == 60
+    settings = spec.auth_settings("basic_auth")
+    assert settings is not None
+    assert (settings.disable_caching, settings.cache_ttl) == (True, 5)
+    assert settings.extract_from_body is True
+    default = parse(api(use_keyless=False, use_basic_auth=True)).auth_settings("basic_auth")
+    assert default.cache_ttl == 60
 
 
 @pytest.mark.parametrize(
@@ -1059,7 +1347,7 @@ def test_auth_token_setting_types_refused() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("basic_auth_user", "basic_auth"), ("auth_token", "auth_token"), ("", ""),
+    [("basic_auth_user", "basic_auth_user"), ("auth_token", "auth_token"), ("", ""),
      ("jwt_claim", "")],
 )
 def test_base_identity(value: str, expected: str) -> None:

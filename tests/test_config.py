@@ -19,6 +19,7 @@ from fastgate.config import (
     HttpServerOptions,
     PoliciesConfig,
     StorageConfig,
+    UnknownField,
     load_gateway_config,
     parse_gateway_config,
 )
@@ -77,6 +78,7 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     assert cfg.workers == 1
     assert cfg.control_api_port == 0
     assert cfg.ignored_fields == ()
+    assert cfg.unknown_fields == ()
 
 
 @pytest.mark.parametrize(
@@ -528,10 +530,8 @@ def test_real_tyk_conf_loads_and_lists_what_is_ignored(tmp_path: Path) -> None:
         "enable_analytics",
         "analytics_config",
         "health_check",
-        "optimisations_use_async_session_write",
         "enable_non_transactional_rate_limiter",
         "enable_sentinel_rate_limiter",
-        "allow_master_keys",
         "policies.allow_explicit_policy_id",
         "suppress_redis_signal_reload",
         "close_connections",
@@ -541,6 +541,83 @@ def test_real_tyk_conf_loads_and_lists_what_is_ignored(tmp_path: Path) -> None:
         "http_server_options.enable_websockets",
         "slave_options",
     )
+    # A Tyk 2 field no longer in Tyk's Config: Tyk ignores it too.
+    assert cfg.unknown_fields == (UnknownField("optimisations_use_async_session_write", ""),)
+
+
+UNKNOWN_CONFIG: list[tuple[str, dict[str, Any], tuple[str, ...], tuple[UnknownField, ...]]] = [
+    # (id, fields besides the secret, ignored_fields, unknown_fields)
+    ("misspelled Tyk field", {"proxy_default_timout": 5}, (),
+     (UnknownField("proxy_default_timout", "proxy_default_timeout"),)),
+    # fastgate's own names are suggested too.
+    ("misspelled fastgate field", {"worker": 2}, (), (UnknownField("worker", "workers"),)),
+    ("fastgate field, other case", {"Workers": 2}, (), (UnknownField("Workers", "workers"),)),
+    ("nothing close", {"my_comment": "x"}, (), (UnknownField("my_comment", ""),)),
+    ("in storage", {"storage": {"hots": "r1", "optimisation_max_idle": 10}},
+     ("storage.optimisation_max_idle",), (UnknownField("storage.hots", "hosts"),)),
+    ("in policies", {"policies": {"policy_paths": "p"}}, (),
+     (UnknownField("policies.policy_paths", "policy_path"),)),
+    ("in http_server_options", {"http_server_options": {"enable_websocket": True,
+                                                        "idle_timout": 5}}, (),
+     (UnknownField("http_server_options.enable_websocket", "enable_websockets"),
+      UnknownField("http_server_options.idle_timout", "idle_timeout"))),
+    # Tyk's own fields are ignored, not unknown, whatever their value ...
+    ("Tyk field", {"enable_analytics": False, "close_idle_connections": True},
+     ("enable_analytics", "close_idle_connections"), ()),
+    # ... and sections fastgate does not read are ignored as a whole.
+    ("unread section", {"analytics_config": {"no_such_thing": 1}}, ("analytics_config",), ()),
+    ("file order", {"zz_b": 1, "storage": {"zz_c": 1}, "zz_a": 1}, (),
+     (UnknownField("zz_b", ""), UnknownField("storage.zz_c", ""), UnknownField("zz_a", ""))),
+]
+
+
+@pytest.mark.parametrize(("fields", "ignored", "unknown"), [c[1:] for c in UNKNOWN_CONFIG],
+                         ids=[c[0] for c in UNKNOWN_CONFIG])
+def test_unknown_fields_are_listed_with_the_closest_name(
+    tmp_path: Path, fields: dict[str, Any], ignored: tuple[str, ...],
+    unknown: tuple[UnknownField, ...]
+) -> None:
+    cfg = load(tmp_path, {"secret": SECRET, **fields})
+    assert cfg.ignored_fields == ignored
+    assert cfg.unknown_fields == unknown
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "canonical"),
+    [
+        ({"Secret": SECRET}, "Secret", "secret"),  # not "secret must be set"
+        ({"secret": SECRET, "LISTEN_PORT": 9000}, "LISTEN_PORT", "listen_port"),
+        ({"secret": SECRET, "hash_\u212aeys": False}, "hash_\u212aeys", "hash_keys"),
+        ({"secret": SECRET, "storage": {"Host": "r1"}}, "storage.Host", "host"),
+        ({"secret": SECRET, "policies": {"Policy_Path": "p"}}, "policies.Policy_Path",
+         "policy_path"),
+        ({"secret": SECRET, "http_server_options": {"Read_Timeout": 1}},
+         "http_server_options.Read_Timeout", "read_timeout"),
+        # Also for a field fastgate does not implement: Tyk would use it.
+        ({"secret": SECRET, "Enable_Analytics": True}, "Enable_Analytics", "enable_analytics"),
+    ],
+)
+def test_case_variants_of_tyk_fields_are_refused(tmp_path: Path, data: dict[str, Any],
+                                                 field: str, canonical: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, data)
+    assert caught.value.field == field
+    assert f"Tyk reads this as {canonical}" in caught.value.message
+    assert caught.value.message.endswith(f"write {canonical}")
+
+
+def test_tyk_conf_lists() -> None:
+    from fastgate import tyk_conf_fields
+
+    # Read at TykTechnologies/tyk@31e219be: Config (139), the embedded RateLimit
+    # (9) and DevelopmentConfig (5), and 3 names only the linter schema has.
+    assert len(tyk_conf_fields.CONFIG_FIELDS) == 156
+    assert {"secret", "enable_redis_rolling_limiter", "rate_limit_response_headers",
+            "enable_leaky_bucket_rate_limiter"} <= tyk_conf_fields.CONFIG_FIELDS
+    assert "workers" not in tyk_conf_fields.CONFIG_FIELDS
+    assert {"enable_path_prefix_matching", "enable_path_suffix_matching"} \
+        <= tyk_conf_fields.HTTP_SERVER_OPTIONS_FIELDS
+    assert len(tyk_conf_fields.STORAGE_FIELDS) == 25
 
 
 def test_policy_path_wins_over_record_name(tmp_path: Path) -> None:

@@ -3,8 +3,58 @@ header rewriting.  Written in Cython's pure-Python mode: this file is the
 pure-Python twin, and the same source compiled by Cython is
 ``fastgate._core.proxy`` (see ``setup.py``), so the two cannot diverge.
 
-Theory of operation
--------------------
+Rules (everything that decides who writes what lives here)
+----------------------------------------------------------
+1. **One writer per connection side.**  Bytes reach a client's transport only
+   from :class:`ClientProtocol` (its own answers, ``100 Continue``, the close)
+   and from the :class:`UpstreamConnection` currently attached to the client's
+   *active* exchange (the relayed response).  Bytes reach an upstream's
+   transport only from that connection's :meth:`UpstreamConnection.send_pending`.
+2. **Only the queue's head answers.**  Every parsed request becomes an
+   :class:`Exchange` appended to the connection's queue; ``queue[0]`` is the
+   active exchange, the only one that may write a response, so pipelined
+   requests are answered in order.  Requests behind it buffer their head and
+   body (bounded, rule 5).
+3. **Nothing unchecked goes upstream.**  Bytes for the upstream produced while
+   parsing one read are collected in ``Exchange.pending`` and sent after the
+   parser returns, so a request found malformed later in the same read never
+   reaches the upstream.
+4. **Tasks only for I/O.**  A request gets a Task only when its middleware
+   chain answers with an awaitable (a session not cached, a Redis decision),
+   when a new upstream connection must be opened (:meth:`UpstreamPool.connect`),
+   and when a /tyk/ handler needs I/O.  The common request runs in callbacks.
+5. **Flow control, both ways, at one place each.**  Reading from a client
+   pauses for a reason bit and resumes when that reason clears:
+   ``PAUSE_UPSTREAM`` while the attached upstream does not take the request
+   body fast enough (its transport's ``pause_writing``/``resume_writing``, and
+   cleared whenever the exchange leaves the connection); ``PAUSE_BUFFER`` while
+   more than ``MAX_BUFFERED`` bytes of the request being parsed wait with no
+   upstream to take them (not connected yet, a middleware deciding, a request
+   behind another), cleared by :meth:`UpstreamConnection.send_pending` when it
+   flushes them.  A /tyk/ request's body is collected, bounded by
+   ``MAX_ADMIN_BODY`` (413), and never pauses reading.  A client that does not
+   read its response pauses the upstream's reading.
+6. **Closing never loses an answer.**  When the gateway closes a connection
+   after answering (a refusal before the body was read, ``Connection: close``,
+   a malformed request), it *lingers* as nginx does: shuts its sending side
+   down, reads and discards what the client still sends, and closes at the
+   client's EOF or when a bound is reached (``lingering_time`` in all,
+   ``lingering_timeout`` of silence, ``lingering_max_bytes``), so the client
+   reads the answer instead of a TCP reset.
+7. **Timeouts are not timers.**  The gateway's sweeper calls
+   :meth:`ClientProtocol.check_timeouts` every tick with the tick count; the
+   hot path only increments an ``activity`` integer.  A request head must be
+   complete within ``read_header_timeout`` of its first byte (of the
+   connection, for the first request): a client trickling header lines cannot
+   hold a connection.
+8. **Every exchange ends in one place.**  :meth:`ClientProtocol._finished` runs
+   once per exchange -- proxied, refused, answered by the gateway itself, or
+   dropped when the connection went away -- and calls the gateway's
+   ``exchange_finished`` hook (metrics and analytics) with the Exchange, whose
+   ``status``, ``bytes_in``, ``bytes_out`` and timings are then final.
+
+How the rest works
+------------------
 * httptools (llhttp in strict mode) parses both directions.  llhttp already
   refuses the framing request smuggling starts with: Content-Length together
   with Transfer-Encoding, duplicate or malformed Content-Length,
@@ -14,18 +64,9 @@ Theory of operation
   forwarded.  This module refuses what llhttp lets through: several ``Host``
   fields, a missing ``Host`` in HTTP/1.1, ``Transfer-Encoding`` in HTTP/1.0,
   ``Expect`` other than ``100-continue``, and dot segments in the path.
-* Every parsed request becomes an :class:`Exchange` appended to the
-  connection's queue.  ``queue[0]`` is the *active* exchange, the only one
-  that may write a response, so pipelined requests are answered in order.
-  Requests behind it buffer their head and body (bounded: reading pauses past
-  ``MAX_BUFFERED``).
-* Bytes for the upstream produced while parsing one read are collected in
-  ``Exchange.pending`` and sent after the parser returns, so a request found
-  malformed later in the same read never reaches the upstream.
 * One :class:`UpstreamPool` per (scheme, host, port) keeps idle keep-alive
-  connections on a LIFO stack (the warmest first).  A miss opens a new
-  connection: the only place the proxy creates a Task.  One request at a time
-  per upstream connection.  The response head is rewritten (hop-by-hop fields
+  connections on a LIFO stack (the warmest first).  One request at a time per
+  upstream connection.  The response head is rewritten (hop-by-hop fields
   dropped, framing decided for the client), the body passed through or
   re-chunked, and everything one read produced goes to the client in one
   write.
@@ -35,11 +76,10 @@ Theory of operation
 * A reused upstream connection that fails before any byte of the response is
   retried once on a new connection when that is safe (no request body, nothing
   relayed yet): upstreams close idle connections whenever they like.
-* Flow control both ways: a client that does not read pauses the upstream
-  connection's reading; an upstream that does not take the request body
-  pauses the client's reading.
-* Timeouts are not timers: the gateway's sweeper compares each connection's
-  ``activity`` counter every tick, so the hot path only increments an integer.
+* ``Expect: 100-continue`` is answered by the gateway when the request is
+  forwarded (or a middleware reads the body); a request refused before that is
+  answered without a 100 and the connection closes after it (lingering), since
+  the client may or may not send the body it announced.
 
 Hop-by-hop fields (RFC 9110 §7.6.1) are never forwarded: ``Connection`` and
 every field it names, ``Keep-Alive``, ``Proxy-*``, ``TE``, ``Trailer``,
@@ -52,6 +92,7 @@ import asyncio
 import functools
 import logging
 import ssl
+import time
 from collections import deque
 from typing import Any
 
@@ -62,7 +103,7 @@ try:
 except ImportError:  # interpreted without Cython installed
     from fastgate._core import _cython_shim as cython
 
-from fastgate.server import responses
+from fastgate import responses
 
 __all__ = [
     "BadRequestHead",
@@ -206,17 +247,21 @@ SERVE_ALL: int = 0
 SERVE_APIS: int = 1
 SERVE_CONTROL: int = 2
 
-#: Reasons for pausing a client's reading (a bit mask).
+#: Reasons for pausing a client's reading (a bit mask; rule 5).
 PAUSE_UPSTREAM: int = 1  # the upstream does not take the request body fast enough
 PAUSE_BUFFER: int = 2  # too much of a request that cannot stream yet is buffered
+PAUSE_CLOSING: int = 4  # answered and about to close: nothing more is parsed
 
 #: Request bytes held for an exchange that cannot stream yet before reading pauses.
 MAX_BUFFERED: int = 256 * 1024
-#: Largest request body the gateway reads for its own endpoints (/tyk/...).
+#: Largest request body the gateway reads for its own endpoints (/tyk/...):
+#: larger ones are answered 413 (at once when Content-Length says so).
 MAX_ADMIN_BODY: int = 8 * 1024 * 1024
 
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 PROTO_HTTP = b"http"
+
+_now = time.monotonic
 
 
 class HeadersTooLarge(Exception):
@@ -228,11 +273,16 @@ class Exchange:
     """One request and its response.
 
     The middleware chain (authentication, access rights...) sees the request
-    through this object: ``method``, ``path``, ``query``, ``request_headers``
-    (``(lower-cased name, name, value)`` triples as received), ``client_ip``
-    and ``route``; it records who is calling in ``session`` and
-    ``session_key``, and may change the request with :meth:`remove_header`,
-    :meth:`add_header` and :meth:`set_query` before it is forwarded.
+    through this object -- it implements :class:`fastgate.services.Request`:
+    ``method``, ``path``, ``query``, ``client_ip``, :meth:`header`, and the
+    changes :meth:`remove_header`, :meth:`add_header`, :meth:`set_query`, and
+    :meth:`read_body`; it records who is calling in ``session`` and
+    ``session_key``.
+
+    When the exchange has ended (rule 8) the hook also reads ``route``,
+    ``status`` (0: no answer was started), ``complete``, ``bytes_in`` (request head and
+    body), ``bytes_out`` (what was written to the client), ``total_time`` and
+    ``upstream_time`` (seconds; 0.0 when no upstream answered).
     """
 
     client: ClientProtocol
@@ -249,6 +299,18 @@ class Exchange:
     #: Header lines (``Name: value\r\n``...) added to the upstream's response
     #: (X-RateLimit-*); b"" for none.
     response_headers = cython.declare(bytes, visibility="public")
+    # What the exchange-finished hook reads (rule 8).
+    status = cython.declare(cython.int, visibility="readonly")
+    #: The answer was written completely (False: the connection went away or
+    #: the upstream broke off mid-response).
+    complete = cython.declare(cython.bint, visibility="readonly")
+    bytes_in = cython.declare(cython.Py_ssize_t, visibility="readonly")
+    bytes_out = cython.declare(cython.Py_ssize_t, visibility="readonly")
+    started_at: cython.double
+    upstream_at: cython.double
+    upstream_head_at: cython.double
+    ended_at: cython.double
+    finished: cython.bint
     headers_modified: cython.bint
     waiting: cython.bint
     # The whole body, collected for a middleware that asked for it.
@@ -288,6 +350,15 @@ class Exchange:
         self.session = None
         self.session_key = None
         self.response_headers = b""
+        self.status = 0
+        self.complete = False
+        self.bytes_in = client.head_size
+        self.bytes_out = 0
+        self.started_at = _now() if client.on_finished is not None else 0.0
+        self.upstream_at = 0.0
+        self.upstream_head_at = 0.0
+        self.ended_at = 0.0
+        self.finished = False
         self.headers_modified = False
         #: The middleware chain has not decided yet.
         self.waiting = False
@@ -312,6 +383,19 @@ class Exchange:
         #: Requests for the gateway's own endpoints collect their body here.
         self.admin = False
         self.body = None
+
+    @property
+    def total_time(self) -> float:
+        """Seconds from the complete request head to the end of the answer."""
+        return self.ended_at - self.started_at if self.finished else 0.0
+
+    @property
+    def upstream_time(self) -> float:
+        """Seconds from sending the request upstream to the upstream's response
+        head (0.0 when no upstream answered)."""
+        if self.upstream_at and self.upstream_head_at > self.upstream_at:
+            return self.upstream_head_at - self.upstream_at
+        return 0.0
 
     def header(self, lname: bytes) -> bytes | None:
         """The value of the first field named ``lname`` (lower case), or None."""
@@ -362,10 +446,18 @@ class Exchange:
 class ClientProtocol:
     """Serves one client connection (an asyncio protocol)."""
 
-    # Global state.
+    # Global state (the gateway's settings, copied once).
     gateway: Any
     max_header_bytes: cython.Py_ssize_t
     mode: cython.int  # SERVE_* : what this listener serves
+    read_ticks: cython.long
+    write_ticks: cython.long
+    idle_ticks_max: cython.long
+    header_ticks: cython.long
+    linger_ticks: cython.long
+    linger_idle_ticks: cython.long
+    linger_max_bytes: cython.Py_ssize_t
+    on_finished: Any  # the exchange-finished hook, or None
     # Per-connection state.
     transport: Any
     client_ip: bytes
@@ -374,12 +466,19 @@ class ClientProtocol:
     paused: cython.int
     write_paused: cython.bint
     shutting_down: cython.bint
+    eof: cython.bint  # the client half-closed
+    lingering: cython.bint
+    linger_since: cython.long
+    linger_bytes: cython.Py_ssize_t
     activity: cython.long
     seen_activity: cython.long
-    idle_ticks: cython.long
+    idle_ticks = cython.declare(cython.long, visibility="readonly")
+    tick: cython.long  # the sweeper's tick count, as last seen
     # Per-request state (the request being parsed).
     current: Exchange | None
     in_head: cython.bint
+    head_due: cython.bint  # a request head is expected (deadline from head_since)
+    head_since: cython.long
     head_size: cython.Py_ssize_t
     url: bytes
     headers: list
@@ -388,6 +487,14 @@ class ClientProtocol:
         self.gateway = gateway
         self.max_header_bytes = gateway.max_header_bytes
         self.mode = mode
+        self.read_ticks = gateway.read_ticks
+        self.write_ticks = gateway.write_ticks
+        self.idle_ticks_max = gateway.idle_ticks
+        self.header_ticks = gateway.header_ticks
+        self.linger_ticks = gateway.linger_ticks
+        self.linger_idle_ticks = gateway.linger_idle_ticks
+        self.linger_max_bytes = gateway.linger_max_bytes
+        self.on_finished = gateway.exchange_finished
         self.transport = None
         self.client_ip = b""
         self.parser = httptools.HttpRequestParser(self)
@@ -395,11 +502,19 @@ class ClientProtocol:
         self.paused = 0
         self.write_paused = False
         self.shutting_down = False
+        self.eof = False
+        self.lingering = False
+        self.linger_since = 0
+        self.linger_bytes = 0
         self.activity = 0
         self.seen_activity = 0
         self.idle_ticks = 0
+        self.tick = gateway.tick
         self.current = None
         self.in_head = False
+        # The first request's head is due from the connection's start.
+        self.head_due = True
+        self.head_since = self.tick
         self.head_size = 0
         self.url = b""
         self.headers = []
@@ -410,7 +525,12 @@ class ClientProtocol:
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0].encode() if isinstance(peer, tuple) else b"unknown"
-        self.gateway.connections.add(self)
+        if not self.gateway.admit(self):
+            # Past max_connections with no idle connection to close.
+            transport.write(responses.TOO_MANY_CONNECTIONS)
+            transport.close()
+            self.transport = None
+            return
         if self.gateway.shutting_down:
             self.shutting_down = True
 
@@ -420,12 +540,19 @@ class ClientProtocol:
         for ex in self.queue:
             if ex.upstream is not None:
                 ex.upstream.abandon()
+            self._finished(ex)
         self.queue.clear()
         self.current = None
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
         self.activity += 1
+        if self.lingering:
+            # Read and discarded (rule 6), within the byte bound.
+            self.linger_bytes += len(data)
+            if self.linger_bytes > self.linger_max_bytes:
+                self.transport.abort()
+            return
         if self.in_head:
             # A head still incomplete after max_header_bytes: refuse before the
             # parser buffers any more of it.
@@ -458,13 +585,16 @@ class ClientProtocol:
         current: Exchange | None = self.current
         if (current is not None and current.pending_bytes > MAX_BUFFERED
                 and not self.paused & PAUSE_BUFFER
-                and (not queue or current is not queue[0] or current.upstream is None)):
+                and (current.upstream is None or not queue or current is not queue[0])):
+            # Nobody takes these bytes yet: stop reading until send_pending
+            # flushes them (rule 5).
             self.pause_reading(PAUSE_BUFFER)
 
     def eof_received(self) -> bool | None:
+        self.eof = True
+        if self.lingering or not self.queue:
+            return None  # close
         # The client half-closed: answer what was asked, then close.
-        if not self.queue:
-            return None
         ex: Exchange
         for ex in self.queue:
             ex.close_after = True
@@ -474,6 +604,9 @@ class ClientProtocol:
 
     def on_message_begin(self) -> None:
         self.in_head = True
+        if not self.head_due:
+            self.head_due = True
+            self.head_since = self.tick
         self.head_size = 0
         self.url = b""
         self.headers = []
@@ -492,6 +625,7 @@ class ClientProtocol:
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        self.head_due = False
         parser = self.parser
         version = parser.get_http_version()
         ex = Exchange(self, parser.get_method(), version == "1.1", parser.should_keep_alive())
@@ -508,15 +642,17 @@ class ClientProtocol:
 
     def on_body(self, data: bytes) -> None:
         ex: Exchange | None = self.current
-        if ex is None or ex.response is not None:
+        if ex is None:
+            return
+        ex.bytes_in += len(data)
+        if ex.response is not None:
             return  # discarding the body of a request already answered
         if ex.body is not None:
             ex.body.append(data)
-            ex.pending_bytes += len(data)
-            if ex.pending_bytes > MAX_ADMIN_BODY:
+            ex.collected_bytes += len(data)
+            if ex.collected_bytes > MAX_ADMIN_BODY:
                 ex.body = None
-                self._answer(ex, responses.error_response(413, "Request body too large",
-                                                          close=True), True)
+                self._answer(ex, responses.ADMIN_BODY_TOO_LARGE_CLOSE, True)
             return
         if ex.body_kind == BODY_CHUNKED:
             ex.pending += (b"%x\r\n" % len(data), data, b"\r\n")
@@ -576,6 +712,10 @@ class ClientProtocol:
         if path == b"/hello" or (path.startswith(b"/tyk/") and self.mode != SERVE_APIS):
             ex.admin = True
             ex.request_headers = self.headers
+            if _declared_length(self.headers) > MAX_ADMIN_BODY:
+                # Said up front: answered before a byte of the body is read.
+                self._answer(ex, responses.ADMIN_BODY_TOO_LARGE_CLOSE, True)
+                return
             ex.body = []
             return
         if self.mode == SERVE_CONTROL:
@@ -684,7 +824,7 @@ class ClientProtocol:
         if ex.body_kind != BODY_NONE and ex.response is None:
             ex.pending.clear()
             ex.response = responses.error_response(400, "Upgrade with a body", close=True)
-        self.pause_reading(PAUSE_BUFFER)
+        self.pause_reading(PAUSE_CLOSING)
         if ex.admin and ex.body is not None:
             self._dispatch_admin(ex)
         self._advance()
@@ -697,10 +837,15 @@ class ClientProtocol:
         ex.response = response
         ex.pending = []
         ex.pending_bytes = 0
+        if not close and ex.expect_continue and not ex.request_done:
+            # Refused before its 100 Continue: the client may or may not send
+            # the body it announced, so the stream cannot be trusted after it.
+            close = True
         if close:
             ex.close_after = True
-            self.current = None
-            self.pause_reading(PAUSE_BUFFER)
+            if self.current is ex:
+                self.current = None
+            self.pause_reading(PAUSE_CLOSING)
         elif self.current is ex:
             # The rest of its body is read and discarded from now on.
             self.resume_reading(PAUSE_BUFFER)
@@ -710,7 +855,8 @@ class ClientProtocol:
         """A malformed request: answer it after those before it, then close."""
         self.current = None
         self.in_head = False
-        self.pause_reading(PAUSE_BUFFER)
+        self.head_due = False
+        self.pause_reading(PAUSE_CLOSING)
         queue = self.queue
         ex: Exchange
         last: Exchange | None = queue[-1] if queue else None
@@ -771,16 +917,18 @@ class ClientProtocol:
                     return  # waiting for the handler, the middleware or the upstream
                 self._start(ex)
                 return
-            if ex.admin and not ex.request_done:
-                return
             queue.popleft()
-            if ex.close_after or self.shutting_down:
-                if not ex.close_after:
-                    response = _with_close(response)
-                transport.write(response)
-                transport.close()
-                return
+            close: cython.bint = ex.close_after or self.shutting_down
+            if close:
+                response = _with_close(response)
             transport.write(response)
+            ex.bytes_out = len(response)
+            ex.status = _status_of(response)
+            ex.complete = True
+            self._finished(ex)
+            if close:
+                self._close()
+                return
 
     @cython.cfunc
     def _start(self, ex: Exchange) -> None:
@@ -788,14 +936,13 @@ class ClientProtocol:
         ex.started = True
         if ex.expect_continue and not ex.request_done and self.transport is not None:
             self.transport.write(CONTINUE_100)
+            ex.expect_continue = False
         pool: UpstreamPool = route.pool
         conn: UpstreamConnection | None = pool.acquire()
         if conn is None:
             pool.connect(ex)
         else:
             conn.attach(ex)
-        if self.paused & PAUSE_BUFFER and self.current is ex:
-            self.resume_reading(PAUSE_BUFFER)
 
     @cython.cfunc
     def retry(self, ex: Exchange) -> None:
@@ -823,24 +970,69 @@ class ClientProtocol:
         queue = self.queue
         if queue and queue[0] is ex:
             queue.popleft()
+        ex.complete = True
+        self._finished(ex)
         if self.transport is None:
             return
         if ex.close_after or self.shutting_down:
-            self.transport.close()
+            self._close()
             return
         if queue:
             self._advance()
+
+    @cython.cfunc
+    def _finished(self, ex: Exchange) -> None:
+        """Rule 8: the exchange has ended; tell the hook, once."""
+        if ex.finished:
+            return
+        ex.finished = True
+        hook = self.on_finished
+        if hook is None:
+            return
+        ex.ended_at = _now()
+        try:
+            hook(ex)
+        except Exception:
+            log.exception("the exchange-finished hook failed")
 
     def abort(self) -> None:
         """Drop the connection (a response cannot be completed)."""
         if self.transport is not None:
             self.transport.abort()
 
+    # -- closing ---------------------------------------------------------------
+
+    @cython.cfunc
+    def _close(self) -> None:
+        """Close after the answers written so far (rule 6)."""
+        transport = self.transport
+        if transport is None or self.lingering:
+            return
+        if self.eof:
+            transport.close()  # the client has sent everything it will send
+            return
+        # Whatever the client sends from now on is never parsed: the requests
+        # behind this answer are dropped.
+        ex: Exchange
+        for ex in self.queue:
+            if ex.upstream is not None:
+                ex.upstream.abandon()
+            self._finished(ex)
+        self.queue.clear()
+        self.current = None
+        self.lingering = True
+        self.linger_since = self.tick
+        self.idle_ticks = 0
+        if transport.can_write_eof():
+            transport.write_eof()  # after the buffered answer: a FIN, not a reset
+        self.paused = 0
+        transport.resume_reading()
+
     # -- flow control ----------------------------------------------------------
 
     @cython.ccall
     def pause_reading(self, reason: cython.int) -> None:
-        if not self.paused and self.transport is not None:
+        if not self.paused and self.transport is not None and not self.lingering:
             self.transport.pause_reading()
         self.paused |= reason
 
@@ -848,8 +1040,14 @@ class ClientProtocol:
     def resume_reading(self, reason: cython.int) -> None:
         if self.paused & reason:
             self.paused &= ~reason
-            if not self.paused and self.transport is not None:
+            if not self.paused and self.transport is not None and not self.lingering:
                 self.transport.resume_reading()
+
+    @cython.cfunc
+    def buffer_flushed(self, ex: Exchange) -> None:
+        """``ex``'s buffered request bytes went upstream: reading may go on."""
+        if self.paused & PAUSE_BUFFER and self.current is ex:
+            self.resume_reading(PAUSE_BUFFER)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -870,35 +1068,59 @@ class ClientProtocol:
 
     # -- life cycle --------------------------------------------------------------
 
+    @cython.ccall
+    def idle(self) -> cython.bint:
+        """Between requests on a keep-alive connection (nothing to lose by closing)."""
+        return (self.transport is not None and not self.queue and not self.in_head
+                and self.current is None and not self.lingering and not self.head_due)
+
     def shutdown(self) -> None:
         """Stop after the responses in flight (graceful shutdown)."""
         self.shutting_down = True
-        idle = not self.queue and not self.in_head and self.current is None
-        if idle and self.transport is not None:
+        if self.transport is not None and (self.idle() or (self.head_due and not self.in_head)):
             self.transport.close()
 
-    def check_timeouts(self, read_ticks: cython.long, write_ticks: cython.long,
-                       idle_ticks: cython.long) -> None:
-        """Called by the gateway's sweeper every tick."""
+    def close_idle(self) -> None:
+        """Close this idle keep-alive connection (the gateway needs the room)."""
+        if self.idle():
+            self.transport.close()
+
+    def check_timeouts(self, tick: cython.long) -> None:
+        """Called by the gateway's sweeper every tick (rule 7)."""
+        self.tick = tick
+        transport = self.transport
+        if transport is None:
+            return
+        if self.lingering:
+            if tick - self.linger_since >= self.linger_ticks:
+                transport.abort()  # lingering_time: the client never stopped
+                return
+        elif self.head_due and tick - self.head_since >= self.header_ticks:
+            if self.in_head:
+                self._refuse(responses.HEADER_TIMEOUT_CLOSE)
+            else:
+                transport.close()  # connected and said nothing at all
+            return
         if self.activity != self.seen_activity:
             self.seen_activity = self.activity
             self.idle_ticks = 0
             return
         self.idle_ticks += 1
-        transport = self.transport
-        if transport is None:
+        if self.lingering:
+            if self.idle_ticks >= self.linger_idle_ticks:
+                transport.abort()
             return
         ex: Exchange
         if self.queue:
             ex = self.queue[0]
             if ex.started:
-                if self.write_paused and self.idle_ticks >= write_ticks:
+                if self.write_paused and self.idle_ticks >= self.write_ticks:
                     transport.abort()
                 return  # waiting for the upstream: its own timeout governs
         if self.in_head or self.current is not None or self.queue:
-            if self.idle_ticks >= read_ticks:
+            if self.idle_ticks >= self.read_ticks:
                 transport.abort()
-        elif self.idle_ticks >= idle_ticks:
+        elif self.idle_ticks >= self.idle_ticks_max:
             transport.close()
 
 
@@ -1056,6 +1278,8 @@ class UpstreamConnection:
         """Start sending ``ex``'s request on this connection."""
         self.exchange = ex
         ex.upstream = self
+        if ex.started_at:
+            ex.upstream_at = _now()
         self.used += 1
         self.done = False
         self.skip = False
@@ -1073,10 +1297,18 @@ class UpstreamConnection:
         pending: list = ex.pending
         if len(pending) == 1:
             transport.write(pending[0])
-        else:
+        elif pending:
             transport.writelines(pending)
         ex.pending = []
         ex.pending_bytes = 0
+        ex.client.buffer_flushed(ex)
+
+    @cython.cfunc
+    def _detach(self, ex: Exchange) -> None:
+        """``ex`` leaves this connection: whatever it paused resumes."""
+        self.exchange = None
+        ex.upstream = None
+        ex.client.resume_reading(PAUSE_UPSTREAM)
 
     @cython.ccall
     def abandon(self) -> None:
@@ -1096,8 +1328,7 @@ class UpstreamConnection:
     @cython.cfunc
     def _finish(self) -> None:
         ex: Exchange = cython.cast(Exchange, self.exchange)
-        self.exchange = None
-        ex.upstream = None
+        self._detach(ex)
         if ex.is_head:
             self.parser = httptools.HttpResponseParser(self)
         if self.reading_paused:
@@ -1120,8 +1351,7 @@ class UpstreamConnection:
         ex: Exchange | None = self.exchange
         if ex is None:
             return
-        self.exchange = None
-        ex.upstream = None
+        self._detach(ex)
         client: ClientProtocol = ex.client
         if client.transport is None:
             return
@@ -1163,6 +1393,8 @@ class UpstreamConnection:
                     transport.write(out[0])
                 else:
                     transport.writelines(out)
+                if ex.started_at:
+                    ex.bytes_out += _total_length(out)
             self.out = []
         if self.done:
             self._finish()
@@ -1171,8 +1403,7 @@ class UpstreamConnection:
     def _broken(self, ex: Exchange, exc: Exception) -> None:
         log.warning("upstream %s:%d sent an invalid response: %s", self.pool.host,
                     self.pool.port, exc)
-        self.exchange = None
-        ex.upstream = None
+        self._detach(ex)
         self.reusable = False
         self.out = []
         if self.transport is not None:
@@ -1224,6 +1455,9 @@ class UpstreamConnection:
             return
         if not parser.should_keep_alive():
             self.reusable = False
+        ex.status = status
+        if ex.started_at:
+            ex.upstream_head_at = _now()
         lines: list = self.lines
         if self.drop is not None:
             lines = _without(lines, self.drop, 0)
@@ -1317,8 +1551,7 @@ class UpstreamConnection:
         self.idle_ticks += 1
         if self.idle_ticks < timeout_ticks:
             return
-        self.exchange = None
-        ex.upstream = None
+        self._detach(ex)
         self.reusable = False
         if self.transport is not None:
             self.transport.abort()
@@ -1430,6 +1663,29 @@ def _has_dot_segment(path: bytes) -> bool:
     plain = path.replace(b"%2e", b".").replace(b"%2E", b".")
     segments = plain.replace(b"%2f", b"/").replace(b"%2F", b"/").split(b"/")
     return b"." in segments or b".." in segments
+
+
+def _status_of(response: bytes) -> int:
+    """The status code of a complete response the gateway built."""
+    return int(response[9:12])
+
+
+def _total_length(pieces: list) -> int:
+    total = 0
+    for piece in pieces:
+        total += len(piece)
+    return total
+
+
+def _declared_length(headers: list) -> int:
+    """The Content-Length a request head declares (-1 for none)."""
+    for entry in headers:
+        if entry[0] == b"content-length":
+            try:
+                return int(entry[2])
+            except ValueError:
+                return -1
+    return -1
 
 
 def _strip_body(response: bytes) -> bytes:

@@ -15,8 +15,12 @@ path                              methods                     module
 ``/tyk/keys``                     GET (list), POST (create)   :mod:`.keys`
 ``/tyk/keys/create``              POST                        :mod:`.keys`
 ``/tyk/keys/{key}``               GET POST PUT DELETE         :mod:`.keys`
+``/tyk/keys/policy/{key hash}``   POST                        :mod:`.keys`
 ``/tyk/policies[/{id}]``          GET POST PUT DELETE         :mod:`.policies`
 ``/tyk/apis[/{id}]``              GET POST PUT DELETE         :mod:`.apis`
+``/tyk/org/keys``                 GET (list)                  :mod:`.orgs`
+``/tyk/org/keys/{org}``           GET POST PUT DELETE         :mod:`.orgs`
+``/tyk/cache/{api_id}``           DELETE                      :mod:`.cache`
 ================================  ==========================  ==================
 
 Anything else under ``/tyk/`` is 404; a known path with another method is
@@ -35,7 +39,9 @@ from urllib.parse import parse_qs, unquote_to_bytes
 
 from fastgate._core import compare
 from fastgate.admin.apis import ApisApi
+from fastgate.admin.cache import CacheApi
 from fastgate.admin.keys import KeysApi
+from fastgate.admin.orgs import OrgKeysApi
 from fastgate.admin.policies import PoliciesApi
 from fastgate.admin.replies import AdminError, error, parse_query
 from fastgate.server import responses
@@ -81,6 +87,8 @@ class AdminApi:
         self.keys = KeysApi(gateway)
         self.policies = PoliciesApi(gateway)
         self.apis = ApisApi(gateway)
+        self.orgs = OrgKeysApi(gateway)
+        self.cache = CacheApi(gateway)
 
     def handle(self, method: bytes, path: bytes, query: bytes, headers: list[Header],
                body: bytes) -> bytes | Awaitable[bytes]:
@@ -102,16 +110,17 @@ class AdminApi:
 
     def _route(self, method: str, path: bytes, query: bytes, body: bytes) -> bytes | _Handler:
         """The handler for a ``/tyk/`` request, or a finished 404/405 response."""
-        collection, sep, rest = path.removeprefix(b"/tyk/").partition(b"/")
-        if not path.startswith(b"/tyk/") or b"/" in rest:
+        if not path.startswith(b"/tyk/"):
             return NOT_FOUND
+        collection, sep, rest = path.removeprefix(b"/tyk/").partition(b"/")
+        params = parse_query(query)
+        if collection == b"org" or b"/" in rest:
+            return self._route_deep(method, collection, rest, params, body)
         item = None
         if sep:
-            try:
-                item = unquote_to_bytes(rest).decode("utf-8")
-            except UnicodeDecodeError:
+            item = _segment(rest)
+            if item is None:
                 return NOT_FOUND  # no key, policy or API is named so
-        params = parse_query(query)
         if collection == b"keys":
             keys = self.keys
             if item == "create" and method == "POST":
@@ -127,6 +136,12 @@ class AdminApi:
             if method == "DELETE":
                 return lambda: keys.delete(key, params)
             return METHOD_NOT_ALLOWED
+        if collection == b"cache":
+            if not item:
+                return NOT_FOUND
+            api_id = item
+            cache = self.cache
+            return (lambda: cache.delete(api_id)) if method == "DELETE" else METHOD_NOT_ALLOWED
         resources: dict[bytes, _Resource] = {b"policies": self.policies, b"apis": self.apis}
         resource = resources.get(collection)
         if resource is None:
@@ -141,6 +156,34 @@ class AdminApi:
         if method == "DELETE":
             return lambda: resource.delete(name)
         return METHOD_NOT_ALLOWED
+
+    def _route_deep(self, method: str, collection: bytes, rest: bytes,
+                    params: dict[str, str], body: bytes) -> bytes | _Handler:
+        """``/tyk/keys/policy/{key}`` and ``/tyk/org/keys[/{org}]``."""
+        group, _, tail = rest.partition(b"/")
+        if b"/" in tail:
+            return NOT_FOUND
+        item = _segment(tail)  # "" when there is none
+        if item is None:
+            return NOT_FOUND
+        if collection == b"keys" and group == b"policy" and item:
+            keys = self.keys
+            return (lambda: keys.policies(item, body)) if method == "POST" \
+                else METHOD_NOT_ALLOWED
+        if collection == b"org" and group == b"keys":
+            orgs = self.orgs
+            if not item:
+                # Tyk's route for /tyk/org/keys is GET only.
+                return (lambda: orgs.listing(params)) if method == "GET" else METHOD_NOT_ALLOWED
+            if method == "GET":
+                return lambda: orgs.get(item)
+            if method in ("POST", "PUT"):
+                action = "added" if method == "POST" else "modified"
+                return lambda: orgs.put(item, params, body, action)
+            if method == "DELETE":
+                return lambda: orgs.delete(item)
+            return METHOD_NOT_ALLOWED
+        return NOT_FOUND
 
     async def _run(self, handler: _Handler) -> bytes:
         try:
@@ -177,3 +220,11 @@ class AdminApi:
         if error_text is None:
             return RELOAD_OK
         return responses.json_response(500, {"status": "error", "message": error_text})
+
+
+def _segment(raw: bytes) -> str | None:
+    """A percent-decoded path segment, or None when it is not UTF-8."""
+    try:
+        return unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return None

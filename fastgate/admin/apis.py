@@ -5,7 +5,9 @@ As Tyk's ``apiHandler``, ``handleAddApi``, ``handleUpdateApi`` and
 ``app_path`` named ``<api_id>.json``.  Unlike Tyk, which waits for the next
 ``/tyk/reload``, fastgate applies a change at once: the file is written
 atomically (temporary file, fsync, rename, fsync of the directory), the
-gateway reloads, and a ``"apis"`` event reloads every other worker and node.
+gateway reloads, and a ``"apis"`` event reloads every other worker and node
+(it reaches this worker too, whose reload then finds nothing changed and
+says nothing: one change, one "reloaded" line).
 When the reload refuses the new set of definitions (a listen path already
 taken, ...), the previous file is put back and the reply is 400 with the
 reason: nothing half-written stays behind.

@@ -4,13 +4,15 @@ the error a handler raises to answer with one, and request-body decoding.
 Tyk's shapes (``gateway/api.go``):
 
 * ``apiModifyKeySuccess``: ``{"key": ..., "status": "ok", "action": ...}``,
-  plus ``"key_hash"`` when it is not empty;
+  plus ``"key_hash"`` when it is not empty -- and fastgate's ``"warnings"``
+  (a list of strings, when not empty) for what Tyk only logs;
+* ``apiOk`` / ``apiStatusMessage``: ``{"status": "ok", "message": ...}``;
 * ``apiStatusMessage`` for errors: ``{"status": "error", "message": ...}``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qsl
 
 import orjson
@@ -44,12 +46,21 @@ def ok(payload: object, status: int = 200) -> bytes:
     return responses.json_response(status, payload)
 
 
-def modified(key: str, action: str, key_hash: str = "") -> bytes:
-    """Tyk's ``apiModifyKeySuccess``: ``key_hash`` only when not empty (``omitempty``)."""
-    payload = {"key": key, "status": "ok", "action": action}
+def modified(key: str, action: str, key_hash: str = "",
+             warnings: Sequence[str] = ()) -> bytes:
+    """Tyk's ``apiModifyKeySuccess``: ``key_hash`` only when not empty (``omitempty``);
+    ``warnings`` (fastgate's) only when there are some."""
+    payload: dict[str, object] = {"key": key, "status": "ok", "action": action}
     if key_hash:
         payload["key_hash"] = key_hash
+    if warnings:
+        payload["warnings"] = list(warnings)
     return responses.json_response(200, payload)
+
+
+def status_ok(message: str) -> bytes:
+    """Tyk's ``apiOk(message)``: ``{"status": "ok", "message": ...}``."""
+    return responses.json_response(200, {"status": "ok", "message": message})
 
 
 def parse_query(query: bytes) -> dict[str, str]:

@@ -1,2 +1,57 @@
-"""Authentication methods, one module each, all with the middleware interface
-(``name``, ``process(exchange)``; see :mod:`fastgate.middleware`)."""
+"""Authentication methods: one module (or folder) each, and the registry.
+
+:data:`REGISTRY` is every method Tyk has, in Tyk's chain order (OAuth 2.0 →
+external OAuth → Basic → HMAC → JWT → OIDC → custom plugin → auth token; all
+enabled ones must pass).  An implemented method is its module's ``METHOD``
+(see :mod:`fastgate.auth.method` for what an entry declares); a method not
+implemented yet is an entry without a parser, so that the definition loader
+knows its switches and settings and refuses an API that enables it (501)
+instead of serving it open.
+
+The definition loader (:mod:`fastgate.apidef`) and the chain builder
+(:mod:`fastgate.middleware.chain`) read only this registry.  Adding a method
+is its module plus one line here: its ``METHOD`` in place of its pending
+entry.
+
+Shared by the methods: :mod:`.credentials` (a credential from a header,
+parameter or cookie), :mod:`.identity` (candidate key names, the session
+lookup, the hand-off to the request).
+"""
+
+from __future__ import annotations
+
+from fastgate.auth import auth_token, basic_auth
+from fastgate.auth.method import AuthMethod, AuthMethodSpec
+
+__all__ = ["REGISTRY", "AuthMethod", "AuthMethodSpec", "by_identity"]
+
+_JWT_FIELDS = frozenset({
+    "jwt_signing_method", "jwt_source", "jwt_identity_base_field", "jwt_client_base_field",
+    "jwt_policy_field_name", "jwt_default_policies", "jwt_skip_kid", "jwt_jwks_uris",
+    "jwt_issued_at_validation_skew", "jwt_expires_at_validation_skew",
+    "jwt_not_before_validation_skew", "jwt_scope_to_policy_mapping", "jwt_scope_claim_name",
+    "scopes", "idp_client_id_mapping_disabled",
+})
+
+REGISTRY: tuple[AuthMethodSpec, ...] = tuple(sorted((
+    AuthMethodSpec("oauth2", ("use_oauth2",), 10, "oauth_key",
+                   frozenset({"oauth_meta", "notifications"})),
+    AuthMethodSpec("external_oauth", ("external_oauth.enabled",), 20, ""),
+    basic_auth.METHOD,
+    AuthMethodSpec("hmac", ("enable_signature_checking",), 40, "hmac_key",
+                   frozenset({"hmac_allowed_clock_skew", "hmac_allowed_algorithms"})),
+    AuthMethodSpec("jwt", ("enable_jwt",), 50, "jwt_claim", _JWT_FIELDS),
+    AuthMethodSpec("oidc", ("use_openid",), 60, "oidc_user",
+                   frozenset({"openid_options", "scopes", "idp_client_id_mapping_disabled"})),
+    AuthMethodSpec("custom", ("enable_coprocess_auth", "use_go_plugin_auth",
+                              "custom_plugin_auth_enabled"), 70, "custom_auth"),
+    auth_token.METHOD,
+), key=lambda method: method.order))
+
+
+def by_identity(identity: str) -> AuthMethodSpec | None:
+    """The method a ``base_identity_provided_by`` value names."""
+    for method in REGISTRY:
+        if method.identity == identity and identity:
+            return method
+    return None

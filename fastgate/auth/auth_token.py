@@ -11,6 +11,21 @@ the header name); then a non-empty cookie overrides both (``use_cookie``:
 * no key: 401 "Authorization field missing";
 * unknown key (or shorter than 3 characters): 403 "Access to this API has been
   disallowed";
+* where the key is looked for, as Tyk's ``SessionDetail`` (called by
+  ``CheckSessionAndIdentityForValidKey``) with the API's ``org_id``:
+  ``generateToken(org_id, key)`` first, then the key as presented -- so a
+  custom key ``POST``-ed as ``/tyk/keys/{key}`` (stored as Tyk names it,
+  ``<org><key>`` or a base64 token) works by its name, and the keys of an
+  existing Tyk Redis work unchanged.  When the key itself carries the API's
+  org (a token of that org, or 24 hex digits of a Tyk Dashboard org id), Tyk
+  looks for it alone; fastgate tries it first, then -- **fastgate differs** --
+  ``generateToken(org_id, key)`` too, so a custom key of an API without org
+  is found by its name under a ``hash_key_function`` as well.  The first
+  candidate found wins; the storage key of each candidate is derived once
+  per credential (``SessionCache.storage_key_of``);
+* **fastgate differs**: a session that is a Basic-auth user (it has a
+  ``basic_auth_data.password``) is not an auth-token key -- Tyk accepts the
+  user's name as a token, without the password;
 * ``strip_auth_data``: the credential is removed before the request goes
   upstream.
 """
@@ -18,17 +33,20 @@ the header name); then a non-empty cookie overrides both (``use_cookie``:
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote_to_bytes
 
+from fastgate.auth.method import AuthMethodSpec
 from fastgate.middleware.sessions import CachedSession
 from fastgate.server.responses import error_response
-from fastgate.session import storage_key
+from fastgate.session import key_org, make_key, storage_key
 from fastgate.storage.base import StoreError
 
 if TYPE_CHECKING:
     from fastgate.apidef import ApiSpec
-    from fastgate.server.gateway import Gateway
+    from fastgate.config import FieldReader
+    from fastgate.services import Services
 
 MISSING = error_response(401, "Authorization field missing")
 DISALLOWED = error_response(403, "Access to this API has been disallowed")
@@ -84,25 +102,42 @@ def without_cookie(header: bytes, name: bytes) -> bytes:
 class AuthToken:
     """Finds the session named by the request's key."""
 
-    name = "auth_token"
+    name: ClassVar[str] = "auth_token"
 
-    def __init__(self, spec: ApiSpec, gateway: Gateway) -> None:
-        config = spec.auth_token
-        assert config is not None
+    def __init__(self, spec: ApiSpec, config: AuthTokenConfig, services: Services) -> None:
         header_name = config.auth_header_name or "Authorization"
         self.header = None if config.disable_header else header_name.lower().encode("latin-1")
         self.param = (config.param_name or header_name).encode() if config.use_param else None
         self.cookie = (config.cookie_name or header_name).encode() if config.use_cookie else None
         self.strip = spec.strip_auth_data
-        self.sessions = gateway.sessions
-        hash_keys = gateway.config.hash_keys
-        hash_function = gateway.config.hash_key_function
+        self.sessions = services.sessions
+        hash_keys = services.hash_keys
+        hash_function = services.hash_key_function
+        org_id = spec.org_id
 
-        def derive(credential: bytes) -> str:
-            return storage_key(credential.decode("utf-8", "surrogateescape"), hash_keys=hash_keys,
-                               hash_key_function=hash_function)
+        def candidates(credential: bytes) -> tuple[str, str]:
+            """The storage keys to try, in order (see the module docstring)."""
+            key = credential.decode("utf-8", "surrogateescape")
+            given = storage_key(key, hash_keys=hash_keys, hash_key_function=hash_function)
+            if org_id and key == org_id:
+                return given, given  # generateToken would make a random id up
+            token = storage_key(make_key(org_id, key, hash_function), hash_keys=hash_keys,
+                                hash_key_function=hash_function)
+            if (key_org(key) or "") == org_id:
+                return given, token
+            return token, given
 
-        self.derive = derive
+        # Cache keys: a tag naming the candidate and the API's org, then the
+        # credential.  The leading NUL keeps them apart from the Basic-auth
+        # middleware's tagged user names in the same cache.
+        org_tag = org_id.encode("utf-8", "surrogateescape") + b"\0"
+        first_tag, second_tag = b"\0tk1\0" + org_tag, b"\0tk2\0" + org_tag
+        self.namers = (
+            (first_tag, lambda tagged: candidates(tagged[len(first_tag):])[0]),
+            (second_tag, lambda tagged: candidates(tagged[len(second_tag):])[1]),
+        )
+        self.first_tag = first_tag
+        self.first = self.namers[0][1]
         self.sets_identity = spec.base_identity in ("", "auth_token")
 
     def process(self, ex: Any) -> bytes | Awaitable[bytes | None] | None:
@@ -111,32 +146,64 @@ class AuthToken:
             return MISSING
         if len(key) < MIN_TOKEN_LENGTH:
             return DISALLOWED
-        skey = self.sessions.storage_key_of(key, self.derive)
+        # The first candidate, straight: the common request ends here.
+        sessions = self.sessions
+        skey = sessions.storage_key_of(self.first_tag + key, self.first)
         try:
-            found = self.sessions.lookup(skey)
+            found = sessions.lookup(skey)
         except StoreError as exc:
             return store_unavailable(exc)
-        if found is None:
-            return DISALLOWED
-        if found.__class__ is not CachedSession:
-            return self._wait(ex, found, skey)  # type: ignore[arg-type]
-        if self.sets_identity or ex.session is None:
-            ex.session = found
-            ex.session_key = skey
-        return None
+        if found.__class__ is CachedSession:
+            if not _basic_auth_user(found):
+                self._accept(ex, found, skey)
+                return None
+        elif found is not None:
+            return self._wait(ex, key, found, skey, 1)  # type: ignore[arg-type]
+        return self._next(ex, key, 1, skey)
 
-    async def _wait(self, ex: Any, pending: Awaitable[CachedSession | None],
-                    skey: str) -> bytes | None:
+    def _next(self, ex: Any, key: bytes, index: int,
+              tried: str) -> bytes | Awaitable[bytes | None] | None:
+        """Look for ``key`` under the candidates from ``index`` on (``tried``:
+        the storage key just looked up, not asked twice)."""
+        sessions = self.sessions
+        while index < len(self.namers):
+            tag, derive = self.namers[index]
+            index += 1
+            skey = sessions.storage_key_of(tag + key, derive)
+            if skey == tried:
+                continue
+            tried = skey
+            try:
+                found = sessions.lookup(skey)
+            except StoreError as exc:
+                return store_unavailable(exc)
+            if found is None:
+                continue
+            if not isinstance(found, CachedSession):
+                return self._wait(ex, key, found, skey, index)
+            if not _basic_auth_user(found):
+                self._accept(ex, found, skey)
+                return None
+        return DISALLOWED
+
+    async def _wait(self, ex: Any, key: bytes, pending: Awaitable[CachedSession | None],
+                    skey: str, index: int) -> bytes | None:
         try:
             found = await pending
         except StoreError as exc:
             return store_unavailable(exc)
-        if found is None:
-            return DISALLOWED
+        if found is not None and not _basic_auth_user(found):
+            self._accept(ex, found, skey)
+            return None
+        outcome = self._next(ex, key, index, skey)
+        if outcome is None or isinstance(outcome, bytes):
+            return outcome
+        return await outcome
+
+    def _accept(self, ex: Any, found: CachedSession, skey: str) -> None:
         if self.sets_identity or ex.session is None:
             ex.session = found
             ex.session_key = skey
-        return None
 
     def _credential(self, ex: Any) -> bytes | None:
         key: bytes | None = None
@@ -164,3 +231,49 @@ class AuthToken:
                         ex.add_header(b"Cookie", rest)
         return key
 
+
+
+def _basic_auth_user(entry: CachedSession) -> bool:
+    """Whether the session is a Basic-auth user's (its name is no secret)."""
+    data = entry.session.get("basic_auth_data")
+    return isinstance(data, dict) and bool(data.get("password"))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthTokenConfig:
+    """Where an auth-token (standard auth) key is read: ``auth_configs.authToken``,
+    falling back to the legacy ``auth`` section, as Tyk does."""
+
+    auth_header_name: str = "Authorization"
+    use_param: bool = False
+    param_name: str = ""  # "" means the header name
+    use_cookie: bool = False
+    cookie_name: str = ""  # "" means the header name
+    disable_header: bool = False
+
+
+def parse_config(top: FieldReader) -> AuthTokenConfig:
+    """The method's settings from an API definition (ConfigError names the field)."""
+    configs = top.section("auth_configs")
+    section = configs.section("authToken") if configs.get("authToken") is not None \
+        else top.section("auth")
+    return AuthTokenConfig(
+        auth_header_name=section.string("auth_header_name") or "Authorization",
+        use_param=section.boolean("use_param"),
+        param_name=section.string("param_name"),
+        use_cookie=section.boolean("use_cookie"),
+        cookie_name=section.string("cookie_name"),
+        disable_header=section.boolean("disable_header"),
+    )
+
+
+METHOD = AuthMethodSpec(
+    name="auth_token",
+    enabled_by=("use_standard_auth",),
+    order=80,
+    identity="auth_token",
+    fields=frozenset({"auth"}),
+    parse=parse_config,
+    build=AuthToken,
+    fallback=True,
+)

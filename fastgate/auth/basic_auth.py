@@ -27,19 +27,24 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
-from fastgate.auth.auth_token import store_unavailable
-from fastgate.middleware.sessions import CachedSession
-from fastgate.server.responses import error_response, json_response
+from fastgate.auth.identity import Found, Identity, KeyNames, find_session
+from fastgate.auth.method import AuthMethodSpec
+from fastgate.responses import error_response, json_response
+from fastgate.services import store_unavailable, then
 from fastgate.session import storage_key
 from fastgate.session.basic import basic_auth_key, check_password
 from fastgate.storage.base import StoreError
 
 if TYPE_CHECKING:
     from fastgate.apidef import ApiSpec
-    from fastgate.server.gateway import Gateway
+    from fastgate.config import FieldReader
+    from fastgate.services import Outcome, Request, Services
+    from fastgate.session.cache import CachedSession
+
+__all__ = ["METHOD", "BasicAuth", "BasicAuthConfig"]
 
 MALFORMED = error_response(
     400, "Attempted access with malformed header, header not in basic auth format")
@@ -55,14 +60,51 @@ BODY_TOO_LARGE = error_response(413, "Request body too large to read credentials
 MAX_VERIFIED = 100_000
 
 
+@dataclass(frozen=True, slots=True)
+class BasicAuthConfig:
+    """Tyk's ``basic_auth`` section, and ``auth_configs.basic``."""
+
+    disable_caching: bool = False
+    cache_ttl: int = 60
+    extract_from_body: bool = False
+    body_user_regexp: str = ""
+    body_password_regexp: str = ""
+    #: ``auth_configs.basic.auth_header_name`` (default ``Authorization``).
+    auth_header_name: str = "Authorization"
+
+
+def parse_config(top: FieldReader) -> BasicAuthConfig:
+    """The method's settings from an API definition (ConfigError names the field)."""
+    section = top.section("basic_auth")
+    config = BasicAuthConfig(
+        disable_caching=section.boolean("disable_caching"),
+        cache_ttl=section.integer("cache_ttl", 0, minimum=0) or 60,
+        extract_from_body=section.boolean("extract_from_body"),
+        body_user_regexp=section.string("body_user_regexp"),
+        body_password_regexp=section.string("body_password_regexp"),
+        auth_header_name=top.section("auth_configs").section("basic")
+        .string("auth_header_name") or "Authorization",
+    )
+    for name in ("body_user_regexp", "body_password_regexp"):
+        pattern = getattr(config, name)
+        if config.extract_from_body and not pattern:
+            raise section.error(name, "is required when extract_from_body is true")
+        if pattern:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise section.error(name, f"invalid regular expression: {exc}") from None
+            if compiled.groups < 1:
+                raise section.error(name, "needs a capturing group around the value")
+    return config
+
+
 class BasicAuth:
     """Finds the session of a Basic-auth user and checks the password."""
 
-    name = "basic_auth"
+    name: ClassVar[str] = "basic_auth"
 
-    def __init__(self, spec: ApiSpec, gateway: Gateway) -> None:
-        config = spec.basic_auth
-        assert config is not None
+    def __init__(self, spec: ApiSpec, config: BasicAuthConfig, services: Services) -> None:
         realm = spec.name.replace("\\", "\\\\").replace('"', '\\"').encode("utf-8")
         challenge = ((b"WWW-Authenticate", b'Basic realm="' + realm + b'"'),)
         self.missing = json_response(401, {"error": "Authorization field missing"},
@@ -71,31 +113,25 @@ class BasicAuth:
                                           extra_headers=challenge)
         self.header = config.auth_header_name.lower().encode("latin-1")
         self.ttl = 0 if config.disable_caching else config.cache_ttl
-        self.org_id = spec.org_id
-        self.sessions = gateway.sessions
-        self.sets_identity = spec.base_identity in ("", "basic_auth")
-        hash_keys = gateway.config.hash_keys
-        hash_function = gateway.config.hash_key_function
+        self.sessions = services.sessions
+        self.identity = Identity(spec, METHOD.identity)
+        hash_keys = services.hash_keys
+        hash_function = services.hash_key_function
         org_id = spec.org_id
 
-        def namer(name_of: Callable[[str], str]) -> Callable[[bytes], str]:
-            def derive(tagged: bytes) -> str:
-                username = tagged.partition(b"\0")[2].decode("utf-8", "surrogateescape")
-                return storage_key(name_of(username), hash_keys=hash_keys,
-                                   hash_key_function=hash_function)
-            return derive
+        def candidates(username: bytes) -> tuple[str, ...]:
+            # Where a user may be stored, in the order Tyk looks (SessionDetail,
+            # then mw_basic_auth's legacy fallback): Tyk's generateToken(org,
+            # user); the name as given; with a hash_key_function, the legacy
+            # "<org_id><user>".
+            user = username.decode("utf-8", "surrogateescape")
+            names = [basic_auth_key(org_id, user, hash_function), user]
+            if hash_function:
+                names.append(org_id + user.removeprefix(org_id))
+            return tuple(storage_key(name, hash_keys=hash_keys, hash_key_function=hash_function)
+                         for name in names)
 
-        # Where a user may be stored, in the order Tyk looks (SessionDetail,
-        # then mw_basic_auth's legacy fallback): Tyk's generateToken(org,
-        # user); the name as given; with a hash_key_function, the legacy
-        # "<org_id><user>".
-        names: list[tuple[bytes, Callable[[str], str]]] = [
-            (b"token\0", lambda user: basic_auth_key(org_id, user, hash_function)),
-            (b"given\0", lambda user: user),
-        ]
-        if hash_function:
-            names.append((b"legacy\0", lambda user: org_id + user.removeprefix(org_id)))
-        self.namers = [(tag, namer(name_of)) for tag, name_of in names]
+        self.names = KeyNames(candidates)
         self.body_user: re.Pattern[bytes] | None = None
         self.body_password: re.Pattern[bytes] | None = None
         if config.extract_from_body:
@@ -107,18 +143,18 @@ class BasicAuth:
         self.in_flight: dict[bytes, asyncio.Future[bool]] = {}
         self._digest_key = secrets.token_bytes(32)
 
-    def process(self, ex: Any) -> bytes | Awaitable[bytes | None] | None:
-        credentials = self._from_header(ex)
+    def process(self, req: Request) -> Outcome:
+        credentials = self._from_header(req)
         if isinstance(credentials, bytes):
             if self.body_user is not None:
                 # As Tyk: when the header does not give credentials, the body may.
-                return self._from_body(ex, ex.read_body())
+                return then(req.read_body(), lambda body: self._from_body(req, body))
             return credentials
         username, password = credentials
-        return self._lookup(ex, username, password)
+        return self._lookup(req, username, password)
 
-    def _from_header(self, ex: Any) -> bytes | tuple[bytes, bytes]:
-        header = ex.header(self.header)
+    def _from_header(self, req: Request) -> bytes | tuple[bytes, bytes]:
+        header = req.header(self.header)
         if not header:
             return self.missing
         scheme, sep, encoded = header.strip().partition(b" ")
@@ -133,8 +169,7 @@ class BasicAuth:
             return NO_COLON
         return username, password
 
-    async def _from_body(self, ex: Any, reading: Awaitable[bytes | None]) -> bytes | None:
-        body = await reading
+    def _from_body(self, req: Request, body: bytes | None) -> Outcome:
         if body is None:
             return BODY_TOO_LARGE
         assert self.body_user is not None and self.body_password is not None
@@ -144,51 +179,19 @@ class BasicAuth:
         password = self.body_password.search(body)
         if password is None:
             return NO_BODY_PASSWORD
-        outcome = self._lookup(ex, user.group(1), password.group(1))
-        if outcome is None or isinstance(outcome, bytes):
-            return outcome
-        return await outcome
+        return self._lookup(req, user.group(1), password.group(1))
 
-    def _lookup(self, ex: Any, username: bytes,
-                password: bytes) -> bytes | Awaitable[bytes | None] | None:
-        sessions = self.sessions
-        for index, (tag, derive) in enumerate(self.namers):
-            skey = sessions.storage_key_of(tag + username, derive)
-            try:
-                found = sessions.lookup(skey)
-            except StoreError as exc:
-                return store_unavailable(exc)
-            if found is None:
-                continue
-            if not isinstance(found, CachedSession):
-                return self._lookup_from(ex, username, password, index, skey, found)
-            return self._check(ex, found, skey, username, password)
-        return self.unauthorised
-
-    async def _lookup_from(self, ex: Any, username: bytes, password: bytes, index: int,
-                           skey: str, pending: Awaitable[CachedSession | None]) -> bytes | None:
-        """The rest of :meth:`_lookup` once the store must be asked."""
-        sessions = self.sessions
+    def _lookup(self, req: Request, username: bytes, password: bytes) -> Outcome:
         try:
-            found = await pending
-            while found is None:
-                index += 1
-                if index == len(self.namers):
-                    return self.unauthorised
-                tag, derive = self.namers[index]
-                skey = sessions.storage_key_of(tag + username, derive)
-                looked_up = sessions.lookup(skey)
-                found = looked_up if looked_up is None or isinstance(looked_up, CachedSession) \
-                    else await looked_up
+            found = find_session(self.sessions, self.names.of(username))
         except StoreError as exc:
             return store_unavailable(exc)
-        outcome = self._check(ex, found, skey, username, password)
-        if outcome is None or isinstance(outcome, bytes):
-            return outcome
-        return await outcome
+        return then(found, lambda found: self._check(req, found, password))
 
-    def _check(self, ex: Any, entry: CachedSession, skey: str, username: bytes,
-               password: bytes) -> bytes | Awaitable[bytes | None] | None:
+    def _check(self, req: Request, found: Found, password: bytes) -> Outcome:
+        if found is None:
+            return self.unauthorised
+        skey, entry = found
         stored = (entry.session.get("basic_auth_data") or {}).get("password")
         if not stored:
             return self.unauthorised  # a key without a password is no Basic-auth user
@@ -198,12 +201,13 @@ class BasicAuth:
             remembered = self.verified.get(digest)
             if remembered is not None and remembered[0] is stored and \
                     remembered[1] > time.monotonic():
-                self._accept(ex, entry, skey)
+                self.identity.accept(req, found)
                 return None
-        return self._verify(ex, entry, skey, password, stored, digest)
+        return self._verify(req, found, entry, password, stored, digest)
 
-    async def _verify(self, ex: Any, entry: CachedSession, skey: str, password: bytes,
-                      stored: object, digest: bytes) -> bytes | None:
+    async def _verify(self, req: Request, found: tuple[str, CachedSession],
+                      entry: CachedSession, password: bytes, stored: object,
+                      digest: bytes) -> bytes | None:
         running = self.in_flight.get(digest)
         if running is not None:
             ok = await asyncio.shield(running)
@@ -222,10 +226,20 @@ class BasicAuth:
             if len(self.verified) >= MAX_VERIFIED:
                 del self.verified[next(iter(self.verified))]
             self.verified[digest] = (stored, time.monotonic() + self.ttl)
-        self._accept(ex, entry, skey)
+        self.identity.accept(req, found)
         return None
 
-    def _accept(self, ex: Any, entry: CachedSession, skey: str) -> None:
-        if self.sets_identity or ex.session is None:
-            ex.session = entry
-            ex.session_key = skey
+
+def _build(spec: ApiSpec, config: BasicAuthConfig, services: Services) -> BasicAuth:
+    return BasicAuth(spec, config, services)
+
+
+METHOD = AuthMethodSpec(
+    name="basic_auth",
+    enabled_by=("use_basic_auth",),
+    order=30,
+    identity="basic_auth_user",
+    fields=frozenset({"basic_auth"}),
+    parse=parse_config,
+    build=_build,
+)

@@ -16,14 +16,17 @@ import gc
 import logging
 import math
 import os
+import resource
 import signal
 import socket
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 
+from fastgate import responses
 from fastgate._core.proxy import (
     SERVE_ALL,
     SERVE_APIS,
@@ -35,11 +38,12 @@ from fastgate._core.proxy import (
 )
 from fastgate.apidef import ApiSpec, load_api_definitions
 from fastgate.config import ConfigError, GatewayConfig
+from fastgate.limits import Limiter
 from fastgate.middleware.chain import build_chain
-from fastgate.middleware.limits import Limiter
-from fastgate.middleware.sessions import SessionCache
+from fastgate.outbound import HttpClient
 from fastgate.policies import load_policies
-from fastgate.server import responses
+from fastgate.services import Services
+from fastgate.session.cache import SessionCache
 from fastgate.storage import create_store
 from fastgate.storage.base import Store, StoreError
 
@@ -47,6 +51,17 @@ log = logging.getLogger("fastgate")
 
 #: Sweeper period in seconds: timeouts are precise to one tick.
 TICK = 0.25
+#: Descriptors kept back from max_connections' default for upstream
+#: connections, the store, listeners and files.
+RESERVED_DESCRIPTORS = 256
+#: Seconds between two "max_connections reached" warnings.
+CAPACITY_WARNING_INTERVAL = 10.0
+#: Seconds between a worker's checks that its supervisor is alive.
+ORPHAN_CHECK_INTERVAL = 1.0
+
+ExchangeHook = Callable[[Any], None]
+#: Tasks of a worker's own that nothing else holds a reference to.
+_BACKGROUND: set[asyncio.Task[None]] = set()
 
 
 class Gateway:
@@ -62,8 +77,20 @@ class Gateway:
         self.read_ticks = _ticks(opts.read_timeout)
         self.write_ticks = _ticks(opts.write_timeout)
         self.idle_ticks = _ticks(opts.idle_timeout)
+        self.header_ticks = _ticks(opts.read_header_timeout)
+        self.linger_ticks = _ticks(opts.lingering_time)
+        self.linger_idle_ticks = _ticks(opts.lingering_timeout)
+        self.linger_max_bytes = opts.lingering_max_bytes
         self.upstream_ticks = _ticks(config.proxy_default_timeout)
+        #: The sweeper's tick count (connections measure their deadlines in it).
+        self.tick = 0
+        self.max_connections = opts.max_connections or default_max_connections()
+        self._capacity_warned = -math.inf
         self.connections: set[ClientProtocol] = set()
+        #: Called with every Exchange once it has ended (fastgate._core.proxy,
+        #: rule 8): the one place metrics and analytics hang off.  Set before
+        #: start(); None costs the request path nothing.
+        self.exchange_finished: ExchangeHook | None = None
         self.pools: dict[tuple[str, str, int], UpstreamPool] = {}
         self.router = Router(())
         self.specs: list[ApiSpec] = []
@@ -75,7 +102,12 @@ class Gateway:
         self.file_policy_ids: frozenset[str] = frozenset()
         self.store: Store = create_store(config.storage, timeout=config.storage.timeout)
         self.sessions = SessionCache(self.store, lambda: self.policies)
-        self.limiter = Limiter(self)
+        self.limiter = Limiter(config, self.store)
+        self.http = HttpClient()
+        #: What the middleware chains use (never this Gateway itself).
+        self.services = Services(config=config, store=self.store, sessions=self.sessions,
+                                 limiter=self.limiter, http=self.http,
+                                 policies=lambda: self.policies)
         self.admin = AdminApi(self)
         self.shutting_down = False
         self.servers: list[asyncio.AbstractServer] = []
@@ -89,9 +121,18 @@ class Gateway:
         """Read API definitions and policies and put them in service.
 
         Raises :class:`ConfigError` and leaves the configuration in service
-        untouched when anything is wrong.  Returns warnings to report.
+        untouched when anything is wrong.  When the definitions and policies
+        are those in service, nothing is rebuilt (``self.specs`` stays the
+        same list) and nothing is returned.  Otherwise returns the warnings
+        about the definitions that are new or changed since the last load:
+        each is said once per change, not on every reload.
         """
         specs, policies = load_definitions(self.config)
+        in_service = {spec.source: definition_fingerprint(spec) for spec in self.specs}
+        fingerprints = [definition_fingerprint(spec) for spec in specs]
+        if fingerprints == list(in_service.values()) \
+                and orjson.dumps(policies) == orjson.dumps(self.file_policies):
+            return []
         routes = [self._compile(spec) for spec in specs if spec.active]
         self.router = Router(routes)
         self.specs = specs
@@ -99,17 +140,28 @@ class Gateway:
         self._merge_policies()
         self._close_unused_pools()
         warnings = []
-        for spec in specs:
-            warnings += spec_warnings(spec)
+        for spec, fingerprint in zip(specs, fingerprints, strict=True):
+            if in_service.get(spec.source) != fingerprint:
+                warnings += spec_warnings(spec)
         return warnings
 
     def reload(self) -> str | None:
-        """Reload API definitions and policies; the error message, or None."""
+        """Reload API definitions and policies; the error message, or None.
+
+        A reload that finds nothing changed says nothing (at info level): the
+        "apis" event a REST API change publishes reaches this worker too,
+        after the change was applied here, and SIGHUP or ``/tyk/reload``
+        reach every worker of a node.
+        """
+        in_service = self.specs
         try:
             warnings = self.load()
         except ConfigError as exc:
             log.error("reload failed, the previous configuration stays in service: %s", exc)
             return str(exc)
+        if self.specs is in_service:  # load() changed nothing
+            log.debug("reload: API definitions and policies unchanged")
+            return None
         for warning in warnings:
             log.warning("%s", warning)
         log.info("reloaded: %d APIs in service", len(self.router.routes))
@@ -146,6 +198,8 @@ class Gateway:
         elif event == "policies":
             self.loop.create_task(self._refresh_policies_logged())
         elif event == "apis":
+            # Also this worker's own change, already applied: that reload
+            # finds nothing new and says nothing.
             self.reload()
         elif event == "resync":
             # Notifications may have been lost: trust nothing cached.
@@ -178,7 +232,7 @@ class Gateway:
             None if spec.preserve_host_header else spec.target_host_header.encode(),
             pool,
             refusal,
-            None if refusal is not None else build_chain(spec, self),
+            None if refusal is not None else build_chain(spec, self.services),
         )
 
     def _close_unused_pools(self) -> None:
@@ -212,10 +266,53 @@ class Gateway:
             self.servers.append(server)
         self._sweeper = self.loop.call_later(TICK, self._sweep)
 
+    def add_exchange_hook(self, hook: ExchangeHook) -> None:
+        """Call ``hook(exchange)`` for every exchange that ends, after those
+        already added.  Only before :meth:`start` (connections copy the hook)."""
+        current = self.exchange_finished
+        if current is None:
+            self.exchange_finished = hook
+            return
+
+        def both(exchange: Any) -> None:
+            current(exchange)
+            hook(exchange)
+
+        self.exchange_finished = both
+
+    def admit(self, conn: ClientProtocol) -> bool:
+        """Count a new client connection in; False when ``max_connections`` are
+        open and none of them is an idle keep-alive connection to close."""
+        connections = self.connections
+        if len(connections) >= self.max_connections and not self._make_room():
+            now = time.monotonic()
+            if now - self._capacity_warned >= CAPACITY_WARNING_INTERVAL:
+                self._capacity_warned = now
+                log.warning("max_connections (%d) reached and none is idle: new connections "
+                            "get 503 (http_server_options.max_connections)",
+                            self.max_connections)
+            return False
+        connections.add(conn)
+        return True
+
+    def _make_room(self) -> bool:
+        """Close the longest-idle keep-alive connection, if there is one."""
+        victim: ClientProtocol | None = None
+        for conn in self.connections:
+            if conn.idle() and (victim is None or conn.idle_ticks > victim.idle_ticks):
+                victim = conn
+        if victim is None:
+            return False
+        victim.close_idle()
+        # Closing is asynchronous: stop counting it now.
+        self.connections.discard(victim)
+        return True
+
     def _sweep(self) -> None:
-        read, write, idle = self.read_ticks, self.write_ticks, self.idle_ticks
+        self.tick += 1
+        tick = self.tick
         for conn in list(self.connections):
-            conn.check_timeouts(read, write, idle)
+            conn.check_timeouts(tick)
         upstream = self.upstream_ticks
         for pool in list(self.pools.values()):
             for uconn in list(pool.busy):
@@ -242,6 +339,7 @@ class Gateway:
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.limiter.stop()
+        await self.http.close()
         await self.store.close()
         self._stopped.set()
 
@@ -264,18 +362,42 @@ def load_definitions(config: GatewayConfig) -> tuple[list[ApiSpec], dict[str, di
 
 
 def spec_warnings(spec: ApiSpec) -> list[str]:
-    """What an operator must hear about an API definition at load."""
+    """What an operator must hear about an API definition when it goes into
+    service: that it is refused (once, naming what it enables: its settings
+    are not listed again as ignored), the Tyk fields fastgate ignores, and
+    each unknown field with the closest known name."""
     where = spec.source or "api"
+    api = f"API {spec.api_id!r}"
     warnings = []
-    if spec.ignored_fields:
-        ignored = ", ".join(spec.ignored_fields)
-        warnings.append(f"{where}: API {spec.api_id!r}: fields not implemented yet, "
-                        f"ignored: {ignored}")
     if spec.unsupported_auth:
         methods = ", ".join(spec.unsupported_auth)
-        warnings.append(f"{where}: API {spec.api_id!r} enables {methods}, which fastgate "
-                        "does not implement yet; its requests are refused")
+        warnings.append(f"{where}: {api} is refused (its requests get 501): it enables "
+                        f"{methods}, which fastgate does not implement yet")
+    if spec.ignored_fields:
+        ignored = ", ".join(spec.ignored_fields)
+        warnings.append(f"{where}: {api}: fields not implemented yet, ignored: {ignored}")
+    warnings.extend(f"{where}: {api}: {field}" for field in spec.unknown_fields)
     return warnings
+
+
+def definition_fingerprint(spec: ApiSpec) -> tuple[str, bytes]:
+    """What identifies a definition's content: its file and its JSON, exactly
+    (``1`` and ``true`` differ), so that a reload can tell what changed."""
+    return spec.source, orjson.dumps(spec.raw)
+
+
+def default_max_connections() -> int:
+    """Client connections one worker may serve when ``max_connections`` is 0:
+    what the descriptor limit leaves (each proxied request may hold an upstream
+    connection too), after raising the soft limit to the hard one as Go does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(64, (soft - RESERVED_DESCRIPTORS) // 2)
 
 
 def _ticks(seconds: float) -> int:
@@ -302,14 +424,14 @@ def bind_socket(address: str, port: int, *, reuse_port: bool) -> socket.socket:
 # -- process entry points --------------------------------------------------------
 
 
-def run_worker(config: GatewayConfig, *, worker_id: int = 0) -> int:
+def run_worker(config: GatewayConfig, *, worker_id: int = 0, supervisor: int = 0) -> int:
     """Run one gateway in this process until SIGTERM/SIGINT; the exit code."""
     import uvloop
 
-    return uvloop.run(_serve(config, worker_id))
+    return uvloop.run(_serve(config, worker_id, supervisor))
 
 
-async def _serve(config: GatewayConfig, worker_id: int) -> int:
+async def _serve(config: GatewayConfig, worker_id: int, supervisor: int = 0) -> int:
     loop = asyncio.get_running_loop()
     gateway = Gateway(config, loop)
     try:
@@ -331,8 +453,15 @@ async def _serve(config: GatewayConfig, worker_id: int) -> int:
     gc.freeze()
     if config.workers > 1:
         # Tell the supervisor, which tells every worker: /tyk/reload reloads all.
-        parent = os.getppid()
+        # The pid the supervisor had when it forked this worker: if it is
+        # already gone, getppid() would name another process.
+        parent = supervisor or os.getppid()
         gateway.on_reload = lambda: os.kill(parent, signal.SIGHUP)
+        # A supervisor killed outright (SIGKILL) cannot stop its workers: each
+        # notices its parent is gone and stops by itself.
+        watch = loop.create_task(_stop_when_orphaned(gateway, parent))
+        _BACKGROUND.add(watch)
+        watch.add_done_callback(_BACKGROUND.discard)
     loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(gateway.shutdown()))
     loop.add_signal_handler(signal.SIGINT, lambda: loop.create_task(gateway.shutdown()))
     loop.add_signal_handler(signal.SIGHUP, gateway.reload)
@@ -343,11 +472,22 @@ async def _serve(config: GatewayConfig, worker_id: int) -> int:
     return 0
 
 
+async def _stop_when_orphaned(gateway: Gateway, parent: int) -> None:
+    while not gateway.shutting_down:
+        await asyncio.sleep(ORPHAN_CHECK_INTERVAL)
+        if os.getppid() != parent:
+            log.error("the supervisor (pid %d) is gone; stopping", parent)
+            await gateway.shutdown()
+            return
+
+
 def run_supervisor(config: GatewayConfig) -> int:
     """Fork ``config.workers`` workers sharing the port; restart any that dies;
     forward SIGHUP (reload) and SIGTERM/SIGINT (graceful stop)."""
     children: dict[int, int] = {}
     stopping = False
+
+    supervisor = os.getpid()
 
     def spawn(worker_id: int) -> None:
         pid = os.fork()
@@ -356,7 +496,7 @@ def run_supervisor(config: GatewayConfig) -> int:
                 signal.signal(sig, signal.SIG_DFL)
             code = 1
             try:
-                code = run_worker(config, worker_id=worker_id)
+                code = run_worker(config, worker_id=worker_id, supervisor=supervisor)
             except BaseException:
                 log.exception("worker %d failed", worker_id)
             finally:

@@ -1,7 +1,7 @@
 """Sessions (keys): the Tyk session object, key formats and hashing, policies, access rights.
 
 * :mod:`.session` -- :func:`parse_session` (validation, Tyk's defaults),
-  :func:`session_expired`.
+  :func:`session_expired`, :func:`key_lifetime` (how long the store keeps a key).
 * :mod:`.keys` -- :func:`generate_key`, :func:`hash_key`, :func:`storage_key`,
   :func:`key_org`: Tyk's key formats and hashes, bit for bit.
 * :mod:`.policy` -- :func:`apply_policies`: the effective session, merged as Tyk does.
@@ -23,7 +23,7 @@ from fastgate.session.access import (
 )
 from fastgate.session.keys import generate_key, hash_key, key_org, make_key, storage_key
 from fastgate.session.policy import PolicyError, apply_policies, policy_ids
-from fastgate.session.session import SessionError, parse_session, session_expired
+from fastgate.session.session import SessionError, key_lifetime, parse_session, session_expired
 
 __all__ = [
     "ALLOWED",
@@ -38,6 +38,7 @@ __all__ = [
     "compile_access",
     "generate_key",
     "hash_key",
+    "key_lifetime",
     "key_org",
     "make_key",
     "parse_session",

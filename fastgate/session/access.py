@@ -20,11 +20,25 @@ then ``mw_granular_access.go``):
 How a ``url`` pattern matches (``internal/httputil.PreparePathRegexp``):
 mux-style ``{name}`` parameters become ``([^/]+)`` (only when the pattern
 has as many ``{`` as ``}``), ``/*/`` becomes ``/[^/]+/`` and ``/*``
-becomes ``/.*``.  By default the result is an *unanchored* regular
-expression searched in the request path **including the listen path**.
-With the gateway's ``enable_path_prefix_matching`` a pattern starting with
-``/`` is anchored with ``^`` and tried against the path without the listen
-path and then the full path; ``enable_path_suffix_matching`` appends ``$``.
+becomes ``/.*``.  Then, by the gateway's ``http_server_options``
+(``GranularAccessMiddleware``, Tyk 5.5+):
+
+* by default the result is an *unanchored* regular expression searched in
+  the request path **including the listen path**;
+* ``enable_path_prefix_matching``: a pattern starting with ``/`` is anchored
+  with ``^`` ("prefix" means the start of the path), and tried against the
+  path **without the listen path** (Tyk's ``StripListenPath``: always
+  starting with ``/``) and then against the full path, with
+  ``httputil.MatchPath``'s rules: an empty pattern (once stripped of ``^``
+  and ``$``) or an empty path never matches, and a pattern equal to the
+  path, or to ``^path$``, matches without the regex;
+* ``enable_path_suffix_matching``: ``$`` is appended (unless the pattern
+  ends with one), in either mode: the pattern must match up to the end.
+  Both together are an exact match: ``/users`` is ``^/users$``.
+
+The mode is gateway-wide: :func:`compile_access` compiles for one mode and
+:meth:`AccessRights.with_matching` gives the same rights compiled for
+another, once per session and mode.
 
 Tyk compiles the patterns with Go's RE2 syntax; fastgate runs them on
 Python's ``re`` after :func:`go_regex_to_python` has translated the few
@@ -38,6 +52,12 @@ does not: an operator who writes ``(a+)+$`` can make requests slow.
 Everything is compiled once per effective session by :func:`compile_access`
 (patterns are also cached across sessions); :meth:`AccessRights.check` is a
 dict lookup in the common case (no ``allowed_urls``, unversioned API).
+
+**fastgate differs** in one corner: Tyk strips the listen path as written
+from the *decoded* request path, so a listen path with a ``%``-escape is
+never stripped there; fastgate strips its decoded form
+(:func:`strip_listen_path`), so prefix patterns work under such a listen
+path too.
 """
 
 from __future__ import annotations
@@ -55,10 +75,12 @@ __all__ = [
     "RESOURCE_DENIED",
     "RESOURCE_DENIED_MESSAGE",
     "AccessRights",
+    "check_request",
     "compile_access",
     "compile_url_pattern",
     "go_regex_to_python",
     "prepare_url_pattern",
+    "strip_listen_path",
     "url_pattern_problem",
 ]
 
@@ -319,11 +341,39 @@ class _ApiRule:
 class AccessRights:
     """The access rights of one effective session, compiled; see :func:`compile_access`."""
 
-    __slots__ = ("_prefix", "_rules")
+    __slots__ = ("_prefix", "_rules", "_source", "_suffix", "_variants")
 
-    def __init__(self, rules: dict[str, _ApiRule] | None, prefix_matching: bool) -> None:
+    def __init__(self, rules: dict[str, _ApiRule] | None, prefix_matching: bool,
+                 suffix_matching: bool = False, source: Mapping[str, Any] | None = None) -> None:
         self._rules = rules
         self._prefix = prefix_matching
+        self._suffix = suffix_matching
+        # The access_rights compiled, for with_matching.
+        self._source: Mapping[str, Any] = source or {}
+        self._variants: dict[tuple[bool, bool], AccessRights] | None = None
+
+    @property
+    def prefix_matching(self) -> bool:
+        """Whether the patterns were compiled for ``enable_path_prefix_matching``."""
+        return self._prefix
+
+    def with_matching(self, prefix_matching: bool, suffix_matching: bool) -> AccessRights:
+        """These rights compiled for another matching mode: ``self`` when it is
+        this one's, else compiled on first use and kept, so that a session costs
+        one compilation per mode, never one per request."""
+        if prefix_matching == self._prefix and suffix_matching == self._suffix:
+            return self
+        key = (prefix_matching, suffix_matching)
+        variants = self._variants
+        if variants is None:
+            variants = self._variants = {}
+        variant = variants.get(key)
+        if variant is None:
+            variant = compile_access({"access_rights": self._source},
+                                     prefix_matching=prefix_matching,
+                                     suffix_matching=suffix_matching)
+            variants[key] = variant
+        return variant
 
     def check(
         self,
@@ -387,11 +437,24 @@ class AccessRights:
         return RESOURCE_DENIED
 
 
+def strip_listen_path(listen_path: str, path: str) -> str:
+    """Tyk's ``httputil.StripListenPath`` for a fixed listen path: ``path``
+    without ``listen_path`` when it starts with it, always starting with ``/``
+    (``/listen/`` and ``/listen/get`` give ``/get``; ``/listen`` and
+    ``/listen`` give ``/``)."""
+    rest = path[len(listen_path):] if path.startswith(listen_path) else path
+    return rest if rest.startswith("/") else "/" + rest
+
+
 def check_request(access: AccessRights, api_id: str, version: str, path: bytes,
-                  method: bytes) -> int:
+                  method: bytes, listen_path: str = "") -> int:
     """:meth:`AccessRights.check` for a request as the proxy holds it (bytes):
     the path is decoded (percent-decoded, as Go's ``URL.Path`` that Tyk
-    matches) only when the API's rights have ``allowed_urls`` to match."""
+    matches) only when the API's rights have ``allowed_urls`` to match.
+
+    ``listen_path``: the API's, percent-decoded; with prefix matching the
+    path without it is tried first (see :func:`strip_listen_path`).
+    """
     rules = access._rules
     if rules is None:
         return ALLOWED
@@ -401,8 +464,11 @@ def check_request(access: AccessRights, api_id: str, version: str, path: bytes,
     if rule.by_method is None:
         # No URL rules: the path and method play no part.
         return access.check(api_id, version, "", "")
-    return access.check(api_id, version, unquote(path.decode("utf-8", "surrogateescape")),
-                        method.decode("latin-1"))
+    decoded = unquote(path.decode("utf-8", "surrogateescape"))
+    stripped = strip_listen_path(listen_path, decoded) if access._prefix and listen_path \
+        else None
+    return access.check(api_id, version, decoded, method.decode("latin-1"),
+                        stripped_path=stripped)
 
 
 def compile_access(
@@ -421,7 +487,7 @@ def compile_access(
     """
     access_rights = effective_session.get("access_rights") or {}
     if not access_rights:
-        return AccessRights(None, prefix_matching)
+        return AccessRights(None, prefix_matching, suffix_matching)
     rules: dict[str, _ApiRule] = {}
     for api_id, access in access_rights.items():
         versions = frozenset(access.get("versions") or ())
@@ -430,7 +496,7 @@ def compile_access(
             versions,
             _compile_urls(allowed_urls, prefix_matching, suffix_matching) if allowed_urls else None,
         )
-    return AccessRights(rules, prefix_matching)
+    return AccessRights(rules, prefix_matching, suffix_matching, access_rights)
 
 
 def _compile_urls(

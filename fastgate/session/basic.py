@@ -26,7 +26,8 @@ longer passwords instead of silently ignoring their tail, and
 password whose bytes after the 72nd would be ignored.
 
 Nothing here logs: passwords and hashes are secrets.  bcrypt costs about
-50 ms; callers on the request path cache successful checks (DESIGN.md §3.4).
+50 ms; callers on the request path cache successful checks
+(:mod:`fastgate.auth.basic_auth`).
 """
 
 from __future__ import annotations

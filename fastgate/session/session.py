@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -34,6 +34,7 @@ from fastgate.session.access import url_pattern_problem
 __all__ = [
     "GO_ZERO_TIME",
     "SessionError",
+    "key_lifetime",
     "normalize_access_definition",
     "parse_session",
     "session_expired",
@@ -467,3 +468,58 @@ def session_expired(session: dict[str, Any], now: float) -> bool:
     """
     expires = session.get("expires") or 0
     return bool(expires >= 1 and now > expires)
+
+
+def key_lifetime(session: Mapping[str, Any], now: float, *, api_lifetime: int,
+                 respects_expiration: bool, force_global: bool,
+                 global_lifetime: int) -> int:
+    """Seconds the store keeps the key's record, for one API (Tyk's
+    ``SessionState.Lifetime``): ``> 0`` that many seconds, ``0`` or ``-1``
+    for ever (``-1`` is Tyk's explicit "never delete").
+
+    In order: ``force_global`` gives ``global_lifetime``; a session whose
+    ``post_expiry_action`` is ``"delete"`` (or ``"retain"`` with a
+    ``post_expiry_grace_period``) lives until ``expires`` (plus the grace
+    period; ``-1``: for ever; already past: 1 s); else the session's own
+    ``session_lifetime``, else the API's ``api_lifetime`` -- each, with
+    ``respects_expiration``, stretched to the key's ``expires`` when that is
+    later (and for ever when the key never expires).  ``now``: unix time.
+    """
+    if force_global:
+        return global_lifetime
+    expires = _int_field(session, "expires")
+    action = session.get("post_expiry_action") or ""
+    grace = _int_field(session, "post_expiry_grace_period")
+    if action == "delete" or (action == "retain" and grace != 0):
+        if expires <= 0:
+            return 0
+        if action == "delete":
+            ttl = expires - int(now)
+        elif grace == -1:
+            return -1
+        else:
+            ttl = expires - int(now) + grace
+        return ttl if ttl > 0 else 1
+    own = _int_field(session, "session_lifetime")
+    if own > 0:
+        return _stretched(respects_expiration, expires, own, now)
+    if api_lifetime > 0:
+        return _stretched(respects_expiration, expires, api_lifetime, now)
+    return 0
+
+
+def _stretched(respects_expiration: bool, expires: int, lifetime: int, now: float) -> int:
+    """Tyk's ``calculateLifetime``: ``lifetime``, or until ``expires`` when that
+    is later and the API respects key expiration."""
+    if not respects_expiration or lifetime <= 0:
+        return lifetime
+    if expires <= 0:
+        return expires  # a key that never expires is kept for ever (0 or -1)
+    if expires > int(now) + lifetime:
+        return expires - int(now)
+    return lifetime
+
+
+def _int_field(session: Mapping[str, Any], name: str) -> int:
+    value = session.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -7,13 +7,22 @@ shared by every worker and node). Callers address sessions by *storage key*:
 the key's hash when ``hash_keys`` is on (the raw key never reaches the store
 then), else the key itself.
 
+A session may be given a lifetime (``set_session(key, value, ttl)``, Tyk's
+key lifetime): its record is removed from the store ``ttl`` seconds later,
+and the store then publishes a ``"session"`` event for it (within about a
+second), so that caches forget it too.
+
+Organisation sessions (Tyk's ``/tyk/org/keys``) are stored apart from keys,
+by org id.
+
 Notifications tell every worker and node sharing the store that something
 changed so that their caches drop it: ``publish(event, payload)`` reaches every
 subscriber of every store instance sharing the data, the publisher's own
 subscribers included. Events: ``"session"`` (payload: the storage key),
-``"policies"``, ``"apis"``, and ``"resync"`` (emitted by a store itself after it
-may have missed notifications, e.g. when its Redis listener reconnected:
-flush every cache).
+``"policies"``, ``"apis"``, ``"api-cache"`` (payload: an API id, from
+``DELETE /tyk/cache/{api_id}``), and ``"resync"`` (emitted by a store itself
+after it may have missed notifications, e.g. when its Redis listener
+reconnected: flush every cache).
 
 Limits: :meth:`Store.rate_limit` and :meth:`Store.quota` make one decision each
 and return plain tuples (they run for every request). A store shared by
@@ -26,7 +35,8 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 __all__ = [
     "EVENT_APIS",
@@ -36,6 +46,7 @@ __all__ = [
     "EventHandler",
     "Store",
     "StoreError",
+    "run_now",
 ]
 
 log = logging.getLogger("fastgate.storage")
@@ -46,6 +57,21 @@ EVENT_APIS = "apis"
 EVENT_RESYNC = "resync"
 
 EventHandler = Callable[[str, str], None]
+
+
+T = TypeVar("T")
+
+
+def run_now(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (the memory store's) to completion
+    without an event loop round trip; RuntimeError if it tries to suspend."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    coro.close()
+    raise RuntimeError("coroutine suspended; it needs the event loop")
 
 
 class StoreError(Exception):
@@ -85,8 +111,13 @@ class Store(abc.ABC):
         """The session JSON stored under ``key``, or None."""
 
     @abc.abstractmethod
-    async def set_session(self, key: str, value: bytes) -> None:
-        """Create or replace the session under ``key``."""
+    async def set_session(self, key: str, value: bytes, ttl: float = 0) -> None:
+        """Create or replace the session under ``key``.
+
+        ``ttl`` > 0: the record is removed ``ttl`` seconds from now (and a
+        ``"session"`` event with ``key`` is published then); otherwise it is
+        kept until deleted -- a lifetime it had before is dropped.
+        """
 
     @abc.abstractmethod
     async def delete_session(self, key: str) -> bool:
@@ -95,6 +126,23 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_sessions(self) -> list[str]:
         """Every storage key that holds a session (in no particular order)."""
+
+    # -- organisation sessions (Tyk's org keys), by org id --
+    @abc.abstractmethod
+    async def get_org_session(self, org_id: str) -> bytes | None:
+        """The organisation session JSON of ``org_id``, or None."""
+
+    @abc.abstractmethod
+    async def set_org_session(self, org_id: str, value: bytes) -> None:
+        """Create or replace the organisation session of ``org_id``."""
+
+    @abc.abstractmethod
+    async def delete_org_session(self, org_id: str) -> bool:
+        """Delete the organisation session of ``org_id``; True if it existed."""
+
+    @abc.abstractmethod
+    async def list_org_sessions(self) -> list[str]:
+        """Every org id that has an organisation session (in no particular order)."""
 
     # -- policies managed through the REST API --
     @abc.abstractmethod

@@ -9,9 +9,15 @@ Theory of operation
       {"t":"session","op":"set","k":"<key>","b":"<value as base64>"}   (value not UTF-8)
       {"t":"session","op":"del","k":"<key>"}
 
-  Replaying the lines in order rebuilds every table. Table names are free-form
-  (``session``, ``policy``, later ``oauth-client``…): the journal keeps tables it
-  does not know, so an older reader never drops a newer writer's data.
+  A ``set`` may carry ``"x": <unix time>``, the record's deadline: the record
+  is dropped when it passes (a key's lifetime).  Replaying the lines in order
+  rebuilds every table; records whose deadline has passed are dropped at
+  replay, so a restart never brings an expired record back.  A record without
+  ``"x"`` lives until it is deleted: journals written before deadlines existed
+  load unchanged (and a reader that does not know ``"x"`` keeps the record).
+  Table names are free-form (``session``, ``policy``, ``orgkey``, later
+  ``oauth-client``…): the journal keeps tables it does not know, so an older
+  reader never drops a newer writer's data.
 * **Durability.** The owner applies a change to its in-memory tables at once and
   hands the record to :meth:`Journal.append`, whose future resolves only after
   the record is written *and* fsync'd: a change is acknowledged to the caller
@@ -48,17 +54,20 @@ import contextlib
 import fcntl
 import logging
 import os
+import time
 from collections.abc import Mapping
 
 import orjson
 
 from fastgate.storage.base import StoreError
 
-__all__ = ["Journal", "Tables"]
+__all__ = ["Deadlines", "Journal", "Tables"]
 
 log = logging.getLogger("fastgate.storage")
 
 Tables = dict[str, dict[str, bytes]]
+#: table -> key -> unix time after which the record is gone (only records that have one).
+Deadlines = dict[str, dict[str, float]]
 
 HEADER = b'{"fastgate-journal":1}\n'
 FORMAT_VERSION = 1
@@ -66,14 +75,17 @@ DEFAULT_COMPACT_RATIO = 2.0
 DEFAULT_COMPACT_MIN_BYTES = 1 << 20
 
 
-def encode_set(table: str, key: str, value: bytes) -> bytes:
-    """One ``set`` record line, newline included."""
+def encode_set(table: str, key: str, value: bytes, deadline: float = 0.0) -> bytes:
+    """One ``set`` record line, newline included; ``deadline`` > 0 is written as ``"x"``."""
+    record: dict[str, object]
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError:
         record = {"t": table, "op": "set", "k": key, "b": base64.b64encode(value).decode("ascii")}
     else:
         record = {"t": table, "op": "set", "k": key, "v": text}
+    if deadline > 0:
+        record["x"] = deadline
     return orjson.dumps(record) + b"\n"
 
 
@@ -86,7 +98,8 @@ def _corrupt(path: str, lineno: int, why: str) -> StoreError:
     return StoreError(f"{path}:{lineno}: corrupt journal record ({why}); refusing to load it")
 
 
-def _apply_line(tables: Tables, line: bytes, path: str, lineno: int) -> None:
+def _apply_line(tables: Tables, deadlines: Deadlines, line: bytes, path: str,
+                lineno: int) -> None:
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -100,6 +113,7 @@ def _apply_line(tables: Tables, line: bytes, path: str, lineno: int) -> None:
         raise _corrupt(path, lineno, "'k' is not a string")
     if op == "del":
         tables.get(table, {}).pop(key, None)
+        deadlines.get(table, {}).pop(key, None)
         return
     if op != "set":
         raise _corrupt(path, lineno, f"unknown op {op!r}")
@@ -113,21 +127,32 @@ def _apply_line(tables: Tables, line: bytes, path: str, lineno: int) -> None:
             raise _corrupt(path, lineno, "'b' is not base64") from None
     else:
         raise _corrupt(path, lineno, "a set needs exactly one of 'v' (text) or 'b' (base64)")
+    deadline = record.get("x")
+    if deadline is not None and (isinstance(deadline, bool)
+                                 or not isinstance(deadline, int | float) or deadline <= 0):
+        raise _corrupt(path, lineno, "'x' is not a positive unix time")
     tables.setdefault(table, {})[key] = value
+    if deadline is None:
+        deadlines.get(table, {}).pop(key, None)  # a plain set lives until deleted
+    else:
+        deadlines.setdefault(table, {})[key] = float(deadline)
 
 
-def load(path: str) -> tuple[Tables, int, int]:
+def load(path: str, now: float | None = None) -> tuple[Tables, Deadlines, int, int]:
     """Replay the journal at ``path``.
 
-    Returns ``(tables, good_length, torn_lines)``: the file's bytes up to the
-    end of its last complete line, and 1 if a torn final line was ignored.
-    Raises StoreError for a corrupt complete line or a foreign file.
+    Returns ``(tables, deadlines, good_length, torn_lines)``: the live records
+    and the deadlines of those that have one (records whose deadline is not
+    after ``now``, default the current time, are dropped), the file's bytes up
+    to the end of its last complete line, and 1 if a torn final line was
+    ignored.  Raises StoreError for a corrupt complete line or a foreign file.
     """
     with open(path, "rb") as f:
         data = f.read()
     tables: Tables = {}
+    deadlines: Deadlines = {}
     if not data:
-        return tables, 0, 0
+        return tables, deadlines, 0, 0
     end = data.rfind(b"\n") + 1  # 0 when not even the header is complete
     torn = 1 if end < len(data) else 0
     if end == 0:
@@ -136,7 +161,7 @@ def load(path: str) -> tuple[Tables, int, int]:
         # a torn header.
         if not HEADER.startswith(data):
             raise _corrupt(path, 1, "not a fastgate journal")
-        return tables, 0, torn
+        return tables, deadlines, 0, torn
     lines = data[:end].split(b"\n")
     lines.pop()  # the empty string after the final newline
     try:
@@ -151,8 +176,22 @@ def load(path: str) -> tuple[Tables, int, int]:
             f"(this fastgate reads format {FORMAT_VERSION})"
         )
     for lineno, line in enumerate(lines[1:], start=2):
-        _apply_line(tables, line, path, lineno)
-    return tables, end, torn
+        _apply_line(tables, deadlines, line, path, lineno)
+    drop_expired(tables, deadlines, time.time() if now is None else now)
+    return tables, deadlines, end, torn
+
+
+def drop_expired(tables: Tables, deadlines: Deadlines, now: float) -> list[tuple[str, str]]:
+    """Remove from ``tables`` (and ``deadlines``) every record whose deadline is
+    not after ``now``; the (table, key) pairs removed."""
+    gone = []
+    for name, table_deadlines in deadlines.items():
+        expired = [key for key, deadline in table_deadlines.items() if deadline <= now]
+        for key in expired:
+            del table_deadlines[key]
+            tables.get(name, {}).pop(key, None)
+            gone.append((name, key))
+    return gone
 
 
 def _fsync_dir(path: str) -> None:
@@ -174,9 +213,10 @@ class Journal:
     """The on-disk log of a set of tables; see the module docstring.
 
     Use: ``tables = journal.open()`` (once, synchronously), then for every
-    change already applied to ``tables``: ``await journal.append(line, delta)``
-    where ``delta`` is how the size of the live data changed. Finally
-    ``await journal.close()``.
+    change already applied to ``tables`` (and to :attr:`deadlines`, the
+    records' deadlines, which the owner keeps up to date the same way):
+    ``await journal.append(line, delta)`` where ``delta`` is how the size of
+    the live data changed. Finally ``await journal.close()``.
     """
 
     def __init__(
@@ -192,6 +232,7 @@ class Journal:
         self.compactions = 0
         self._fd = -1
         self._tables: Tables = {}
+        self._deadlines: Deadlines = {}
         self._file_size = 0  # bytes on disk once the write in progress completes
         self._live_bytes = 0  # size a snapshot of the tables would have
         self._pending: list[bytes] = []
@@ -209,13 +250,14 @@ class Journal:
         """Load (or create) the journal, lock it and prepare to append.
 
         Returns the live tables, which the owner then mutates in place before
-        each :meth:`append`. Raises StoreError.
+        each :meth:`append` (records already past their deadline are not in
+        them; see :attr:`deadlines`). Raises StoreError.
         """
         directory = os.path.dirname(self.path) or "."
         if not os.path.isdir(directory):
             raise StoreError(f"storage.path: directory {directory} does not exist")
         try:
-            tables, good, torn = self._open_locked()
+            tables, deadlines, good, torn = self._open_locked()
             if good == 0:
                 # New (or only a torn header): start from an empty snapshot.
                 old = self._fd
@@ -239,8 +281,9 @@ class Journal:
             self._close_fd()
             raise
         self._tables = tables
+        self._deadlines = deadlines
         self._live_bytes = len(HEADER) + sum(
-            len(encode_set(name, key, value))
+            len(encode_set(name, key, value, deadlines.get(name, {}).get(key, 0.0)))
             for name, table in tables.items()
             for key, value in table.items()
         )
@@ -250,7 +293,13 @@ class Journal:
         self._pid = os.getpid()
         return tables
 
-    def _open_locked(self) -> tuple[Tables, int, int]:
+    @property
+    def deadlines(self) -> Deadlines:
+        """The deadlines of the records that have one, as loaded by :meth:`open`
+        (the owner keeps them up to date, as it does the tables)."""
+        return self._deadlines
+
+    def _open_locked(self) -> tuple[Tables, Deadlines, int, int]:
         """Open and lock the file at ``self.path`` (created empty if missing), then load it."""
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -338,7 +387,8 @@ class Journal:
             # The snapshot already contains this batch's changes (they are in
             # the tables); copying the dicts is cheap and lets the thread encode.
             tables = {name: dict(table) for name, table in self._tables.items() if table}
-            done = loop.run_in_executor(self._executor, self._compact_sync, tables)
+            deadlines = {name: dict(d) for name, d in self._deadlines.items() if d}
+            done = loop.run_in_executor(self._executor, self._compact_sync, tables, deadlines)
         else:
             done = loop.run_in_executor(self._executor, self._append_sync, data, size_after)
         done.add_done_callback(lambda f: self._flushed(f, waiters))
@@ -374,16 +424,21 @@ class Journal:
         os.fsync(self._fd)
         return size_after
 
-    def _compact_sync(self, tables: Mapping[str, Mapping[str, bytes]]) -> int:
-        fd, size = self._write_snapshot_sync(tables)
+    def _compact_sync(self, tables: Mapping[str, Mapping[str, bytes]],
+                      deadlines: Mapping[str, Mapping[str, float]]) -> int:
+        fd, size = self._write_snapshot_sync(tables, deadlines)
         old, self._fd = self._fd, fd
         os.close(old)
         self.compactions += 1
         log.info("%s: compacted the journal to %d bytes", self.path, size)
         return size
 
-    def _write_snapshot_sync(self, tables: Mapping[str, Mapping[str, bytes]]) -> tuple[int, int]:
-        """Write ``tables`` as a new journal replacing the file.
+    def _write_snapshot_sync(
+        self,
+        tables: Mapping[str, Mapping[str, bytes]],
+        deadlines: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> tuple[int, int]:
+        """Write ``tables`` (with their ``deadlines``) as a new journal replacing the file.
 
         Returns the new file's descriptor (locked, in append mode) and its size.
         """
@@ -398,8 +453,9 @@ class Journal:
             chunk: list[bytes] = [HEADER]
             size = len(HEADER)
             for name, table in tables.items():
+                table_deadlines = (deadlines or {}).get(name, {})
                 for key, value in table.items():
-                    line = encode_set(name, key, value)
+                    line = encode_set(name, key, value, table_deadlines.get(key, 0.0))
                     chunk.append(line)
                     size += len(line)
                     if len(chunk) >= 4096:

@@ -2,7 +2,14 @@
 
 Key names follow Tyk so that an existing Tyk Redis is readable:
 
-* sessions: ``apikey-<storage key>``, a plain string holding the session JSON;
+* sessions: ``apikey-<storage key>``, a plain string holding the session JSON,
+  with a TTL (``PX``) when the key has a lifetime, as Tyk sets one;
+* session deadlines: the sorted set ``fastgate-session-deadlines`` (member:
+  storage key, score: unix ms when its record expires), which a sweep on every
+  store reads every ``sweep_interval`` seconds to publish a ``"session"``
+  event once the record is gone -- Redis drops the record itself, silently,
+  and every gateway's cache must forget it too;
+* organisation sessions: ``orgkey.<org id>``, as Tyk's org store (not hashed);
 * policies managed through the REST API: the hash ``fastgate-policies``
   (field: policy id, value: policy JSON);
 * notifications: pub/sub channel ``fastgate-events``, message ``event:payload``;
@@ -39,9 +46,11 @@ the subscribers, because notifications sent while it was away are lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -56,7 +65,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fastgate.config import StorageConfig
 from fastgate.storage import scripts
-from fastgate.storage.base import EVENT_RESYNC, Store, StoreError, check_event, check_value
+from fastgate.storage.base import (
+    EVENT_RESYNC,
+    EVENT_SESSION,
+    Store,
+    StoreError,
+    check_event,
+    check_value,
+)
 from fastgate.storage.pipe import Pipe, ReplyError, encode
 from fastgate.storage.scripts import LuaScript
 
@@ -73,9 +89,11 @@ else:
 __all__ = [
     "DEFAULT_TIMEOUT",
     "EVENTS_CHANNEL",
+    "ORG_PREFIX",
     "POLICIES_KEY",
     "QUOTA_PREFIX",
     "RATE_LIMIT_PREFIX",
+    "SESSION_DEADLINES_KEY",
     "SESSION_PREFIX",
     "WORKERS_KEY",
     "RedisStore",
@@ -85,6 +103,8 @@ __all__ = [
 log = logging.getLogger("fastgate.storage")
 
 SESSION_PREFIX = "apikey-"
+SESSION_DEADLINES_KEY = "fastgate-session-deadlines"
+ORG_PREFIX = "orgkey."
 POLICIES_KEY = "fastgate-policies"
 EVENTS_CHANNEL = "fastgate-events"
 RATE_LIMIT_PREFIX = "rl-"
@@ -98,6 +118,7 @@ RECONNECT_MIN_DELAY = 0.05
 RECONNECT_MAX_DELAY = 1.0
 SCAN_COUNT = 1000
 MAX_BATCH = 500  # session lookups per MGET / pipeline, script calls per pipeline
+DEFAULT_SWEEP_INTERVAL = 1.0  # seconds between two looks for sessions whose lifetime ended
 
 _INF = float("inf")
 _UNLIMITED_RATE = (True, -1, 0.0, 0.0)
@@ -141,6 +162,8 @@ class RedisStore(Store):
     the notification connection may stay silent before it is PINGed.
     ``max_in_flight``: commands sent at once; more wait for a free slot (within
     their timeout) instead of opening ever more connections.
+    ``sweep_interval``: seconds between two looks for sessions whose lifetime
+    ended (their ``"session"`` events are published that much late at most).
     """
 
     def __init__(
@@ -150,10 +173,16 @@ class RedisStore(Store):
         timeout: float = DEFAULT_TIMEOUT,
         ping_interval: float = DEFAULT_PING_INTERVAL,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
     ) -> None:
         super().__init__()
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if sweep_interval <= 0:
+            raise ValueError("sweep_interval must be positive")
+        self._sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
+        self._sweep_failing = False
         self._config = config
         self._timeout = timeout
         self._ping_interval = ping_interval
@@ -264,13 +293,18 @@ class RedisStore(Store):
         except BaseException:
             await self._close_client()
             raise
-        self._listener = asyncio.get_running_loop().create_task(
-            self._listen(*sub), name="fastgate-store-listener"
-        )
+        loop = asyncio.get_running_loop()
+        self._listener = loop.create_task(self._listen(*sub), name="fastgate-store-listener")
+        self._sweeper = loop.create_task(self._sweep_forever(), name="fastgate-store-sweeper")
 
     async def close(self) -> None:
         """Stop the listener, let calls in flight finish (each is bounded), disconnect."""
         self._closing = True
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         while self._gets or self._calls or self._fetches:  # lookups and calls accepted
             if self._gets or self._calls:
                 await asyncio.sleep(0)  # their flush runs in this loop iteration
@@ -375,18 +409,82 @@ class RedisStore(Store):
             if not fut.done():
                 fut.set_result(value)
 
-    async def set_session(self, key: str, value: bytes) -> None:
+    async def set_session(self, key: str, value: bytes, ttl: float = 0) -> None:
         check_value(value)
-        await self.execute("SET", self.client.set(SESSION_PREFIX + key, value))
+        if not ttl > 0:
+            # A plain SET also drops a TTL the record had.
+            await self.execute("SET", self.client.set(SESSION_PREFIX + key, value))
+            return
+        ms = max(1, math.ceil(ttl * 1000))
+        await self.execute("SET", self.client.set(SESSION_PREFIX + key, value, px=ms))
+        # After the SET, so that the deadline filed is never before Redis drops it.
+        await self._call(scripts.SESSION_DEADLINE, SESSION_DEADLINES_KEY, (key, ms))
+
+    async def sweep(self) -> list[str]:
+        """Publish a ``"session"`` event for every session whose lifetime ended
+        (its record is gone); the storage keys.  Raises StoreError.
+
+        Every store sharing the data sweeps; the script hands each deadline
+        to one of them.  A record still there when its deadline comes (a
+        cluster node's clock ahead of another's, or written again since with
+        a new lifetime) is filed again with its remaining TTL; one kept
+        without a TTL needs nothing (whoever wrote it published its event).
+        """
+        gone: list[str] = []
+        while True:
+            due = await self._call(scripts.SESSIONS_DUE, SESSION_DEADLINES_KEY, (MAX_BATCH,))
+            if not due:
+                return gone
+            keys = [_decode(member) for member in due]
+            ttls = await self._pttls([SESSION_PREFIX + key for key in keys])
+            for key, ttl_ms in zip(keys, ttls, strict=True):
+                if ttl_ms == -2:  # the record is gone
+                    await self.publish(EVENT_SESSION, key)
+                    gone.append(key)
+                elif ttl_ms > 0:
+                    await self._call(scripts.SESSION_DEADLINE, SESSION_DEADLINES_KEY,
+                                     (key, ttl_ms))
+            if len(due) < MAX_BATCH:
+                return gone
+
+    async def _pttls(self, names: list[str]) -> list[int]:
+        client = self.client
+        if len(names) == 1:
+            return [int(await self.execute("PTTL", client.pttl(names[0])))]
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.pttl(name)
+        replies: list[Any] = await self.execute("PTTL (pipeline)", pipe.execute())
+        return [int(reply) for reply in replies]
+
+    async def _sweep_forever(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self._sweep_interval)
+            if self._closing:
+                return
+            try:
+                await self.sweep()
+            except StoreError as exc:
+                if not self._sweep_failing:  # once per outage, not every second
+                    log.warning("%s: looking for sessions whose lifetime ended failed: %s",
+                                self._where, exc)
+                self._sweep_failing = True
+            else:
+                self._sweep_failing = False
 
     async def delete_session(self, key: str) -> bool:
         deleted: int = await self.execute("DEL", self.client.delete(SESSION_PREFIX + key))
         return deleted > 0
 
     async def list_sessions(self) -> list[str]:
+        return await self._scan_prefix(SESSION_PREFIX)
+
+    async def _scan_prefix(self, prefix: str) -> list[str]:
+        """Every key starting with ``prefix``, without it (SCAN, every master of a cluster)."""
         client = self.client
-        prefix = len(SESSION_PREFIX)
-        pattern = SESSION_PREFIX + "*"
+        length = len(prefix)
+        # Glob characters in the prefix itself are matched literally.
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
         keys: list[str] = []
         if isinstance(client, RedisCluster):
             # Every master holds its own slots: scan each one to the end.
@@ -398,7 +496,7 @@ class RedisStore(Store):
                         "SCAN",
                         client.scan(cursor, match=pattern, count=SCAN_COUNT, target_nodes=node),
                     )
-                    keys.extend(_decode(k)[prefix:] for k in batch)
+                    keys.extend(_decode(k)[length:] for k in batch)
                     cursor = cursors[node.name]
                     if not cursor:
                         break
@@ -408,11 +506,26 @@ class RedisStore(Store):
                 cursor, batch = await self.execute(
                     "SCAN", client.scan(cursor, match=pattern, count=SCAN_COUNT)
                 )
-                keys.extend(_decode(k)[prefix:] for k in batch)
+                keys.extend(_decode(k)[length:] for k in batch)
                 if not cursor:
                     break
         # SCAN may return a key twice (rehashing while iterating).
         return list(dict.fromkeys(keys))
+
+    async def get_org_session(self, org_id: str) -> bytes | None:
+        value: bytes | None = await self.execute("GET", self.client.get(ORG_PREFIX + org_id))
+        return value
+
+    async def set_org_session(self, org_id: str, value: bytes) -> None:
+        check_value(value)
+        await self.execute("SET", self.client.set(ORG_PREFIX + org_id, value))
+
+    async def delete_org_session(self, org_id: str) -> bool:
+        deleted: int = await self.execute("DEL", self.client.delete(ORG_PREFIX + org_id))
+        return deleted > 0
+
+    async def list_org_sessions(self) -> list[str]:
+        return await self._scan_prefix(ORG_PREFIX)
 
     async def get_policies(self) -> dict[str, bytes]:
         raw: dict[bytes, bytes] = await self.execute("HGETALL", self.client.hgetall(POLICIES_KEY))
@@ -693,8 +806,11 @@ class RedisStore(Store):
         command = "EVALSHA" if by_sha else "EVAL"
         if len(batch) == 1:
             script, key, args, _ = batch[0]
-            call = (client.evalsha(script.sha, 1, key, *args) if by_sha
-                    else client.eval(script.source, 1, key, *args))
+            # Made only once execute() runs it: a call refused before it starts
+            # (the store closing) leaves no coroutine that was never awaited.
+            def call() -> Awaitable[Any]:
+                return (client.evalsha(script.sha, 1, key, *args) if by_sha
+                        else client.eval(script.source, 1, key, *args))
             return [await self.execute(command, _reply_or_error(call), timeout=timeout)]
         pipe = client.pipeline(transaction=False)
         for script, key, args, _ in batch:
@@ -778,10 +894,10 @@ class RedisStore(Store):
                 dispatch(event, payload)
 
 
-async def _reply_or_error(call: Awaitable[Any]) -> Any:
-    """The reply of ``call``, or the NOSCRIPT error it raised (other failures raise)."""
+async def _reply_or_error(call: Callable[[], Awaitable[Any]]) -> Any:
+    """The reply of ``call()``, or the NOSCRIPT error it raised (other failures raise)."""
     try:
-        return await call
+        return await call()
     except NoScriptError as exc:
         return exc
 

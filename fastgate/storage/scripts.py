@@ -16,7 +16,15 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["ALL", "LIMITS", "WORKERS_COUNT", "WORKERS_REGISTER", "LuaScript"]
+__all__ = [
+    "ALL",
+    "LIMITS",
+    "SESSIONS_DUE",
+    "SESSION_DEADLINE",
+    "WORKERS_COUNT",
+    "WORKERS_REGISTER",
+    "LuaScript",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,4 +45,6 @@ class LuaScript:
 LIMITS = LuaScript.load("limits")
 WORKERS_REGISTER = LuaScript.load("workers_register")
 WORKERS_COUNT = LuaScript.load("workers_count")
-ALL = (LIMITS, WORKERS_REGISTER, WORKERS_COUNT)
+SESSION_DEADLINE = LuaScript.load("session_deadline")
+SESSIONS_DUE = LuaScript.load("sessions_due")
+ALL = (LIMITS, WORKERS_REGISTER, WORKERS_COUNT, SESSION_DEADLINE, SESSIONS_DUE)

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import pytest
+import requests
 
 from fastgate.cli_keys import add_keys_parser, url_for
 
@@ -40,7 +41,7 @@ class Cli:
 @pytest.fixture
 def gw(gateway_factory: Any, make_api: Any, echo: Any, storage: dict[str, Any]) -> Any:
     return gateway_factory([make_api("p", "/p/", echo.base_url, use_keyless=False, org_id="")],
-                           storage=storage)
+                           storage=storage, enable_hashed_keys_listing=True)
 
 
 @pytest.fixture
@@ -115,7 +116,8 @@ def test_secret_from_environment_and_config(gw: Any, capsys: pytest.CaptureFixtu
     (["list", "--secret", "wrong"], 1,
      "403: Attempted administrative access with invalid or missing key!"),
     (["list"], 2, "no gateway secret"),
-    (["create", "--rate", "5"], 2, "--rate and --per go together"),
+    (["create", "--rate", "5"], 2, "--rate needs --per (or a per in --data)"),
+    (["create", "--per", "5"], 2, "--per needs --rate (or a rate in --data)"),
     (["delete", "nope-key"], 1, "404: There is no such key found"),
     (["create", "--key", "ab"], 1, "custom key ID length 2 is less than min_token_length"),
 ])
@@ -159,3 +161,88 @@ def test_unreachable_gateway(capsys: pytest.CaptureFixture[str], free_port: Any)
 ])
 def test_url_for(address: str, port: int, url: str) -> None:
     assert url_for(address, port) == url
+
+
+# ----------------------------------------------------------------------------- the key's org
+
+
+@pytest.fixture
+def org_gw(gateway_factory: Any, make_api: Any, echo: Any, storage: dict[str, Any]) -> Any:
+    apis = [make_api("acme-api", "/acme/", echo.base_url, use_keyless=False,
+                     use_basic_auth=True, org_id="acme"),
+            make_api("other-api", "/other/", echo.base_url, use_keyless=False,
+                     org_id="other")]
+    return gateway_factory(apis, storage=storage, hash_key_function="murmur64",
+                           enable_hashed_keys_listing=True)
+
+
+def test_a_basic_auth_user_gets_the_org_of_its_api(org_gw: Any,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = Cli(org_gw, capsys)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret:pw\n"))
+    code, _created, err = cli("create", "--key", "alice", "--password-stdin", "--api",
+                              "acme-api")
+    assert (code, err) == (0, "")
+    code, session, err = cli("get", "alice")  # no --org: the gateway finds acme's alice
+    assert (code, err) == (0, "")
+    assert session["org_id"] == "acme"
+    ok = requests.get(org_gw.url("/acme/x"), auth=("alice", "s3cret:pw"), timeout=10)
+    assert ok.status_code == 200, ok.text
+
+
+def test_the_org_given_wins(org_gw: Any, capsys: pytest.CaptureFixture[str],
+                            tmp_path: Any) -> None:
+    cli = Cli(org_gw, capsys)
+    code, _, _ = cli("create", "--key", "key-org-x", "--api", "acme-api", "--org", "x")
+    assert code == 0
+    assert cli("get", "key-org-x", "--org", "x")[1]["org_id"] == "x"
+    data = tmp_path / "session.json"
+    data.write_text(json.dumps({"org_id": "from-data"}))
+    code, _, _ = cli("create", "--key", "key-org-d", "--api", "acme-api", "--data", str(data))
+    assert code == 0
+    assert cli("get", "key-org-d", "--org", "from-data")[1]["org_id"] == "from-data"
+
+
+def test_the_org_of_a_policy(org_gw: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    rest = RestClient(org_gw)
+    rights = {"other-api": {"api_id": "other-api", "versions": ["Default"]}}
+    assert rest("POST", "/tyk/policies", {"id": "other-pol", "org_id": "other",
+                                          "access_rights": rights}).status_code == 200
+    cli = Cli(org_gw, capsys)
+    code, _created, err = cli("create", "--key", "pol-key-1", "--policy", "other-pol")
+    assert (code, err) == (0, "")
+    assert cli("get", "pol-key-1")[1]["org_id"] == "other"
+    assert requests.get(org_gw.url("/other/x"), headers={"Authorization": "pol-key-1"},
+                        timeout=10).status_code == 200
+
+
+def test_apis_of_different_orgs_need_org(org_gw: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    cli = Cli(org_gw, capsys)
+    code, out, err = cli("create", "--api", "acme-api", "--api", "other-api")
+    assert (code, out) == (2, None)
+    assert "--api: acme-api (acme), other-api (other) belong to different organisations" in err
+    assert RestClient(org_gw)("GET", "/tyk/keys").json() == {"keys": []}  # nothing sent
+
+
+# ----------------------------------------------------------------------------- --data and flags
+
+
+def test_flags_override_the_body_one_field_at_a_time(cli: Cli, gw: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(
+        {"rate": 5, "per": 10, "meta_data": {"team": "a"}, "access_rights": RIGHTS})))
+    code, _created, err = cli("create", "--key", "data-key-1", "--data", "-", "--rate", "50")
+    assert (code, err) == (0, "")
+    session = cli("get", "data-key-1")[1]
+    assert (session["rate"], session["per"], session["meta_data"]) == (50, 10, {"team": "a"})
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps({"rate": 5, "per": 10,
+                                                              "access_rights": RIGHTS})))
+    assert cli("create", "--key", "data-key-2", "--data", "-", "--per", "30")[0] == 0
+    session = cli("get", "data-key-2")[1]
+    assert (session["rate"], session["per"]) == (5, 30)
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps({"per": 0})))
+    code, out, err = cli("create", "--data", "-", "--rate", "5")
+    assert (code, out) == (2, None) and "--rate needs --per" in err

@@ -215,7 +215,7 @@ def test_get_by_hash_without_hashing(admin_factory: Any) -> None:
 
 @pytest.mark.parametrize("hash_keys", [True, False])
 def test_list_keys(admin_factory: Any, hash_keys: bool) -> None:
-    env = admin_factory(hash_keys=hash_keys)
+    env = admin_factory(hash_keys=hash_keys, enable_hashed_keys_listing=True)
     keys = [env.call("POST", "/tyk/keys/create", SESSION).json["key"] for _ in range(3)]
     env.call("POST", "/tyk/keys/other-key", {"access_rights": {"b": {"api_id": "b"}}})
     reply = env.call("GET", "/tyk/keys")
@@ -427,7 +427,7 @@ def test_basic_auth_delete_by_user_name(admin_factory: Any) -> None:
 
 @pytest.mark.parametrize("store_backend", ["redis"], indirect=True)
 def test_store_unavailable_is_503(admin_factory: Any, redis_server: Any) -> None:
-    env = admin_factory()
+    env = admin_factory(enable_hashed_keys_listing=True)
     redis_server.stop()
     try:
         for method, path in [("GET", "/tyk/keys/abc"), ("POST", "/tyk/keys/create"),

@@ -27,7 +27,7 @@ def gw(gateway_factory: Any, make_api: Any, echo: Any, storage: dict[str, Any]) 
     apis = [make_api("p", "/p/", echo.base_url, use_keyless=False, org_id=""),
             make_api("b", "/b/", echo.base_url, use_keyless=False, use_basic_auth=True,
                      org_id="")]
-    return gateway_factory(apis, storage=storage)
+    return gateway_factory(apis, storage=storage, enable_hashed_keys_listing=True)
 
 
 def test_key_lifecycle_through_the_proxy(gw: Any) -> None:

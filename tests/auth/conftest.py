@@ -18,7 +18,8 @@ def storage(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 def session(api_ids: tuple[str, ...] = (), **fields: Any) -> dict[str, Any]:
-    """A Tyk session object granting ``api_ids`` (all APIs when empty)."""
+    """A Tyk session object granting ``api_ids`` (none: a master key, all APIs,
+    which the gateway refuses to create unless ``allow_master_keys``)."""
     rights = {
         api_id: {"api_id": api_id, "api_name": api_id, "versions": ["Default"]}
         for api_id in api_ids

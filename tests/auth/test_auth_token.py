@@ -1,5 +1,5 @@
 """Auth token (standard auth), expiry, inactive keys and access rights: status
-and message pairs from reference/tyk-behaviour.md, on the memory store and on
+and message pairs Tyk answers with, on the memory store and on
 a real Redis."""
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import requests
+
+from fastgate.session import storage_key
 
 from .conftest import session
 
@@ -51,11 +53,11 @@ def gw(gateway_factory, make_api, echo, storage):
 
 
 KEYS = {
-    "goodkey1": session(),
+    "goodkey1": session(("p", "param", "cookie", "strip")),
     "onlyq123": session(("q",)),
-    "expired1": session(expires=int(time.time()) - 60),
-    "future01": session(expires=int(time.time()) + 3600),
-    "inactive": session(is_inactive=True),
+    "expired1": session(("p",), expires=int(time.time()) - 60),
+    "future01": session(("p",), expires=int(time.time()) + 3600),
+    "inactive": session(("p",), is_inactive=True),
     "urls0001": session(("p",), access_rights={"p": {
         "api_id": "p", "api_name": "p", "versions": ["Default"],
         "allowed_urls": [{"url": "^/p/orders(/.*)?$", "methods": ["GET"]}]}}),
@@ -157,13 +159,13 @@ def test_changed_key_applies_at_once(gw, admin_for):
     admin.add_key("goodkey1", KEYS["goodkey1"])
     headers = {"Authorization": "goodkey1"}
     check(requests.get(gw.url("/p/x"), headers=headers, timeout=10), OK)
-    admin.update_key("goodkey1", session(is_inactive=True))
+    admin.update_key("goodkey1", session(("p",), is_inactive=True))
     check(requests.get(gw.url("/p/x"), headers=headers, timeout=10), INACTIVE)
     # A key created after a request for it was refused works at once (the
     # refusal is cached as "absent" until the key is created).
     check(requests.get(gw.url("/p/x"), headers={"Authorization": "latekey1"}, timeout=10),
           DISALLOWED)
-    admin.add_key("latekey1", session())
+    admin.add_key("latekey1", session(("p",)))
     check(requests.get(gw.url("/p/x"), headers={"Authorization": "latekey1"}, timeout=10), OK)
 
 
@@ -181,3 +183,55 @@ def test_policy_grants_and_revokes_access_at_once(gw, admin_for):
                                                        "versions": ["Default"]}}})
     check(requests.get(gw.url("/p/x"), headers=headers, timeout=10), OK)
     check(requests.get(gw.url("/q/x"), headers=headers, timeout=10), DISALLOWED)
+
+
+# ----------------------------------------------------------------------------- Tyk's key names
+
+
+@pytest.mark.parametrize("function", ["", "murmur64"])
+def test_custom_key_of_an_org_works_by_its_name(gateway_factory, make_api, echo, storage,
+                                                admin_for, function):
+    """POST /tyk/keys/{key} files the key under generateToken(org, key), as Tyk;
+    the auth-token lookup tries that name first, so the name given works."""
+    gw = gateway_factory([protected_api(make_api, echo, org_id="acme")], storage=storage,
+                         hash_key_function=function)
+    reply = admin_for(gw).add_key("named-key-1", session(("p",), org_id="acme"))
+    assert reply["key"] != "named-key-1"  # stored under Tyk's name for it
+    for credential in ("named-key-1", reply["key"]):
+        check(requests.get(gw.url("/p/x"), headers={"Authorization": credential}, timeout=10),
+              OK)
+    check(requests.get(gw.url("/p/x"), headers={"Authorization": "named-key-2"}, timeout=10),
+          DISALLOWED)
+
+
+def test_a_basic_auth_users_name_is_not_a_token(gateway_factory, make_api, echo, storage,
+                                                admin_for):
+    """Tyk finds the Basic-auth user "alice" for the token "alice" and lets it in
+    without the password; fastgate refuses."""
+    gw = gateway_factory([protected_api(make_api, echo, org_id="acme"),
+                          protected_api(make_api, echo, "b", "/b/", org_id="acme",
+                                        use_basic_auth=True)],
+                         storage=storage, hash_key_function="murmur64")
+    admin_for(gw).add_key("alice", session(("p", "b"), org_id="acme",
+                                           basic_auth_data={"password": "pw-alice-1"}))
+    check(requests.get(gw.url("/b/x"), auth=("alice", "pw-alice-1"), timeout=10), OK)
+    check(requests.get(gw.url("/p/x"), headers={"Authorization": "alice"}, timeout=10),
+          DISALLOWED)
+    # A token key stored under the name as given is still found, after the user.
+    skey = storage_key("alice", hash_keys=True, hash_key_function="murmur64")
+    stored = admin_for(gw).call("POST", f"/tyk/keys/{skey}?hashed=1", session(("p",)))
+    assert stored.status_code == 200, stored.text
+    check(requests.get(gw.url("/p/x"), headers={"Authorization": "alice"}, timeout=10), OK)
+
+
+def test_the_token_name_is_tried_before_the_name_given(gateway_factory, make_api, echo,
+                                                       storage, admin_for):
+    """Both names stored: Tyk's SessionDetail order, generateToken(org, key) first."""
+    gw = gateway_factory([protected_api(make_api, echo, org_id="acme")], storage=storage)
+    admin = admin_for(gw)
+    admin.add_key("both-key", session(("p",), is_inactive=True))   # stored as "both-key"
+    admin.add_key("both-key", session(("p",), org_id="acme"))      # stored as "acmeboth-key"
+    check(requests.get(gw.url("/p/x"), headers={"Authorization": "both-key"}, timeout=10), OK)
+    admin.delete_key("acmeboth-key")
+    check(requests.get(gw.url("/p/x"), headers={"Authorization": "both-key"}, timeout=10),
+          INACTIVE)

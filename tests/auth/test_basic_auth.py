@@ -108,8 +108,11 @@ def test_bcrypt_runs_once_for_repeated_requests(monkeypatch):
     import fastgate.auth.basic_auth as basic_auth_module
     from fastgate.apidef import parse_api_definition
     from fastgate.config import parse_gateway_config
-    from fastgate.middleware.sessions import SessionCache
+    from fastgate.limits import Limiter
+    from fastgate.outbound import HttpClient
+    from fastgate.services import Services
     from fastgate.session.basic import hash_password
+    from fastgate.session.cache import SessionCache
     from fastgate.storage.memory import MemoryStore
 
     calls = []
@@ -126,12 +129,8 @@ def test_bcrypt_runs_once_for_repeated_requests(monkeypatch):
     config = parse_gateway_config({"secret": "s", "app_path": "."}, "/tmp/gw.json")
     store = MemoryStore(None)
 
-    class Gateway:
-        pass
-
-    gateway: Any = Gateway()
-    gateway.config = config
-    gateway.sessions = SessionCache(store, lambda: {})
+    services = Services(config=config, store=store, sessions=SessionCache(store, lambda: {}),
+                        limiter=Limiter(config, store), http=HttpClient(), policies=dict)
 
     async def scenario() -> list[Any]:
         await store.start()
@@ -144,7 +143,8 @@ def test_bcrypt_runs_once_for_repeated_requests(monkeypatch):
         await store.set_session(skey, (
             b'{"basic_auth_data": {"password": "%s", "hash_type": "bcrypt"}}'
             % hash_password("s3cret").encode()))
-        middleware = basic_auth_module.BasicAuth(spec, gateway)
+        middleware = basic_auth_module.BasicAuth(spec, spec.auth_settings("basic_auth"),
+                                                 services)
         outcomes = []
         for password in ["s3cret"] * 20 + ["wrong"]:
             token = base64.b64encode(b"alice:" + password.encode())

@@ -22,9 +22,9 @@ def test_keys_and_policies_survive_a_restart(gateway_factory, make_api, echo, ad
     admin.put_policy("only-q", {"id": "only-q", "rate": 5, "per": 1, "quota_max": -1,
                                 "access_rights": {"q": {"api_id": "q", "api_name": "q",
                                                         "versions": ["Default"]}}})
-    admin.add_key("keep-me-1", session())
+    admin.add_key("keep-me-1", session(("p",)))
     admin.add_key("pol-key-1", session(apply_policies=["only-q"]))
-    admin.add_key("gone-key-1", session())
+    admin.add_key("gone-key-1", session(("p",)))
     admin.delete_key("gone-key-1")
 
     assert gw.stop() == 0
@@ -54,7 +54,7 @@ def test_kill_9_during_key_creation_leaves_a_loadable_journal(gateway_factory, m
             while not stop.is_set():
                 key = f"burst-key-{index:06d}"
                 try:
-                    resp = client.post(gw.url(f"/tyk/keys/{key}"), json=session(),
+                    resp = client.post(gw.url(f"/tyk/keys/{key}"), json=session(("p",)),
                                        headers=admin.headers, timeout=5)
                 except requests.RequestException:
                     return

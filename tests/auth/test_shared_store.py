@@ -38,7 +38,7 @@ def refused_within(url: str, headers: dict[str, str], seconds: float) -> float:
 
 def test_key_deleted_on_one_is_refused_by_the_other(pair, admin_for):
     one, other = pair
-    admin_for(one).add_key("sharedkey", session())
+    admin_for(one).add_key("sharedkey", session(("p",)))
     headers = {"Authorization": "sharedkey"}
     # The other gateway has the session cached before the delete.
     for _ in range(3):

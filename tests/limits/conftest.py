@@ -23,7 +23,10 @@ def limited_session(rate: float = 0, per: float = 0, quota_max: int = -1,
         "rate": rate, "per": per, "allowance": rate,
         "quota_max": quota_max, "quota_remaining": quota_max,
         "quota_renewal_rate": quota_renewal_rate,
-        "org_id": "", "access_rights": {},
+        "org_id": "",
+        # The tests' protected API is "p" (a key without access rights would
+        # be a master key, refused unless allow_master_keys).
+        "access_rights": {"p": {"api_id": "p", "api_name": "p", "versions": ["Default"]}},
     }
     body.update(fields)
     return body

@@ -9,7 +9,7 @@ import requests
 def test_control_api_port_separates_the_rest_api(gateway_factory, make_api, echo, free_port):
     control = free_port()
     apis = [make_api("a", "/a/", echo.base_url), make_api("t", "/tyk/", echo.base_url)]
-    gw = gateway_factory(apis, control_api_port=control)
+    gw = gateway_factory(apis, control_api_port=control, enable_hashed_keys_listing=True)
     admin = {"X-Tyk-Authorization": gw.secret}
     control_url = f"http://{gw.host}:{control}"
 
@@ -32,7 +32,7 @@ def test_control_api_port_separates_the_rest_api(gateway_factory, make_api, echo
 
 def test_without_control_port_the_rest_api_is_on_the_gateway_port(gateway_factory, make_api,
                                                                   echo):
-    gw = gateway_factory([make_api("a", "/a/", echo.base_url)])
+    gw = gateway_factory([make_api("a", "/a/", echo.base_url)], enable_hashed_keys_listing=True)
     resp = requests.get(gw.url("/tyk/keys"), headers={"X-Tyk-Authorization": gw.secret},
                         timeout=5)
     assert resp.status_code == 200

@@ -103,3 +103,32 @@ def test_two_workers_need_the_redis_store(gateway_factory, make_api, echo):
     code = gw.proc.wait(15)
     assert code != 0
     assert "workers" in gw.logs() and "redis" in gw.logs()
+
+
+def test_workers_stop_when_the_supervisor_is_killed(gateway_factory, make_api, echo,
+                                                    redis_server):
+    """SIGKILL leaves the supervisor no chance to stop its workers: they notice."""
+    gw = gateway_factory(
+        [make_api("a", "/a/", echo.base_url)],
+        workers=2,
+        storage={"type": "redis", "host": redis_server.host, "port": redis_server.port},
+    )
+    gw.expected_exit = None
+    workers = _wait_children(gw.pid, 2)
+    gw.signal(signal.SIGKILL)
+    assert gw.proc is not None
+    gw.proc.wait(5)
+    deadline = time.monotonic() + 10
+    alive = set(workers)
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if _running(pid)}
+        time.sleep(0.1)
+    assert not alive, f"workers {sorted(alive)} outlived their supervisor"
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -13,6 +13,7 @@ from fastgate.session import (
     API_DENIED_MESSAGE,
     RESOURCE_DENIED,
     RESOURCE_DENIED_MESSAGE,
+    SessionError,
     compile_access,
     parse_session,
 )
@@ -227,3 +228,175 @@ def test_check_request_decodes_the_path_only_for_url_rules() -> None:
     assert check_request(rights, "other", "", b"/x", b"GET") == API_DENIED
     assert check_request(compile_access({"access_rights": {}}), "any", "", b"/x",
                          b"GET") == ALLOWED
+
+
+# -- matching modes (Tyk 5.5+): ported from Tyk's tests -------------------------------
+#
+# gateway/mw_granular_access_test.go (TestGranularAccessMiddleware_ProcessRequest),
+# internal/httputil/mux_test.go (TestPreparePathRegexp, TestMatchPaths,
+# TestStripListenPath, TestPreparePathRegexp_FixedOutputs) at TykTechnologies/tyk@31e219be.
+
+TYK_GRANULAR = {"access_rights": {"api": {"allowed_urls": [
+    {"url": "^/valid_path", "methods": ["GET"]},
+    {"url": "^/test/try_valid_path", "methods": ["GET"]},
+]}}}
+
+GRANULAR: list[tuple[bool, str, str, int]] = [
+    # (prefix matching, path, method, verdict); the API listens on "/test"
+    (True, "/test/try_valid_path", "GET", ALLOWED),  # matches the full path
+    (True, "/test/valid_path", "GET", ALLOWED),  # matches the path without /test
+    (True, "/test/valid_path", "POST", RESOURCE_DENIED),
+    (True, "/test/invalid_path", "GET", RESOURCE_DENIED),
+    # Without prefix matching only the full path is tried.
+    (False, "/test/try_valid_path", "GET", ALLOWED),
+    (False, "/test/valid_path", "GET", RESOURCE_DENIED),
+]
+
+
+@pytest.mark.parametrize(("prefix", "path", "method", "verdict"), GRANULAR)
+def test_tyk_granular_access_cases(prefix: bool, path: str, method: str, verdict: int) -> None:
+    from fastgate.session.access import check_request
+
+    rights = compile_access(parse_session(TYK_GRANULAR), prefix_matching=prefix)
+    assert check_request(rights, "api", "", path.encode(), method.encode(), "/test") == verdict
+
+
+TYK_PREPARE: list[tuple[str, bool, bool, str]] = [
+    ("/users*.", True, False, "^/users*."),
+    ("/users", True, False, "^/users"),
+    ("users", True, False, "users"),
+    ("^/test/users", True, False, "^/test/users"),
+    ("/users$", True, False, "^/users$"),
+    ("/users/.*", True, False, "^/users/.*"),
+    ("/users/{id}", True, False, "^/users/([^/]+)"),
+    ("/users/{id}$", True, False, "^/users/([^/]+)$"),
+    ("/users/{id}/profile/{type:[a-zA-Z]+}", True, False, "^/users/([^/]+)/profile/([^/]+)"),
+    ("/static/{path}/assets/{file}", True, False, "^/static/([^/]+)/assets/([^/]+)"),
+    ("/items/{itemID:[0-9]+}/details/{detail}", True, False, "^/items/([^/]+)/details/([^/]+)"),
+    ("/api/v1/users/{userId}/roles/{roleId}", True, False,
+     "^/api/v1/users/([^/]+)/roles/([^/]+)"),
+    ("/users", True, True, "^/users$"),
+    ("/users/{id}", True, True, "^/users/([^/]+)$"),
+    ("users", False, True, "users$"),
+    ("/items/*", True, False, "^/items/.*"),
+]
+
+
+@pytest.mark.parametrize(("url", "prefix", "suffix", "expected"), TYK_PREPARE)
+def test_tyk_prepare_path_regexp(url: str, prefix: bool, suffix: bool, expected: str) -> None:
+    assert prepare_url_pattern(url, prefix=prefix, suffix=suffix) == expected
+
+
+TYK_MATCH_PATHS: list[tuple[str, str, bool]] = [
+    # (url, request path, match) with prefix and suffix matching: exact matches
+    ("/api/v1/users", "/api/v1/users", True),
+    ("/api/v1/users", "/api/v1/admin", False),
+    ("/api/v1/user/\\d+", "/api/v1/user/123", True),
+    ("/api/v1/user/\\d+", "/api/v1/user/abc", False),
+    ("/api/v1/user/{id}", "/api/v1/user/123", True),
+    ("/api/v1/*", "/api/v1/users", True),
+    ("/api/v1/user", "", False),  # an empty path never matches
+    ("/", "/", True),
+    # and what exact matching means beyond Tyk's table
+    ("/api/v1/users", "/api/v1/users/1", False),
+    ("/api/v1/users", "/x/api/v1/users", False),
+]
+
+
+@pytest.mark.parametrize(("url", "path", "match"), TYK_MATCH_PATHS)
+def test_tyk_match_paths(url: str, path: str, match: bool) -> None:
+    session = parse_session({"access_rights": {"a": {"allowed_urls": [
+        {"url": url, "methods": ["GET"]}]}}})
+    rights = compile_access(session, prefix_matching=True, suffix_matching=True)
+    assert rights.check("a", "", path, "GET") == (ALLOWED if match else RESOURCE_DENIED)
+
+
+def test_tyk_match_paths_refusals() -> None:
+    # Tyk skips a pattern that does not compile (it never matches) and never
+    # matches an empty one; fastgate refuses both when the key is written.
+    with pytest.raises(ValueError):
+        compile_access({"access_rights": {"a": {"allowed_urls": [
+            {"url": "/api/v1/[user", "methods": ["GET"]}]}}}, prefix_matching=True)
+    with pytest.raises(SessionError, match="must not be empty"):
+        parse_session({"access_rights": {"a": {"allowed_urls": [
+            {"url": "", "methods": ["GET"]}]}}})
+
+
+@pytest.mark.parametrize(
+    ("listen_path", "path", "stripped"),
+    [
+        ("/listen", "/listen/get", "/get"),
+        ("/listen/", "/listen/get", "/get"),
+        ("listen", "listen/get", "/get"),
+        ("listen/", "listen/get", "/get"),
+        ("/listen/", "/listen/", "/"),
+        ("/listen", "/listen", "/"),
+        ("listen/", "", "/"),
+        ("/listen/", "/other/get", "/other/get"),
+    ],
+)
+def test_tyk_strip_listen_path(listen_path: str, path: str, stripped: str) -> None:
+    from fastgate.session.access import strip_listen_path
+
+    assert strip_listen_path(listen_path, path) == stripped
+
+
+MODES_SESSION = parse_session({"access_rights": {"p": {"allowed_urls": [
+    {"url": "/users", "methods": ["GET"]}]}}})
+
+MODES: list[tuple[str, dict[tuple[bool, bool], int]]] = [
+    # request path (listen path /p/) -> verdict by (prefix, suffix) mode
+    ("/p/users", {(False, False): ALLOWED, (True, False): ALLOWED,
+                  (False, True): ALLOWED, (True, True): ALLOWED}),
+    ("/p/users/42", {(False, False): ALLOWED, (True, False): ALLOWED,
+                     (False, True): RESOURCE_DENIED, (True, True): RESOURCE_DENIED}),
+    ("/p/admin/users", {(False, False): ALLOWED, (True, False): RESOURCE_DENIED,
+                        (False, True): ALLOWED, (True, True): RESOURCE_DENIED}),
+    ("/p/x/users/42", {(False, False): ALLOWED, (True, False): RESOURCE_DENIED,
+                       (False, True): RESOURCE_DENIED, (True, True): RESOURCE_DENIED}),
+    # decoded before matching, as Go's URL.Path
+    ("/p/%75sers", {(False, False): ALLOWED, (True, False): ALLOWED,
+                    (False, True): ALLOWED, (True, True): ALLOWED}),
+]
+
+
+@pytest.mark.parametrize(("path", "verdicts"), MODES, ids=[m[0] for m in MODES])
+@pytest.mark.parametrize("mode", [(False, False), (True, False), (False, True), (True, True)],
+                         ids=["default", "prefix", "suffix", "both"])
+def test_matching_modes(path: str, verdicts: dict[tuple[bool, bool], int],
+                        mode: tuple[bool, bool]) -> None:
+    from fastgate.session.access import check_request
+
+    rights = compile_access(MODES_SESSION).with_matching(*mode)
+    assert check_request(rights, "p", "", path.encode(), b"GET", "/p/") == verdicts[mode]
+    assert check_request(rights, "p", "", path.encode(), b"POST", "/p/") == RESOURCE_DENIED
+
+
+def test_listen_path_with_an_escape_is_stripped_decoded() -> None:
+    from fastgate.session.access import check_request
+
+    rights = compile_access(MODES_SESSION, prefix_matching=True, suffix_matching=True)
+    # SessionChecks passes the listen path decoded ("/caf%C3%A9/" -> "/café/").
+    assert check_request(rights, "p", "", b"/caf%C3%A9/users", b"GET", "/caf\u00e9/") == ALLOWED
+    assert check_request(rights, "p", "", b"/caf%C3%A9/users", b"GET", "") == RESOURCE_DENIED
+
+
+def test_with_matching_compiles_once_per_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = parse_session({"access_rights": {"a": {"allowed_urls": [
+        {"url": "/once-per-mode-[0-9]+", "methods": ["GET"]}]}}})
+    rights = compile_access(session)
+    assert rights.with_matching(False, False) is rights
+    prefixed = rights.with_matching(True, True)
+    assert prefixed is not rights and prefixed.prefix_matching
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(re, "compile", boom)
+    # The same compiled rights every time: no compilation on the request path.
+    assert rights.with_matching(True, True) is prefixed
+    assert prefixed.check("a", "", "/a/once-per-mode-7", "GET",
+                          stripped_path="/once-per-mode-7") == ALLOWED
+    assert prefixed.check("a", "", "/a/once-per-mode-7/x", "GET",
+                          stripped_path="/once-per-mode-7/x") == RESOURCE_DENIED
+    assert rights.check("a", "", "/a/once-per-mode-7/x", "GET") == ALLOWED

@@ -225,6 +225,14 @@ def test_memory_store_operations_never_suspend():
     now(store.set_session("k", b"v"))
     assert now(store.get_session("k")) == b"v"
     assert now(store.list_sessions()) == ["k"]
+    now(store.set_session("t", b"w", ttl=60))
+    assert now(store.get_session("t")) == b"w"
+    assert sorted(now(store.list_sessions())) == ["k", "t"]
+    assert now(store.delete_session("t")) is True
+    now(store.set_org_session("o", b"{}"))
+    assert now(store.get_org_session("o")) == b"{}"
+    assert now(store.list_org_sessions()) == ["o"]
+    assert now(store.delete_org_session("o")) is True
     now(store.set_policy("p", b"{}"))
     assert now(store.get_policies()) == {"p": b"{}"}
     assert now(store.delete_policy("p")) is True

@@ -1,0 +1,105 @@
+"""From a credential to the request's identity, written once for every method.
+
+* :class:`KeyNames` -- where a credential's session may be stored: the
+  candidate storage keys, in the order Tyk looks, derived (named and hashed)
+  once per credential and remembered, so the common request hashes nothing.
+* :func:`find_session` -- the first candidate with a usable session: the
+  cached entry at once, or an awaitable when the store must be asked.
+* :class:`Identity` -- the hand-off: the session found becomes the request's
+  ``session`` when the API's ``base_identity_provided_by`` names this method
+  or is unset (then the last method of the chain wins, auth token last, as in
+  Tyk); a method that is not the base identity only proves its key exists,
+  and sets the session only while no other method has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from fastgate.session.cache import CachedSession
+
+if TYPE_CHECKING:
+    from fastgate.apidef.spec import ApiSpec
+    from fastgate.services import Request
+    from fastgate.session.cache import SessionCache
+
+__all__ = ["Found", "Identity", "KeyNames", "find_session"]
+
+#: A session found: (storage key, session); None when there is none.
+Found = tuple[str, CachedSession] | None
+
+#: Remembered credentials at most, per naming (the oldest go first).
+MAX_NAMES = 200_000
+
+
+class KeyNames:
+    """Candidate storage keys per credential, derived once (bounded)."""
+
+    __slots__ = ("_derive", "_max", "_names")
+
+    def __init__(self, derive: Callable[[bytes], tuple[str, ...]], *,
+                 max_entries: int = MAX_NAMES) -> None:
+        self._derive = derive
+        self._max = max_entries
+        self._names: dict[bytes, tuple[str, ...]] = {}
+
+    def of(self, credential: bytes) -> tuple[str, ...]:
+        names = self._names.get(credential)
+        if names is None:
+            names = tuple(dict.fromkeys(self._derive(credential)))  # no key asked twice
+            if len(self._names) >= self._max:
+                del self._names[next(iter(self._names))]
+            self._names[credential] = names
+        return names
+
+
+def find_session(sessions: SessionCache, candidates: tuple[str, ...],
+                 usable: Callable[[CachedSession], bool] | None = None
+                 ) -> Found | Awaitable[Found]:
+    """The first of ``candidates`` whose session exists (and is ``usable``).
+
+    Synchronous while every candidate tried is cached; from the first one the
+    store must be asked, an awaitable of the rest of the search.  Raises (or
+    the awaitable raises) StoreError when the store fails.
+    """
+    for index, skey in enumerate(candidates):
+        found = sessions.lookup(skey)
+        if found is None:
+            continue
+        if not isinstance(found, CachedSession):
+            return _find_from(sessions, candidates, usable, index, found)
+        if usable is None or usable(found):
+            return skey, found
+    return None
+
+
+async def _find_from(sessions: SessionCache, candidates: tuple[str, ...],
+                     usable: Callable[[CachedSession], bool] | None, index: int,
+                     pending: Awaitable[CachedSession | None]) -> Found:
+    found: CachedSession | Awaitable[CachedSession | None] | None = await pending
+    while True:
+        if found is not None:
+            if not isinstance(found, CachedSession):
+                found = await found
+                continue
+            if usable is None or usable(found):
+                return candidates[index], found
+        index += 1
+        if index == len(candidates):
+            return None
+        found = sessions.lookup(candidates[index])
+
+
+class Identity:
+    """Hands a session found by one method to the request (see the module docstring)."""
+
+    __slots__ = ("base",)
+
+    def __init__(self, spec: ApiSpec, identity: str) -> None:
+        #: This method's session drives access rights and limits.
+        self.base = spec.base_identity in ("", identity)
+
+    def accept(self, req: Request, found: tuple[str, CachedSession]) -> None:
+        if self.base or req.session is None:
+            req.session_key, req.session = found

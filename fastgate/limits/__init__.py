@@ -1,0 +1,146 @@
+"""Rate limits and quotas.
+
+Theory of operation
+-------------------
+* **Rate limits** are GCRA (a token bucket with capacity ``rate`` refilled
+  continuously at ``rate/per`` per second): a refused request consumes
+  nothing, so a client hammering over its limit still gets its full share
+  (Tyk's rolling limiter counts refusals, and clients under load never
+  recover).  Two modes (gateway config ``rate_limiter``):
+
+  - ``local``: buckets in worker memory (``fastgate._core.limiter``), no I/O.
+    With the redis store each worker takes ``rate / N``, N being the workers
+    alive on every node (heartbeats in the store, every few seconds), so the
+    total across nodes is the configured rate when traffic spreads evenly —
+    like Tyk's DRL, approximate when it does not.
+  - ``redis``: one atomic Lua script per decision on the Redis server's
+    clock: exact across every node and worker.  The store batches the
+    decisions of one event-loop iteration into one pipeline.
+
+* **Quotas**: ``quota_max`` requests per ``quota_renewal_rate`` seconds; the
+  request numbered ``quota_max + 1`` is the first refused (403 "Quota
+  exceeded"); one atomic script decides and renews (the memory store the same
+  in process).  ``quota_max <= 0`` is unlimited; a renewal rate <= 0 never
+  renews.
+
+* Limits come from the effective session (policies applied): the API's entry
+  in ``access_rights`` when it carries a ``limit`` (``per_api`` policies; its
+  counters are then scoped by ``allowance_scope``), else the session's own
+  ``rate``/``per``/``quota_*``.  The API-wide ``global_rate_limit`` applies to
+  every caller, keyless APIs included (429 "API Rate Limit Exceeded").
+
+* Headers: 429 and the quota 403 carry ``Retry-After`` (seconds) and
+  ``X-RateLimit-Limit/Remaining/Reset`` (Reset: unix time) for the limit that
+  refused; proxied responses carry the quota's values (Tyk's default) or,
+  with ``rate_limit_response_headers: "rate_limits"``, the rate's.
+
+* Store trouble (Redis down or slow): the decision fails within the store's
+  timeout and the request gets 503 — or passes, with ``limits_fail_open``.
+  A decision is never retried, so it is never counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from fastgate._core import limiter as core_limiter
+from fastgate.storage.base import StoreError, run_now
+
+if TYPE_CHECKING:
+    from fastgate.config import GatewayConfig
+    from fastgate.storage.base import Store
+
+__all__ = ["HEARTBEAT", "Decision", "Limiter", "Limits"]
+
+log = logging.getLogger("fastgate.limits")
+
+#: Seconds between worker heartbeats in local mode (the count of workers
+#: sharing a key's rate follows within about this long).
+HEARTBEAT = 5.0
+
+Decision = tuple[bool, int, float, float]  # allowed, remaining, reset_after, retry_after
+#: Decision + (quota_allowed, quota_remaining, renews_at)
+Limits = tuple[bool, int, float, float, bool, int, float]
+
+
+class Limiter:
+    """Where a worker's rate and quota decisions are made (one per gateway)."""
+
+    def __init__(self, config: GatewayConfig, store: Store) -> None:
+        self.store = store
+        self.local = config.rate_limiter == "local"
+        self.rates = core_limiter.RateLimiter()
+        #: Workers sharing each key's rate in local mode (all nodes).
+        self.share = 1
+        self.fail_open = config.limits_fail_open
+        #: The store's coroutines complete without suspending (memory store).
+        self.inline = not self.store.shared
+        #: Rates decided in worker memory, split across the workers sharing a
+        #: redis store ("local" mode); with the memory store the store's own
+        #: in-process limiter decides (the same thing, one process).
+        self.split = self.local and self.store.shared
+        #: The store's callback form of ``limits`` (the Redis store's): no
+        #: Task and no future chain per request.
+        self.limits_with = None if self.split else getattr(self.store, "limits_with", None)
+        self.limits_command = None if self.split else getattr(self.store, "limits_command",
+                                                                None)
+        self.worker_id = uuid.uuid4().hex
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.split:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+
+    def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+
+    async def _beat(self) -> None:
+        while True:
+            try:
+                await self.store.register_worker(self.worker_id, HEARTBEAT * 3)
+                self.share = max(1, await self.store.count_workers())
+            except StoreError as exc:
+                log.warning("worker heartbeat failed (rate share stays %d): %s",
+                            self.share, exc)
+            await asyncio.sleep(HEARTBEAT)
+
+    def rate(self, key: str, rate: float, per: float) -> Decision | Awaitable[Decision]:
+        """A rate-limit decision alone (the API-wide limit)."""
+        if self.split:
+            return self.rates.hit(key, rate / self.share, per, time.monotonic())
+        return self._store_call(self.store.rate_limit(key, rate, per))
+
+    def limits(self, key: str, rate: float, per: float, quota_max: int,
+               renewal: int) -> Limits | Awaitable[Limits]:
+        """A request's rate limit and quota together."""
+        if self.split:
+            return self._split_limits(key, rate, per, quota_max, renewal)
+        return self._store_call(self.store.limits(key, rate, per, quota_max, renewal))
+
+    def _split_limits(self, key: str, rate: float, per: float, quota_max: int,
+                      renewal: int) -> Limits | Awaitable[Limits]:
+        # Local rate, shared quota: the rate is decided first, in memory; a
+        # request then refused by its quota has used a local token (local
+        # mode is approximate by nature).
+        allowed, remaining, reset_after, retry_after = (
+            self.rates.hit(key, rate / self.share, per, time.monotonic())
+            if rate > 0 and per > 0 else (True, -1, 0.0, 0.0))
+        if not allowed or quota_max <= 0:
+            return (allowed, remaining, reset_after, retry_after, True, -1, 0.0)
+        return self._with_quota((allowed, remaining, reset_after, retry_after), key,
+                                quota_max, renewal)
+
+    async def _with_quota(self, rate: Decision, key: str, quota_max: int,
+                          renewal: int) -> Limits:
+        quota_allowed, quota_remaining, renews_at = await self.store.quota(key, quota_max,
+                                                                           renewal)
+        return (*rate, quota_allowed, quota_remaining, renews_at)
+
+    def _store_call(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return run_now(coro) if self.inline else coro

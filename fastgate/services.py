@@ -1,0 +1,130 @@
+"""What a middleware may use, and what it sees of the request.
+
+Every middleware (authentication methods, session checks, limits) is built
+from an API's :class:`~fastgate.apidef.ApiSpec`, its own parsed settings and a
+:class:`Services` object -- never from the gateway itself.  :class:`Services`
+is the whole of what the chain depends on: the gateway configuration (read
+only), the store, the session cache, key naming and hashing, the limiter, the
+clock, and the outbound HTTP client (JWKS, token introspection).
+
+A middleware sees the request as a :class:`Request`
+(:class:`fastgate._core.proxy.Exchange` implements it) and answers an
+:data:`Outcome`: ``None`` (go on), ``bytes`` (a complete response: refused),
+or an awaitable of either when it needs I/O.  :func:`then` chains a step onto
+a value that may or may not be awaitable, so that the synchronous path stays
+free of coroutines (the hot path rule: a Task only when I/O is needed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fastgate import responses
+from fastgate.storage.base import StoreError
+
+if TYPE_CHECKING:
+    from fastgate.config import GatewayConfig
+    from fastgate.limits import Limiter
+    from fastgate.outbound import HttpClient
+    from fastgate.session.cache import CachedSession, SessionCache
+    from fastgate.storage.base import Store
+
+__all__ = ["Outcome", "Request", "Services", "store_unavailable", "then"]
+
+#: What a middleware answers: go on (None), a complete response (refused), or
+#: an awaitable of either.
+Outcome = bytes | None | Awaitable[bytes | None]
+
+
+class Request(Protocol):
+    """What a middleware sees of the request (``fastgate._core.proxy.Exchange``).
+
+    ``method``, ``path`` (percent-encoded, without the query), ``query`` (after
+    the ``?``) and ``client_ip`` are bytes as received.  ``session`` and
+    ``session_key`` are set by the authentication method that establishes the
+    request's identity (:class:`fastgate.auth.identity.Identity`).
+    """
+
+    @property
+    def method(self) -> bytes: ...
+    @property
+    def path(self) -> bytes: ...
+    @property
+    def query(self) -> bytes: ...
+    @property
+    def client_ip(self) -> bytes: ...
+
+    session: CachedSession | None
+    session_key: str | None
+    #: ``Name: value\r\n`` lines added to the upstream's response (limit headers).
+    response_headers: bytes
+
+    def header(self, lname: bytes, /) -> bytes | None:
+        """The first value of the field named ``lname`` (lower case), or None."""
+
+    def remove_header(self, lname: bytes, /) -> None:
+        """Drop every field named ``lname`` from the request forwarded upstream."""
+
+    def add_header(self, name: bytes, value: bytes, /) -> None:
+        """Add a field to the request forwarded upstream."""
+
+    def set_query(self, query: bytes, /) -> None:
+        """Replace the query string forwarded upstream."""
+
+    def read_body(self) -> Awaitable[bytes | None]:
+        """The whole body (None when larger than the proxy buffers); call it
+        from ``process()`` itself, before awaiting anything else."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Services:
+    """Everything a middleware may use (built once per gateway)."""
+
+    config: GatewayConfig
+    store: Store
+    sessions: SessionCache
+    limiter: Limiter
+    http: HttpClient
+    #: The policies in service, by id (they change on reload and through the API).
+    policies: Callable[[], dict[str, dict[str, Any]]]
+    #: Wall-clock time (seconds since the epoch); a test may replace it.
+    clock: Callable[[], float] = field(default=time.time)
+
+    @property
+    def hash_keys(self) -> bool:
+        return self.config.hash_keys
+
+    @property
+    def hash_key_function(self) -> str:
+        return self.config.hash_key_function
+
+
+def store_unavailable(exc: Exception) -> bytes:
+    """The answer when the session store cannot be asked (never a guess either way)."""
+    return responses.error_response(503, f"Session store unavailable: {exc}")
+
+
+def then(value: Any, step: Callable[[Any], Outcome]) -> Outcome:
+    """``step(value)`` now when ``value`` is ready, else an awaitable doing it
+    once ``value`` resolves (awaiting what ``step`` returns, too).
+
+    A StoreError raised while waiting becomes :func:`store_unavailable`'s
+    answer: a middleware never lets the store's failure escape as a 500.
+    """
+    if not hasattr(value, "__await__"):
+        return step(value)
+    return _then(value, step)
+
+
+async def _then(pending: Awaitable[Any], step: Callable[[Any], Outcome]) -> bytes | None:
+    try:
+        value = await pending
+        outcome = step(value)
+        if outcome is None or isinstance(outcome, bytes):
+            return outcome
+        return await outcome
+    except StoreError as exc:
+        return store_unavailable(exc)
