@@ -154,8 +154,12 @@ class AuthToken:
         except StoreError as exc:
             return store_unavailable(exc)
         if found.__class__ is CachedSession:
-            if not _basic_auth_user(found):
-                self._accept(ex, found, skey)
+            # _basic_auth_user and _accept, inlined: this runs per request.
+            data = found.session.get("basic_auth_data")
+            if not (data and data.__class__ is dict and data.get("password")):
+                if self.sets_identity or ex.session is None:
+                    ex.session = found
+                    ex.session_key = skey
                 return None
         elif found is not None:
             return self._wait(ex, key, found, skey, 1)  # type: ignore[arg-type]

@@ -122,4 +122,6 @@ def test_readme_facts() -> None:
     for function in ('`""`', "`murmur32`", "`murmur64`", "`murmur128`", "`sha256`"):
         assert function in row
     assert "../shared/" not in README
+    for linked in re.findall(r"`(docs/[^`]+)`", README):
+        assert (REPO / linked).is_file(), linked  # a clone has what the README points to
     assert "httpbin`" not in section("### Managing keys from the command line")
