@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote_to_bytes
 
+from fastgate import responses
 from fastgate._core import compare
 from fastgate.admin.apis import ApisApi
 from fastgate.admin.cache import CacheApi
@@ -44,11 +45,10 @@ from fastgate.admin.keys import KeysApi
 from fastgate.admin.orgs import OrgKeysApi
 from fastgate.admin.policies import PoliciesApi
 from fastgate.admin.replies import AdminError, error, parse_query
-from fastgate.server import responses
 from fastgate.storage.base import StoreError
 
 if TYPE_CHECKING:
-    from fastgate.server.gateway import Gateway
+    from fastgate.admin.control import Control
 
 log = logging.getLogger("fastgate.admin")
 
@@ -80,7 +80,7 @@ class _Resource(Protocol):
 class AdminApi:
     """Dispatches ``/hello`` and ``/tyk/...`` requests."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Control) -> None:
         self.gateway = gateway
         self.secret = gateway.config.secret.encode()
         self.hello = responses.json_response(200, responses.HELLO_PAYLOAD)

@@ -45,7 +45,7 @@ from fastgate.apidef import ApiSpec, parse_api_definition
 from fastgate.config import ConfigError
 
 if TYPE_CHECKING:
-    from fastgate.server.gateway import Gateway
+    from fastgate.admin.control import Control
 
 log = logging.getLogger("fastgate.admin")
 
@@ -70,7 +70,7 @@ def safe_api_id(api_id: str) -> bool:
 class ApisApi:
     """The ``/tyk/apis`` handlers."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Control) -> None:
         self.gateway = gateway
 
     def _spec(self, api_id: str) -> ApiSpec | None:

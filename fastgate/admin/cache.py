@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fastgate.admin import replies
-from fastgate.middleware.sessions import CachedSession
+from fastgate.session.cache import CachedSession
 
 if TYPE_CHECKING:
-    from fastgate.server.gateway import Gateway
+    from fastgate.admin.control import Control
 
 #: The store event: payload the API id.
 EVENT_API_CACHE = "api-cache"
@@ -30,7 +30,7 @@ INVALIDATED = "cache invalidated"
 class CacheApi:
     """The ``/tyk/cache`` handler, and the event it sends to every worker."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Control) -> None:
         self.gateway = gateway
         gateway.store.subscribe(self._on_event)
 
@@ -45,7 +45,7 @@ class CacheApi:
             forget_api_sessions(self.gateway, payload)
 
 
-def forget_api_sessions(gateway: Gateway, api_id: str) -> int:
+def forget_api_sessions(gateway: Control, api_id: str) -> int:
     """Drop from this worker's session cache every session that may use
     ``api_id``; how many were dropped."""
     cache = gateway.sessions

@@ -117,8 +117,8 @@ from fastgate.session import (
 from fastgate.session.basic import hash_password
 
 if TYPE_CHECKING:
+    from fastgate.admin.control import Control
     from fastgate.apidef import ApiSpec
-    from fastgate.server.gateway import Gateway
 
 #: Sessions read at once when ``?api_id=`` filters a listing.
 _LISTING_BATCH = 100
@@ -136,7 +136,7 @@ class KeysApi:
     """The ``/tyk/keys`` handlers; each returns a complete response or raises
     :class:`AdminError` (or StoreError, answered 503 by the dispatcher)."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Control) -> None:
         self.gateway = gateway
 
     # -- helpers ------------------------------------------------------------------

@@ -39,7 +39,7 @@ from fastgate.admin.replies import AdminError
 from fastgate.session import SessionError, parse_session
 
 if TYPE_CHECKING:
-    from fastgate.server.gateway import Gateway
+    from fastgate.admin.control import Control
 
 ORG_NOT_FOUND = "Org not found"
 NO_API_LOADED = "ORG not found"  # Tyk's spelling for the listing
@@ -49,7 +49,7 @@ REMOVE_FAILED = "Failed to remove the key"
 class OrgKeysApi:
     """The ``/tyk/org/keys`` handlers."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Control) -> None:
         self.gateway = gateway
 
     def _any_api(self) -> bool:

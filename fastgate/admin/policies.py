@@ -34,7 +34,7 @@ from fastgate.config import ConfigError
 from fastgate.policies import validate_policy
 
 if TYPE_CHECKING:
-    from fastgate.server.gateway import Gateway
+    from fastgate.admin.control import Control
 
 NOT_FOUND = "Policy not found"
 INVALID_ID = "Invalid Policy ID: Allowed characters: a-z, A-Z, 0-9, ., _, -, ~"
@@ -51,7 +51,7 @@ _VALID_ID = re.compile(r"[a-zA-Z0-9.\-_~]+")
 class PoliciesApi:
     """The ``/tyk/policies`` handlers."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Control) -> None:
         self.gateway = gateway
 
     async def listing(self) -> bytes:

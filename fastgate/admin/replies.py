@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from fastgate import responses
 from fastgate.config import ConfigError
-from fastgate.server import responses
 
 #: Tyk's message for a body that is not the JSON object expected.
 MALFORMED = "Request malformed"

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastgate.session.cache import CachedSession
 
@@ -54,17 +54,21 @@ class KeyNames:
         return names
 
 
+_NOT_YET: object = object()
+
+
 def find_session(sessions: SessionCache, candidates: tuple[str, ...],
-                 usable: Callable[[CachedSession], bool] | None = None
-                 ) -> Found | Awaitable[Found]:
+                 usable: Callable[[CachedSession], bool] | None = None,
+                 first: object = _NOT_YET) -> Found | Awaitable[Found]:
     """The first of ``candidates`` whose session exists (and is ``usable``).
 
     Synchronous while every candidate tried is cached; from the first one the
     store must be asked, an awaitable of the rest of the search.  Raises (or
-    the awaitable raises) StoreError when the store fails.
+    the awaitable raises) StoreError when the store fails.  ``first``: what
+    ``sessions.lookup(candidates[0])`` already answered, when the caller asked.
     """
     for index, skey in enumerate(candidates):
-        found = sessions.lookup(skey)
+        found: Any = sessions.lookup(skey) if index or first is _NOT_YET else first
         if found is None:
             continue
         if not isinstance(found, CachedSession):

@@ -47,8 +47,8 @@ MAX_ENTRIES = 200_000
 class CachedSession:
     """A session as the checks need it: policies applied, access compiled."""
 
-    __slots__ = ("access", "effective", "expires", "inactive", "limits", "refusal", "session",
-                 "storage_key")
+    __slots__ = ("access", "basic_user", "effective", "expires", "inactive", "limits",
+                 "refusal", "session", "storage_key")
 
     def __init__(self, storage_key: str, session: dict[str, Any],
                  policies: dict[str, dict[str, Any]]) -> None:
@@ -68,6 +68,10 @@ class CachedSession:
         expires = self.effective.get("expires") or 0
         self.expires = float(expires) if isinstance(expires, int | float) else 0.0
         self.inactive = self.effective.get("is_inactive") is True
+        #: A Basic-auth user (``basic_auth_data.password`` set): its name is no
+        #: secret, so it is never an auth token.
+        data = session.get("basic_auth_data")
+        self.basic_user = isinstance(data, dict) and bool(data.get("password"))
 
     def expired(self, now: float) -> bool:
         return 0 < self.expires <= now
