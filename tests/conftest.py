@@ -16,6 +16,8 @@ Everything here runs real processes over real sockets:
 * ``raw(port, host=...) -> RawConnection``: a plain socket speaking bytes,
   with a strict HTTP/1.1 response reader (closed at teardown).
 * ``free_port() -> int``.
+* ``storage``: a gateway config's ``storage`` section, once for the memory
+  store and once for a real, flushed ``redis-server``.
 """
 
 from __future__ import annotations
@@ -811,6 +813,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = start_redis_server(tmp_path_factory.mktemp("redis"))
     yield server
     server.close()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def storage(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A gateway config's ``storage``: the memory store, or a real (flushed) redis-server."""
+    if request.param == "memory":
+        return {"type": "memory"}
+    server = request.getfixturevalue("redis_flush")
+    return {"type": "redis", "host": server.host, "port": server.port}
 
 
 @pytest.fixture

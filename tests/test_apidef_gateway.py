@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 import requests
 
 HOOK = {"name": "check_access", "path": "middleware.py", "require_session": False}
@@ -138,14 +137,6 @@ def test_check_prints_unknown_fields(gateway_factory, gateway_cmd, make_api, ech
 
 
 # ----------------------------------------------------------------------------- /tyk/apis
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def storage(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "memory":
-        return {"type": "memory"}
-    server = request.getfixturevalue("redis_flush")
-    return {"type": "redis", "host": server.host, "port": server.port}
 
 
 def test_rest_api_change_reloads_once(gateway_factory, make_api, echo, admin_for, storage):

@@ -536,6 +536,12 @@ class ClientProtocol:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gateway.connections.discard(self)
+        self._drop_queue()
+        self.transport = None
+
+    @cython.cfunc
+    def _drop_queue(self) -> None:
+        """The exchanges still queued will never be answered: end them."""
         ex: Exchange
         for ex in self.queue:
             if ex.upstream is not None:
@@ -543,7 +549,6 @@ class ClientProtocol:
             self._finished(ex)
         self.queue.clear()
         self.current = None
-        self.transport = None
 
     def data_received(self, data: bytes) -> None:
         self.activity += 1
@@ -1013,13 +1018,7 @@ class ClientProtocol:
             return
         # Whatever the client sends from now on is never parsed: the requests
         # behind this answer are dropped.
-        ex: Exchange
-        for ex in self.queue:
-            if ex.upstream is not None:
-                ex.upstream.abandon()
-            self._finished(ex)
-        self.queue.clear()
-        self.current = None
+        self._drop_queue()
         self.lingering = True
         self.linger_since = self.tick
         self.idle_ticks = 0

@@ -173,15 +173,6 @@ def admin_factory(store_backend: Any, run: Any,
 # ----------------------------------------------------------------------------- processes
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def storage(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """A gateway config's ``storage``: the memory store, or a real (flushed) redis-server."""
-    if request.param == "memory":
-        return {"type": "memory"}
-    server = request.getfixturevalue("redis_flush")
-    return {"type": "redis", "host": server.host, "port": server.port}
-
-
 class RestClient:
     """``requests`` on a gateway process's /tyk/ API."""
 

@@ -4,18 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-
-@pytest.fixture(params=["memory", "redis"])
-def storage(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The gateway's ``storage`` section: the memory store, or a real redis-server."""
-    if request.param == "memory":
-        return {"type": "memory"}
-    redis = request.getfixturevalue("redis_server")
-    redis.client().flushall()
-    return {"type": "redis", "host": redis.host, "port": redis.port}
-
 
 def session(api_ids: tuple[str, ...] = (), **fields: Any) -> dict[str, Any]:
     """A Tyk session object granting ``api_ids`` (none: a master key, all APIs,

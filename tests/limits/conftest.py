@@ -4,18 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-
-@pytest.fixture(params=["memory", "redis"])
-def storage(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The gateway's ``storage`` section: the memory store, or a real redis-server."""
-    if request.param == "memory":
-        return {"type": "memory"}
-    redis = request.getfixturevalue("redis_server")
-    redis.client().flushall()
-    return {"type": "redis", "host": redis.host, "port": redis.port}
-
 
 def limited_session(rate: float = 0, per: float = 0, quota_max: int = -1,
                     quota_renewal_rate: int = 0, **fields: Any) -> dict[str, Any]:
