@@ -186,6 +186,8 @@ class BasicAuth:
             found = find_session(self.sessions, self.names.of(username))
         except StoreError as exc:
             return store_unavailable(exc)
+        if found is None or found.__class__ is tuple:
+            return self._check(req, found, password)  # cached: no closure, no coroutine
         return then(found, lambda found: self._check(req, found, password))
 
     def _check(self, req: Request, found: Found, password: bytes) -> Outcome:
