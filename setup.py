@@ -15,7 +15,7 @@ from setuptools import Extension, setup
 HERE = Path(__file__).parent
 
 #: fastgate/_core modules whose source is the pure-Python twin itself.
-PURE_MODE_MODULES = ("proxy",)
+PURE_MODE_MODULES = ("jws", "proxy")
 
 
 def _flag(name: str) -> bool:

@@ -28,7 +28,7 @@ Rules, in one place:
   ``http_server_options``: ``idle_timeout``, ``max_header_bytes``,
   ``read_header_timeout``, ``lingering_time``, ``lingering_timeout``,
   ``lingering_max_bytes`` and ``max_connections`` (nginx's names where nginx
-  has the setting).
+  has the setting); ``jwks.fetch_timeout`` and ``jwks.refetch_interval``.
 
 :class:`FieldReader` is the typed accessor the API definition and policy
 loaders share; it records which fields were read, so that whatever was not
@@ -52,6 +52,7 @@ __all__ = [
     "FieldReader",
     "GatewayConfig",
     "HttpServerOptions",
+    "JwksConfig",
     "PoliciesConfig",
     "StorageConfig",
     "UnknownField",
@@ -439,6 +440,10 @@ DEFAULT_LINGERING_TIMEOUT = 5.0
 DEFAULT_LINGERING_MAX_BYTES = 64 * 1024 * 1024
 MIN_LINGERING_MAX_BYTES = 1024 * 1024
 DEFAULT_MIN_TOKEN_LENGTH = 3
+#: Tyk's jwks.cache.timeout when 0 (seconds).
+DEFAULT_JWKS_CACHE_TIMEOUT = 240
+DEFAULT_JWKS_FETCH_TIMEOUT = 5.0
+DEFAULT_JWKS_REFETCH_INTERVAL = 5.0
 
 # Tyk's field names by section (FieldReader prefix), for unread_split.
 _TYK_FIELDS: dict[str, frozenset[str]] = {
@@ -446,6 +451,8 @@ _TYK_FIELDS: dict[str, frozenset[str]] = {
     "storage.": tyk_conf_fields.STORAGE_FIELDS,
     "policies.": tyk_conf_fields.POLICIES_FIELDS,
     "http_server_options.": tyk_conf_fields.HTTP_SERVER_OPTIONS_FIELDS,
+    "jwks.": tyk_conf_fields.JWKS_FIELDS,
+    "jwks.cache.": tyk_conf_fields.JWKS_CACHE_FIELDS,
 }
 
 
@@ -503,6 +510,22 @@ class HttpServerOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class JwksConfig:
+    """The ``jwks`` section: how JWK Sets are fetched and cached
+    (:mod:`fastgate.auth.jwt.jwks`)."""
+
+    #: Tyk's ``jwks.cache.timeout``: seconds a fetched set is fresh (0: 240);
+    #: past it the set is still served while it is refreshed.
+    cache_timeout: float = DEFAULT_JWKS_CACHE_TIMEOUT
+    #: fastgate's: seconds one fetch may take in all (a request waiting for
+    #: an unknown key gets its answer within it).
+    fetch_timeout: float = DEFAULT_JWKS_FETCH_TIMEOUT
+    #: fastgate's: least seconds between two fetches of one URL (unknown
+    #: kids, retries after a failure).
+    refetch_interval: float = DEFAULT_JWKS_REFETCH_INTERVAL
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     path: str  # absolute path of the config file
     secret: str = field(repr=False)  # never in a repr: those land in logs
@@ -544,6 +567,7 @@ class GatewayConfig:
     #: GET /tyk/keys lists storage keys (hashes) when hash_keys is on only
     #: with this (Tyk's enable_hashed_keys_listing, default false).
     enable_hashed_keys_listing: bool = False
+    jwks: JwksConfig = JwksConfig()
     #: Dotted paths of Tyk's fields present in the file that fastgate does not
     #: implement (the CLI warns once, at start).
     ignored_fields: tuple[str, ...] = ()
@@ -598,7 +622,9 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
     # Case variants of Tyk's names first, so that "Secret" is refused as
     # such rather than reported as a missing secret.
     for prefix, names in _TYK_FIELDS.items():
-        obj = data.get(prefix[:-1]) if prefix else data
+        obj: object = data
+        for part in prefix.split(".")[:-1]:  # "jwks.cache." is two levels down
+            obj = obj.get(part) if isinstance(obj, dict) else None
         if isinstance(obj, dict):
             unknown_fields(obj, names, path, prefix)
     top = FieldReader(data, path)
@@ -663,6 +689,7 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
     min_token_length = (top.integer("min_token_length", 0, minimum=0)
                         or DEFAULT_MIN_TOKEN_LENGTH)
     enable_hashed_keys_listing = top.boolean("enable_hashed_keys_listing")
+    jwks = _parse_jwks(top.section("jwks"))
     if top.boolean("enforce_org_quotas"):
         # /tyk/org/keys stores organisation sessions, but nothing enforces
         # them: a limit the operator asked for must not be silently ignored.
@@ -704,6 +731,7 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
         force_global_session_lifetime=force_global_session_lifetime,
         min_token_length=min_token_length,
         enable_hashed_keys_listing=enable_hashed_keys_listing,
+        jwks=jwks,
         ignored_fields=tuple(ignored + extra_ignored),
         unknown_fields=tuple(unknown),
     )
@@ -727,6 +755,16 @@ def _parse_policies(section: FieldReader, base: str, ignored: list[str]) -> Poli
         ignored.append(section.path("policy_record_name"))
     return PoliciesConfig(
         policy_source="file", policy_record_name=record_name, policy_path=policy_path
+    )
+
+
+def _parse_jwks(section: FieldReader) -> JwksConfig:
+    # Tyk's timeout is an int64 of seconds; a value <= 0 means the default.
+    cache_timeout = section.section("cache").integer("timeout", 0, minimum=0)
+    return JwksConfig(
+        cache_timeout=cache_timeout or DEFAULT_JWKS_CACHE_TIMEOUT,
+        fetch_timeout=_timeout(section, "fetch_timeout", DEFAULT_JWKS_FETCH_TIMEOUT),
+        refetch_interval=_timeout(section, "refetch_interval", DEFAULT_JWKS_REFETCH_INTERVAL),
     )
 
 

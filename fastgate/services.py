@@ -5,7 +5,7 @@ from an API's :class:`~fastgate.apidef.ApiSpec`, its own parsed settings and a
 :class:`Services` object -- never from the gateway itself.  :class:`Services`
 is the whole of what the chain depends on: the gateway configuration (read
 only), the store, the session cache, key naming and hashing, the limiter, the
-clock, and the outbound HTTP client (JWKS, token introspection).
+clock, the outbound HTTP client (token introspection) and the JWKS cache.
 
 A middleware sees the request as a :class:`Request`
 (:class:`fastgate._core.proxy.Exchange` implements it) and answers an
@@ -26,6 +26,7 @@ from fastgate import responses
 from fastgate.storage.base import StoreError
 
 if TYPE_CHECKING:
+    from fastgate.auth.jwt.jwks import JwksCache
     from fastgate.config import GatewayConfig
     from fastgate.limits import Limiter
     from fastgate.outbound import HttpClient
@@ -59,6 +60,9 @@ class Request(Protocol):
 
     session: CachedSession | None
     session_key: str | None
+    #: Context variables recorded by earlier middleware (``jwt_claims_<name>``...),
+    #: Tyk's ``$tyk_context.*``; None until one is set.
+    context: dict[str, Any] | None
     #: ``Name: value\r\n`` lines added to the upstream's response (limit headers).
     response_headers: bytes
 
@@ -92,6 +96,8 @@ class Services:
     policies: Callable[[], dict[str, dict[str, Any]]]
     #: Wall-clock time (seconds since the epoch); a test may replace it.
     clock: Callable[[], float] = field(default=time.time)
+    #: The gateway's JWK Sets by URL (:mod:`fastgate.auth.jwt.jwks`).
+    jwks: JwksCache
 
     @property
     def hash_keys(self) -> bool:

@@ -4,7 +4,8 @@ Read from the JSON tags of ``config.Config`` (with the fields of the structs it
 embeds: ``RateLimit``, and ``DevelopmentConfig`` of ``dev`` builds) and of the
 structs of the sections fastgate reads (``storage``: ``StorageOptionsConf``,
 ``policies``: ``PoliciesConfig``, ``http_server_options``:
-``HttpServerOptionsConfig``), in ``config/config.go``, ``config/rate_limit.go``
+``HttpServerOptionsConfig``, ``jwks``: ``JWKSConfig`` and its ``cache``:
+``JWKSCacheConfig``), in ``config/config.go``, ``config/rate_limit.go``
 and ``config/development.go`` of TykTechnologies/tyk at commit
 31e219bebd5598ae9cce67c9b494cebba941f4a4, in declaration order.  Fields whose
 tag is ``-`` are not part of the file format and are left out.
@@ -21,6 +22,8 @@ from __future__ import annotations
 __all__ = [
     "CONFIG_FIELDS",
     "HTTP_SERVER_OPTIONS_FIELDS",
+    "JWKS_CACHE_FIELDS",
+    "JWKS_FIELDS",
     "POLICIES_FIELDS",
     "STORAGE_FIELDS",
 ]
@@ -122,3 +125,7 @@ HTTP_SERVER_OPTIONS_FIELDS: frozenset[str] = frozenset((
     "max_request_body_size", "xff_depth", "max_response_body_size",
     "override_defaults", "use_ssl_le",
 ))
+
+#: ``JWKSConfig`` (``jwks``) and ``JWKSCacheConfig`` (``jwks.cache``).
+JWKS_FIELDS: frozenset[str] = frozenset(("cache",))
+JWKS_CACHE_FIELDS: frozenset[str] = frozenset(("timeout",))

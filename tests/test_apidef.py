@@ -360,9 +360,9 @@ UNSUPPORTED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
         (),
     ),
     (
-        "jwt and token, chain order",
-        {"use_keyless": False, "use_standard_auth": True, "enable_jwt": True},
-        ("enable_jwt",),
+        "hmac and token, chain order",
+        {"use_keyless": False, "use_standard_auth": True, "enable_signature_checking": True},
+        ("enable_signature_checking",),
     ),
     # As in Tyk, keyless switches every auth method off ...
     ("keyless wins", {"use_basic_auth": True, "enable_jwt": True}, ()),
@@ -476,9 +476,9 @@ PLUGINS: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
                  "custom_middleware_bundle": "b.zip"},
      ("custom_middleware.pre", "custom_middleware.response", "custom_middleware_bundle")),
     # Hooks run on keyless APIs too, and after the auth method refusals.
-    ("protected", {"use_keyless": False, "enable_jwt": True,
+    ("protected", {"use_keyless": False, "enable_signature_checking": True,
                    "custom_middleware": {"pre": [HOOK]}},
-     ("enable_jwt", "custom_middleware.pre")),
+     ("enable_signature_checking", "custom_middleware.pre")),
 ]
 
 
@@ -538,10 +538,13 @@ IGNORED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("jwt settings while off", {"jwt_signing_method": "rsa", "jwt_source": "abc"}, ()),
     # An API refused for a method is not also said to ignore that method's settings.
     (
-        "jwt settings while on (refused)",
-        {"use_keyless": False, "enable_jwt": True, "jwt_signing_method": "rsa"},
+        "hmac settings while on (refused)",
+        {"use_keyless": False, "enable_signature_checking": True,
+         "hmac_allowed_algorithms": ["hmac-sha256"]},
         (),
     ),
+    ("jwt settings while on (implemented)",
+     {"use_keyless": False, "enable_jwt": True, "jwt_signing_method": "rsa"}, ()),
     ("jwt settings on a keyless API", {"enable_jwt": True, "jwt_source": "abc"}, ()),
     ("hmac settings while off", {"hmac_allowed_clock_skew": -1}, ()),
     ("basic auth settings while off", {"basic_auth": {"cache_ttl": 60}}, ()),
@@ -640,9 +643,6 @@ def test_ignored_fields(fields: dict[str, Any], expected: tuple[str, ...]) -> No
 # An API refused for an access control is said to be refused, once: the
 # settings of what refuses it are not listed as ignored too.
 REFUSED_ONCE: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
-    ("jwt", {"use_keyless": False, "enable_jwt": True, "jwt_signing_method": "rsa",
-             "jwt_source": "aHR0cHM6Ly9pZHAvandrcw==", "jwt_default_policies": ["p"],
-             "scopes": {"jwt": {"scope_claim_name": "scp"}}}, ("enable_jwt",)),
     ("oauth", {"use_keyless": False, "use_oauth2": True,
                "oauth_meta": {"allowed_access_types": ["authorization_code"]},
                "notifications": {"shared_secret": "s"}}, ("use_oauth2",)),
@@ -676,10 +676,11 @@ def test_refused_settings_are_not_also_ignored(fields: dict[str, Any],
 def test_refused_api_still_lists_its_other_ignored_fields() -> None:
     version = copy.deepcopy(BLACK_LIST_VERSION)
     version["versions"]["Default"]["extended_paths"]["hard_timeouts"] = [{"path": "/s"}]
-    spec = parse(api(use_keyless=False, enable_jwt=True, jwt_source="x",
+    spec = parse(api(use_keyless=False, enable_signature_checking=True,
+                     hmac_allowed_clock_skew=500,
                      enable_batch_request_support=True, version_data=version))
     assert spec.unsupported_auth == (
-        "enable_jwt", "version_data.versions.Default.extended_paths.black_list")
+        "enable_signature_checking", "version_data.versions.Default.extended_paths.black_list")
     assert spec.ignored_fields == (
         "enable_batch_request_support",
         "version_data.versions.Default.extended_paths.hard_timeouts",
@@ -775,9 +776,10 @@ def test_tyk_lists_hold_what_fastgate_implements() -> None:
     )
 
     # A name implemented but not Tyk's would be a typo in fastgate ("_id" is
-    # the Dashboard's).
+    # the Dashboard's; jwt_issuer and jwt_audience are fastgate's own, in the
+    # README).
     not_tyks = IMPLEMENTED_FIELDS - API_DEFINITION_FIELDS
-    assert not_tyks == {"_id"}
+    assert not_tyks == {"_id", "jwt_issuer", "jwt_audience"}
     assert IMPLEMENTED_PROXY_FIELDS <= PROXY_FIELDS
     assert not SCHEMA_ONLY_FIELDS & API_DEFINITION_FIELDS
     # Read at TykTechnologies/tyk@31e219be: the sizes of the structs there.

@@ -49,6 +49,7 @@ __all__ = [
     "compare",
     "compiled",
     "http",
+    "jws",
     "limiter",
     "murmur3",
     "proxy",
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 #: Every module of this package, in import order (a module after those it cimports).
-MODULES: tuple[str, ...] = ("compare", "http", "limiter", "murmur3", "proxy")
+MODULES: tuple[str, ...] = ("compare", "http", "jws", "limiter", "murmur3", "proxy")
 
 
 def _extensions_disabled() -> bool:
@@ -111,10 +112,12 @@ def twin(name: str) -> ModuleType:
 
 if TYPE_CHECKING:
     from fastgate._core import compare, http, limiter, murmur3
+    from fastgate._core import jws_py as jws
     from fastgate._core import proxy_py as proxy
 else:
     compare = _select("compare")
     http = _select("http")
+    jws = _select("jws")
     limiter = _select("limiter")
     murmur3 = _select("murmur3")
     proxy = _select("proxy")

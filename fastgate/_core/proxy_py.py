@@ -296,6 +296,9 @@ class Exchange:
     #: storage key it is kept under.
     session = cython.declare(object, visibility="public")
     session_key = cython.declare(object, visibility="public")
+    #: Context variables a middleware recorded for later ones (Tyk's
+    #: ``$tyk_context.*``, e.g. ``jwt_claims_sub``): a dict, or None for none.
+    context = cython.declare(object, visibility="public")
     #: Header lines (``Name: value\r\n``...) added to the upstream's response
     #: (X-RateLimit-*); b"" for none.
     response_headers = cython.declare(bytes, visibility="public")
@@ -349,6 +352,7 @@ class Exchange:
         self.client_ip = client.client_ip
         self.session = None
         self.session_key = None
+        self.context = None
         self.response_headers = b""
         self.status = 0
         self.complete = False

@@ -21,6 +21,7 @@ path                              methods                     module
 ``/tyk/org/keys``                 GET (list)                  :mod:`.orgs`
 ``/tyk/org/keys/{org}``           GET POST PUT DELETE         :mod:`.orgs`
 ``/tyk/cache/{api_id}``           DELETE                      :mod:`.cache`
+``/tyk/cache/jwks[/{api_id}]``    DELETE                      :mod:`.cache`
 ================================  ==========================  ==================
 
 Anything else under ``/tyk/`` is 404; a known path with another method is
@@ -141,7 +142,11 @@ class AdminApi:
                 return NOT_FOUND
             api_id = item
             cache = self.cache
-            return (lambda: cache.delete(api_id)) if method == "DELETE" else METHOD_NOT_ALLOWED
+            if method != "DELETE":
+                return METHOD_NOT_ALLOWED
+            if item == "jwks":  # before /tyk/cache/{api_id}, as Tyk routes it
+                return lambda: cache.delete_jwks(None)
+            return lambda: cache.delete(api_id)
         resources: dict[bytes, _Resource] = {b"policies": self.policies, b"apis": self.apis}
         resource = resources.get(collection)
         if resource is None:
@@ -159,13 +164,18 @@ class AdminApi:
 
     def _route_deep(self, method: str, collection: bytes, rest: bytes,
                     params: dict[str, str], body: bytes) -> bytes | _Handler:
-        """``/tyk/keys/policy/{key}`` and ``/tyk/org/keys[/{org}]``."""
+        """``/tyk/keys/policy/{key}``, ``/tyk/org/keys[/{org}]`` and
+        ``/tyk/cache/jwks/{api_id}``."""
         group, _, tail = rest.partition(b"/")
         if b"/" in tail:
             return NOT_FOUND
         item = _segment(tail)  # "" when there is none
         if item is None:
             return NOT_FOUND
+        if collection == b"cache" and _segment(group) == "jwks" and item:
+            cache = self.cache
+            return (lambda: cache.delete_jwks(item)) if method == "DELETE" \
+                else METHOD_NOT_ALLOWED
         if collection == b"keys" and group == b"policy" and item:
             keys = self.keys
             return (lambda: keys.policies(item, body)) if method == "POST" \

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from fastgate.apidef import ApiSpec
+    from fastgate.auth.jwt.jwks import JwksCache
     from fastgate.config import GatewayConfig
     from fastgate.session.cache import SessionCache
     from fastgate.storage.base import Store
@@ -34,6 +35,10 @@ class Control(Protocol):
     @property
     def sessions(self) -> SessionCache:
         """This worker's session cache (a change drops its entry at once)."""
+
+    @property
+    def jwks(self) -> JwksCache:
+        """This worker's JWK Sets, by URL (flushed by ``/tyk/cache/jwks``)."""
 
     @property
     def specs(self) -> Sequence[ApiSpec]:

@@ -20,18 +20,10 @@ lookup, the hand-off to the request).
 
 from __future__ import annotations
 
-from fastgate.auth import auth_token, basic_auth
+from fastgate.auth import auth_token, basic_auth, jwt
 from fastgate.auth.method import AuthMethod, AuthMethodSpec
 
 __all__ = ["REGISTRY", "AuthMethod", "AuthMethodSpec", "by_identity"]
-
-_JWT_FIELDS = frozenset({
-    "jwt_signing_method", "jwt_source", "jwt_identity_base_field", "jwt_client_base_field",
-    "jwt_policy_field_name", "jwt_default_policies", "jwt_skip_kid", "jwt_jwks_uris",
-    "jwt_issued_at_validation_skew", "jwt_expires_at_validation_skew",
-    "jwt_not_before_validation_skew", "jwt_scope_to_policy_mapping", "jwt_scope_claim_name",
-    "scopes", "idp_client_id_mapping_disabled",
-})
 
 REGISTRY: tuple[AuthMethodSpec, ...] = tuple(sorted((
     AuthMethodSpec("oauth2", ("use_oauth2",), 10, "oauth_key",
@@ -40,7 +32,7 @@ REGISTRY: tuple[AuthMethodSpec, ...] = tuple(sorted((
     basic_auth.METHOD,
     AuthMethodSpec("hmac", ("enable_signature_checking",), 40, "hmac_key",
                    frozenset({"hmac_allowed_clock_skew", "hmac_allowed_algorithms"})),
-    AuthMethodSpec("jwt", ("enable_jwt",), 50, "jwt_claim", _JWT_FIELDS),
+    jwt.METHOD,
     AuthMethodSpec("oidc", ("use_openid",), 60, "oidc_user",
                    frozenset({"openid_options", "scopes", "idp_client_id_mapping_disabled"})),
     AuthMethodSpec("custom", ("enable_coprocess_auth", "use_go_plugin_auth",

@@ -32,10 +32,9 @@ the header name); then a non-empty cookie overrides both (``use_cookie``:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from fastgate.auth.credentials import CredentialSource
+from fastgate.auth.credentials import CredentialConfig
 from fastgate.auth.identity import Found, Identity, KeyNames, find_session
 from fastgate.auth.method import AuthMethodSpec
 from fastgate.responses import error_response
@@ -55,32 +54,13 @@ MISSING = error_response(401, "Authorization field missing")
 DISALLOWED = error_response(403, "Access to this API has been disallowed")
 
 
-@dataclass(frozen=True, slots=True)
-class AuthTokenConfig:
-    """Where an auth-token (standard auth) key is read: ``auth_configs.authToken``,
-    falling back to the legacy ``auth`` section, as Tyk does."""
-
-    auth_header_name: str = "Authorization"
-    use_param: bool = False
-    param_name: str = ""  # "" means the header name
-    use_cookie: bool = False
-    cookie_name: str = ""  # "" means the header name
-    disable_header: bool = False
+#: Where the key is read (``auth_configs.authToken``, else the legacy ``auth``).
+AuthTokenConfig = CredentialConfig
 
 
 def parse_config(top: FieldReader) -> AuthTokenConfig:
     """The method's settings from an API definition (ConfigError names the field)."""
-    configs = top.section("auth_configs")
-    section = configs.section("authToken") if configs.get("authToken") is not None \
-        else top.section("auth")
-    return AuthTokenConfig(
-        auth_header_name=section.string("auth_header_name") or "Authorization",
-        use_param=section.boolean("use_param"),
-        param_name=section.string("param_name"),
-        use_cookie=section.boolean("use_cookie"),
-        cookie_name=section.string("cookie_name"),
-        disable_header=section.boolean("disable_header"),
-    )
+    return CredentialConfig.of(top, "authToken")
 
 
 def token_candidates(org_id: str, *, hash_keys: bool,
@@ -113,12 +93,7 @@ class AuthToken:
     name: ClassVar[str] = "auth_token"
 
     def __init__(self, spec: ApiSpec, config: AuthTokenConfig, services: Services) -> None:
-        header_name = config.auth_header_name or "Authorization"
-        self.source = CredentialSource(
-            header=None if config.disable_header else header_name,
-            param=(config.param_name or header_name) if config.use_param else None,
-            cookie=(config.cookie_name or header_name) if config.use_cookie else None,
-            strip=spec.strip_auth_data)
+        self.source = config.source(strip=spec.strip_auth_data)
         self.min_length = services.config.min_token_length
         self.sessions = services.sessions
         self.names = token_candidates(spec.org_id, hash_keys=services.hash_keys,

@@ -11,13 +11,16 @@ three places it was looked for) before the request goes upstream.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
 
 if TYPE_CHECKING:
+    from fastgate.config import FieldReader
     from fastgate.services import Request
 
 __all__ = [
+    "CredentialConfig",
     "CredentialSource",
     "cookie_value",
     "query_param",
@@ -65,6 +68,49 @@ def without_cookie(header: bytes, name: bytes) -> bytes:
     """A ``Cookie`` header without cookie ``name``."""
     parts = [p.strip() for p in header.split(b";")]
     return b"; ".join(p for p in parts if p and p.partition(b"=")[0] != name)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialConfig:
+    """Where a method reads its credential: one ``auth_configs.<method>`` section
+    (Tyk's ``AuthConfig``)."""
+
+    auth_header_name: str = "Authorization"
+    use_param: bool = False
+    param_name: str = ""  # "" means the header name
+    use_cookie: bool = False
+    cookie_name: str = ""  # "" means the header name
+    disable_header: bool = False
+
+    @classmethod
+    def read(cls, section: FieldReader) -> CredentialConfig:
+        """The settings of one section (ConfigError names the field)."""
+        return cls(
+            auth_header_name=section.string("auth_header_name") or "Authorization",
+            use_param=section.boolean("use_param"),
+            param_name=section.string("param_name"),
+            use_cookie=section.boolean("use_cookie"),
+            cookie_name=section.string("cookie_name"),
+            disable_header=section.boolean("disable_header"),
+        )
+
+    @classmethod
+    def of(cls, top: FieldReader, method: str) -> CredentialConfig:
+        """``auth_configs.<method>``, else the legacy ``auth`` section (Tyk's
+        ``getAuthToken`` falls back to it for the auth token and JWT)."""
+        configs = top.section("auth_configs")
+        if configs.get(method) is not None:
+            return cls.read(configs.section(method))
+        return cls.read(top.section("auth"))
+
+    def source(self, *, strip: bool) -> CredentialSource:
+        """The reader of these settings (``strip``: the API's ``strip_auth_data``)."""
+        header_name = self.auth_header_name or "Authorization"
+        return CredentialSource(
+            header=None if self.disable_header else header_name,
+            param=(self.param_name or header_name) if self.use_param else None,
+            cookie=(self.cookie_name or header_name) if self.use_cookie else None,
+            strip=strip)
 
 
 class CredentialSource:

@@ -37,6 +37,7 @@ from fastgate._core.proxy import (
     UpstreamPool,
 )
 from fastgate.apidef import ApiSpec, load_api_definitions
+from fastgate.auth.jwt.jwks import JwksCache
 from fastgate.config import ConfigError, GatewayConfig
 from fastgate.limits import Limiter
 from fastgate.middleware.chain import build_chain
@@ -104,10 +105,13 @@ class Gateway:
         self.sessions = SessionCache(self.store, lambda: self.policies)
         self.limiter = Limiter(config, self.store)
         self.http = HttpClient()
+        self.jwks = JwksCache(self.http, time.monotonic, ttl=config.jwks.cache_timeout,
+                              fetch_timeout=config.jwks.fetch_timeout,
+                              refetch_interval=config.jwks.refetch_interval)
         #: What the middleware chains use (never this Gateway itself).
         self.services = Services(config=config, store=self.store, sessions=self.sessions,
                                  limiter=self.limiter, http=self.http,
-                                 policies=lambda: self.policies)
+                                 policies=lambda: self.policies, jwks=self.jwks)
         self.admin = AdminApi(self)
         self.shutting_down = False
         self.servers: list[asyncio.AbstractServer] = []
@@ -339,6 +343,7 @@ class Gateway:
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.limiter.stop()
+        await self.jwks.close()
         await self.http.close()
         await self.store.close()
         self._stopped.set()

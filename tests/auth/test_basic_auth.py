@@ -107,6 +107,7 @@ def test_bcrypt_runs_once_for_repeated_requests(monkeypatch):
 
     import fastgate.auth.basic_auth as basic_auth_module
     from fastgate.apidef import parse_api_definition
+    from fastgate.auth.jwt.jwks import JwksCache
     from fastgate.config import parse_gateway_config
     from fastgate.limits import Limiter
     from fastgate.outbound import HttpClient
@@ -129,8 +130,10 @@ def test_bcrypt_runs_once_for_repeated_requests(monkeypatch):
     config = parse_gateway_config({"secret": "s", "app_path": "."}, "/tmp/gw.json")
     store = MemoryStore(None)
 
+    http = HttpClient()
     services = Services(config=config, store=store, sessions=SessionCache(store, lambda: {}),
-                        limiter=Limiter(config, store), http=HttpClient(), policies=dict)
+                        limiter=Limiter(config, store), http=http, policies=dict,
+                        jwks=JwksCache(http))
 
     async def scenario() -> list[Any]:
         await store.start()

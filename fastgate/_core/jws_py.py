@@ -1,0 +1,155 @@
+"""JWS compact tokens (RFC 7515 §7.1): split, base64url-decode, parse -- nothing verified.
+
+Written in Cython's pure-Python mode: this file is the pure-Python twin *and*
+the source of the compiled ``fastgate._core.jws`` (setup.py's
+``PURE_MODE_MODULES``), so the two cannot diverge in what they accept -- a
+divergence in a token parser would be an authentication bypass.
+
+:func:`parse` refuses, before any key is touched:
+
+* a token longer than ``max_length`` (checked first: no work on junk);
+* anything but exactly three dot-separated parts, with a non-empty header
+  and payload;
+* base64url that is not strict: ``=`` padding, bytes outside ``A-Z a-z 0-9 - _``,
+  a length of 4n+1, non-zero trailing bits (so one token has one spelling,
+  and a cache keyed by the token's bytes cannot be bypassed by re-spelling it);
+* a header or payload that is not a JSON object (orjson), a header ``alg``
+  that is not a string, a ``crit`` header (no extension is understood, RFC
+  7515 §4.1.11), an unencoded payload (``b64: false``, RFC 7797).
+
+The reason for a refusal is returned as a ``str`` (for logs and tests; the
+client sees Tyk's text).
+"""
+
+from __future__ import annotations
+
+import binascii
+
+import orjson
+
+try:
+    import cython
+except ImportError:  # pragma: no cover - the compiled build always has Cython
+    from fastgate._core import _cython_shim as cython
+
+__all__ = ["Token", "b64url_decode", "parse"]
+
+# base64url alphabet -> value; -1 for any other byte.
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_VALUES: list[int] = [_ALPHABET.find(chr(_byte)) for _byte in range(256)]
+# '-' -> '+', '_' -> '/' for binascii's standard-alphabet decoder.
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_PADDING = (b"", b"", b"==", b"=")
+
+
+@cython.cclass
+class Token:
+    """A parsed, **not yet verified** JWS compact token."""
+
+    #: The token as presented.
+    raw = cython.declare(bytes, visibility="readonly")
+    #: The header's ``alg``.
+    alg = cython.declare(str, visibility="readonly")
+    #: The header's ``kid`` when it is a string, else None.
+    kid = cython.declare(object, visibility="readonly")
+    #: The decoded JOSE header and payload (JSON objects).
+    header = cython.declare(dict, visibility="readonly")
+    claims = cython.declare(dict, visibility="readonly")
+    #: ``<b64 header>.<b64 payload>``: what the signature covers.
+    signing_input = cython.declare(bytes, visibility="readonly")
+    #: The decoded signature (may be empty: ``alg: none`` -- refused by family).
+    signature = cython.declare(bytes, visibility="readonly")
+
+    def __init__(self, raw: bytes, alg: str, kid: object, header: dict, claims: dict,
+                 signing_input: bytes, signature: bytes) -> None:
+        self.raw = raw
+        self.alg = alg
+        self.kid = kid
+        self.header = header
+        self.claims = claims
+        self.signing_input = signing_input
+        self.signature = signature
+
+    def __repr__(self) -> str:
+        return f"<Token alg={self.alg!r} kid={self.kid!r}>"
+
+
+@cython.ccall
+def b64url_decode(data: bytes) -> bytes | None:
+    """``data`` decoded as strict, unpadded base64url (RFC 7515 §2), or None."""
+    n: cython.Py_ssize_t = len(data)
+    rest: cython.Py_ssize_t = n % 4
+    if rest == 1:
+        return None
+    i: cython.Py_ssize_t
+    value: cython.int = 0
+    for i in range(n):
+        value = _VALUES[data[i]]
+        if value < 0:
+            return None
+    # The bits after the last whole byte must be zero (one spelling per value).
+    if rest == 2 and (value & 0x0F) != 0:
+        return None
+    if rest == 3 and (value & 0x03) != 0:
+        return None
+    try:
+        return binascii.a2b_base64(data.translate(_TO_STANDARD) + _PADDING[rest],
+                                   strict_mode=True)
+    except (binascii.Error, ValueError):  # pragma: no cover - excluded above
+        return None
+
+
+@cython.cfunc
+def _object(data: bytes) -> object:
+    """The JSON object ``data`` holds, or a str saying why not."""
+    if not data:
+        return "empty"
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return "not JSON"
+    if not isinstance(value, dict):
+        return "not a JSON object"
+    return value
+
+
+@cython.ccall
+def parse(token: bytes, max_length: cython.Py_ssize_t) -> object:
+    """The :class:`Token` in ``token``, or a str saying why it is malformed."""
+    if len(token) > max_length:
+        return "longer than the limit"
+    first: cython.Py_ssize_t = token.find(b".")
+    if first <= 0:
+        return "not three parts"
+    second: cython.Py_ssize_t = token.find(b".", first + 1)
+    if second < 0 or second == first + 1:
+        return "not three parts"
+    if token.find(b".", second + 1) >= 0:
+        return "not three parts"
+    header_raw = b64url_decode(token[:first])
+    if header_raw is None:
+        return "header is not base64url"
+    payload_raw = b64url_decode(token[first + 1:second])
+    if payload_raw is None:
+        return "payload is not base64url"
+    signature = b64url_decode(token[second + 1:])
+    if signature is None:
+        return "signature is not base64url"
+    header = _object(header_raw)
+    if isinstance(header, str):
+        return "header is " + header
+    claims = _object(payload_raw)
+    if isinstance(claims, str):
+        return "payload is " + claims
+    alg = header.get("alg")
+    if not isinstance(alg, str):
+        return "alg is not a string"
+    if "crit" in header:
+        return "crit header (no extension is understood)"
+    if header.get("b64", True) is not True:
+        return "unencoded payload (b64)"
+    kid = header.get("kid")
+    if not isinstance(kid, str):
+        kid = None
+    return Token(token, alg, kid, header, claims, token[:second],
+                 signature)

@@ -1,0 +1,60 @@
+"""The verified-token cache: what a token that passed verification means,
+kept by the token's bytes.
+
+An entry holds the caller's value (for the JWT middleware: the token's
+session plan), the key that verified the token and a deadline (the token's
+``exp`` plus the allowed skew; +inf without ``exp``).  :meth:`TokenCache.get`
+answers only while the deadline is ahead and the key is not retired (it left
+its JWKS, or the JWKS cache was flushed) -- so a cached token still expires on
+time and stops at once with its key.  The cache is bounded: past
+``max_entries`` the oldest entry goes first.
+
+Keyed by the exact bytes: ``fastgate._core.jws`` accepts one spelling per
+token (strict base64url), so a token cannot be re-spelled around the cache.
+A hit is one dict probe and two comparisons (well under a microsecond).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastgate.auth.jwt.keys import VerifyKey
+
+__all__ = ["TokenCache"]
+
+
+class TokenCache:
+    """Verified tokens by their bytes (see the module docstring)."""
+
+    __slots__ = ("_entries", "max_entries")
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._entries: dict[bytes, tuple[Any, VerifyKey, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, raw: bytes, now: float) -> Any:
+        """The value kept for ``raw``, or None (absent, past its deadline, or its
+        key retired -- the entry is then dropped)."""
+        entry = self._entries.get(raw)
+        if entry is None:
+            return None
+        if now < entry[2] and not entry[1].retired:
+            return entry[0]
+        del self._entries[raw]
+        return None
+
+    def put(self, raw: bytes, value: Any, key: VerifyKey, deadline: float) -> None:
+        """Remember ``value`` for ``raw`` until ``deadline`` (or ``key`` retires)."""
+        entries = self._entries
+        if raw not in entries and len(entries) >= self.max_entries:
+            del entries[next(iter(entries))]
+        entries[raw] = (value, key, deadline)
+
+    def clear(self) -> None:
+        self._entries.clear()
