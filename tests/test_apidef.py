@@ -776,10 +776,10 @@ def test_tyk_lists_hold_what_fastgate_implements() -> None:
     )
 
     # A name implemented but not Tyk's would be a typo in fastgate ("_id" is
-    # the Dashboard's; jwt_issuer and jwt_audience are fastgate's own, in the
-    # README).
+    # the Dashboard's; jwt_issuer, jwt_audience and split_token are
+    # fastgate's own, in the README).
     not_tyks = IMPLEMENTED_FIELDS - API_DEFINITION_FIELDS
-    assert not_tyks == {"_id", "jwt_issuer", "jwt_audience"}
+    assert not_tyks == {"_id", "jwt_issuer", "jwt_audience", "split_token"}
     assert IMPLEMENTED_PROXY_FIELDS <= PROXY_FIELDS
     assert not SCHEMA_ONLY_FIELDS & API_DEFINITION_FIELDS
     # Read at TykTechnologies/tyk@31e219be: the sizes of the structs there.
@@ -1095,7 +1095,6 @@ def test_realistic_dashboard_export_loads_and_reports(tmp_path: Path) -> None:
     assert spec.ignored_fields == (
         "api_definition.cache_options",
         "api_definition.tags",
-        "api_definition.enable_context_vars",
         "api_definition.proxy.disable_strip_slash",
         "api_definition.version_data.versions.Default.extended_paths.ignored",
         "api_definition.version_data.versions.Default.extended_paths.transform_headers",

@@ -79,7 +79,12 @@ _CORE_FIELDS: frozenset[str] = frozenset(
     | {"global_rate_limit"}
     # Key lifetime in the store.
     | {"session_lifetime", "session_lifetime_respects_key_expiration"}
+    # Context variables ($tyk_context.*) and fastgate's own split-token flow.
+    | {"enable_context_vars", "split_token"}
 )
+#: Fields of a version (``version_data.versions.<name>``) that fastgate applies.
+IMPLEMENTED_VERSION_FIELDS: frozenset[str] = frozenset(
+    {"global_headers", "global_headers_remove", "global_headers_disabled"})
 
 
 def method_switches(method: AuthMethodSpec) -> tuple[str | tuple[str, str], ...]:
@@ -340,7 +345,8 @@ def ignored_fields(
         where = f"{prefix}version_data.versions.{version_name}."
         for name, value in version.items():
             # use_extended_paths only says which list format is in use.
-            if name not in VERSION_FIELDS or name in ("name", "use_extended_paths"):
+            if name not in VERSION_FIELDS or name in ("name", "use_extended_paths") \
+                    or name in IMPLEMENTED_VERSION_FIELDS:
                 continue
             if name in _PROTECTING_LISTS and isinstance(value, dict):
                 out.extend(_ignored_endpoint_lists(value, where + name + ".", name))

@@ -24,7 +24,9 @@ from fastgate.apidef.fields import (
 )
 from fastgate.apidef.spec import ApiSpec, AuthEntry
 from fastgate.auth import REGISTRY
+from fastgate.auth.jwt.split_token import parse_split_token
 from fastgate.config import ConfigError, FieldReader, json_type_name
+from fastgate.middleware.headers import parse_global_headers
 
 __all__ = ["parse_api_definition"]
 
@@ -90,6 +92,11 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
     global_rate_limit = (global_rate, global_per) if global_rate > 0 and global_per > 0 else None
     session_lifetime = top.integer("session_lifetime", 0)
     respects_expiration = top.boolean("session_lifetime_respects_key_expiration")
+    context_vars = top.boolean("enable_context_vars")
+    headers_remove, headers = parse_global_headers(top, version_data)
+    split_token = parse_split_token(
+        top, keyless=use_keyless,
+        uses_auth_token=any(method.name == "auth_token" for method, _settings in auth))
 
     return ApiSpec(
         api_id=api_id,
@@ -118,6 +125,10 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
         global_rate_limit=global_rate_limit,
         session_lifetime=session_lifetime,
         session_lifetime_respects_key_expiration=respects_expiration,
+        enable_context_vars=context_vars,
+        global_headers_remove=headers_remove,
+        global_headers=headers,
+        split_token=split_token,
     )
 
 

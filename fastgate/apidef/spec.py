@@ -63,6 +63,15 @@ class ApiSpec:
     #: expires later is kept until it expires.
     session_lifetime: int = 0
     session_lifetime_respects_key_expiration: bool = False
+    #: ``enable_context_vars``: the request's ``$tyk_context.*`` variables
+    #: (JWT claims, headers...) are recorded and may be used in headers.
+    enable_context_vars: bool = False
+    #: The served version's ``global_headers_remove`` (lower-cased names) and
+    #: ``global_headers`` (:class:`fastgate.middleware.headers.HeaderRule`).
+    global_headers_remove: tuple[bytes, ...] = ()
+    global_headers: tuple[Any, ...] = ()
+    #: The ``split_token`` section (:mod:`fastgate.auth.jwt.split_token`), or None.
+    split_token: Any = None
 
     def __post_init__(self) -> None:
         if not self.listen_path_bytes:

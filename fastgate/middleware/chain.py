@@ -1,11 +1,13 @@
 """Building and running an API's middleware chain.
 
 The chain of an API is data, compiled once when the API is loaded: the
-API-wide rate limit, then the authentication methods the definition enables
--- ``spec.auth``, which the definition loader took from
-:data:`fastgate.auth.REGISTRY`, filtered and sorted by Tyk's chain order; all
-of them must pass -- then the checks on the session they found (inactive,
-expiry, access rights) and its limits.  Nothing here names a method.
+API-wide rate limit, the split-token endpoint (when on), then the
+authentication methods the definition enables -- ``spec.auth``, which the
+definition loader took from :data:`fastgate.auth.REGISTRY`, filtered and
+sorted by Tyk's chain order; all of them must pass -- then the checks on the
+session they found (inactive, expiry, access rights), its limits, and last
+the headers sent upstream (the split token's JWT, the global headers).
+Nothing here names a method.
 
 Running the chain costs no Task while every step answers synchronously; the
 first step that needs I/O turns the rest of the chain into one coroutine.
@@ -16,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
+from fastgate.auth.jwt.split_token import SplitTokenEndpoint, SplitTokenUpstream
+from fastgate.middleware.headers import GlobalHeaders
 from fastgate.middleware.limits import GlobalRateLimit, SessionLimits
 from fastgate.middleware.session_checks import SessionChecks
 
@@ -77,6 +81,8 @@ def build_chain(spec: ApiSpec, services: Services) -> Chain | None:
     steps: list[Middleware] = []
     if spec.global_rate_limit is not None:
         steps.append(GlobalRateLimit(spec, services))
+    if spec.split_token is not None:
+        steps.append(SplitTokenEndpoint(spec, spec.split_token, services))
     auth: list[Middleware] = []
     for method, settings in spec.auth:
         assert method.build is not None  # the loader keeps implemented methods only
@@ -85,4 +91,8 @@ def build_chain(spec: ApiSpec, services: Services) -> Chain | None:
         steps += auth
         steps.append(SessionChecks(spec, services))
         steps.append(SessionLimits(spec, services))
+    if spec.split_token is not None:
+        steps.append(SplitTokenUpstream())
+    if spec.global_headers or spec.global_headers_remove:
+        steps.append(GlobalHeaders(spec))
     return Chain(steps) if steps else None

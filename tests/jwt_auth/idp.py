@@ -12,6 +12,7 @@ import base64
 import json
 import threading
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -139,3 +140,85 @@ def start_issuer() -> Issuer:
     state["issuer"] = issuer
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return issuer
+
+
+@dataclass
+class TokenServer:
+    """A client-credentials token endpoint (``POST /token``) minting RS256 JWTs
+    for the clients it knows (form ``client_id``/``client_secret`` or Basic)."""
+
+    server: ThreadingHTTPServer
+    key: Any
+    clients: dict[str, str] = field(default_factory=dict)
+    #: (content type, authorization, body) of every request received.
+    received: list[tuple[str, str, bytes]] = field(default_factory=list)
+    lifetime: float = 600
+    status: int = 0  # answer this status instead (0: normal)
+    delay: float = 0.0
+    #: Replace the answer's body (to test answers without a JWT).
+    body: bytes | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/token"
+
+    def client(self) -> tuple[str, str]:
+        client_id = "client-" + uuid.uuid4().hex[:8]
+        self.clients[client_id] = uuid.uuid4().hex
+        return client_id, self.clients[client_id]
+
+    def grant(self, form: dict[str, str], authorization: str) -> tuple[int, dict[str, Any]]:
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        if authorization.startswith("Basic "):
+            client_id, _, secret = base64.b64decode(authorization[6:]).decode().partition(":")
+        if form.get("grant_type") != "client_credentials":
+            return 400, {"error": "unsupported_grant_type"}
+        if self.clients.get(client_id) != secret or not secret:
+            return 401, {"error": "invalid_client", "error_description": "bad credentials"}
+        now = int(time.time())
+        token = jwt.encode({"sub": client_id, "azp": client_id, "iat": now,
+                            "exp": now + int(self.lifetime), "scope": "read"},
+                           self.key, algorithm="RS256", headers={"kid": "k1"})
+        return 200, {"access_token": token, "token_type": "Bearer",
+                     "expires_in": int(self.lifetime), "refresh_token": "r-" + token[-8:],
+                     "refresh_expires_in": 1800, "scope": "read"}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_token_server() -> TokenServer:
+    state: dict[str, TokenServer] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            idp = state["idp"]
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            authorization = self.headers.get("Authorization") or ""
+            idp.received.append((self.headers.get("Content-Type") or "", authorization, body))
+            if idp.delay:
+                time.sleep(idp.delay)
+            if idp.status:
+                status, payload = idp.status, {"error": "server_error"}
+            else:
+                form = dict(urllib.parse.parse_qsl(body.decode()))
+                status, payload = idp.grant(form, authorization)
+            data = idp.body if idp.body is not None and status == 200 \
+                else json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    idp = TokenServer(server, rsa_key())
+    state["idp"] = idp
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return idp

@@ -131,7 +131,7 @@ class JwtAuth:
         self.org_id = spec.org_id
         self.key_names = token_candidates(spec.org_id, hash_keys=services.hash_keys,
                                           hash_function=services.hash_key_function)
-        self.context_vars = bool(getattr(spec, "enable_context_vars", False))
+        self.context_vars = spec.enable_context_vars
         # identity -> (session id, storage key): md5 and naming once per identity.
         self._names: dict[str, tuple[str, str]] = {}
         # per-key mode: jwt_data.secret -> its key (parsed once).
