@@ -1,17 +1,20 @@
-"""Run the scenarios: fastgate and an nginx baseline under wrk, in alternation.
+"""Run the scenarios: fastgate, an nginx baseline and (where a scenario says) HAProxy
+under wrk, in alternation.
 
 Layout on a machine with two CPUs (the first two this process may use):
 
-* CPU A (the proxy's core): the proxy under test — nginx as a reverse proxy, or
-  fastgate.  Both run all the time, but only one is under load at any moment.
+* CPU A (the proxy's core): the proxy under test — nginx as a reverse proxy, HAProxy
+  (one thread), or fastgate.  All run all the time, but only one is under load at
+  any moment.
 * CPU B (the load core): wrk (one thread) and the fixed upstream (nginx returning a
   small body, or ``fastgate echo`` when nginx is missing).
 
-Per scenario: start both proxies, run the setup hook, probe each target (it must answer
-2xx), warm each up, then ``rounds`` rounds that run wrk against each target in turn
-(order reversed every other round, so drift does not favour one).  Around every wrk run
-the CPU of the proxy's process tree is read from /proc; CPU µs/request is that CPU over
-the requests wrk completed.  Medians over the rounds go into the table and the JSON.
+Per scenario: run the prepare hook, start the proxies, run the setup hook, probe each
+target (it must answer 2xx), warm each up, then ``rounds`` rounds that run wrk against
+each target in turn (order reversed every other round, so drift does not favour one).
+Around every wrk run the CPU of the proxy's process tree is read from /proc; CPU
+µs/request is that CPU over the requests wrk completed.  Medians over the rounds go
+into the table and the JSON.
 """
 
 from __future__ import annotations
@@ -31,11 +34,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench import client, procstat, scenarios
+from bench import client, jwt, procstat, scenarios
 from bench.processes import (
     ManagedProcess,
     StartupError,
@@ -44,8 +47,25 @@ from bench.processes import (
     port_open,
     wait_ready,
 )
-from bench.report import BASELINE, RunMeasurement, TargetSummary, ratios, render_table
-from bench.spec import NGINX_UPSTREAM, UPSTREAM_URL, Probe, Scenario, SetupContext, WrkPlan
+from bench.report import (
+    BASELINE,
+    PEER,
+    RunMeasurement,
+    TargetSummary,
+    describe_goal,
+    goal_result,
+    ratios,
+    render_table,
+)
+from bench.spec import (
+    NGINX_UPSTREAM,
+    UPSTREAM_URL,
+    PrepareContext,
+    Probe,
+    Scenario,
+    SetupContext,
+    WrkPlan,
+)
 from bench.wrk_output import WrkOutputError, parse_wrk_output
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,6 +77,8 @@ WRK_THREADS = 1
 SBIN_PATH = os.pathsep.join(
     [os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"]
 )
+#: The peer's rules use jwt_verify and jwt_header_query (2.5) and http_auth_bearer (2.6).
+HAPROXY_MIN_VERSION = (2, 6)
 
 
 class BenchError(RuntimeError):
@@ -75,6 +97,7 @@ class Settings:
     scenarios: tuple[str, ...]
     json_path: Path
     keep_tmp: bool
+    cache_dir: Path = field(default_factory=jwt.default_cache_dir)
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings | None:
@@ -95,6 +118,9 @@ def parse_args(argv: Sequence[str] | None) -> Settings | None:
                         help="smoke run: 1 round of 2 s, 1 s warm-up")
     parser.add_argument("--keep-tmp", action="store_true",
                         help="keep the temp dir (configs, logs) for inspection")
+    parser.add_argument("--cache-dir", type=Path, default=None, metavar="PATH",
+                        help="keep minted JWT pools and signing keys here (default "
+                             "$FASTGATE_BENCH_CACHE, else bench/results/cache)")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -110,6 +136,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings | None:
         scenarios=tuple(args.scenario),
         json_path=args.json,
         keep_tmp=args.keep_tmp,
+        cache_dir=args.cache_dir if args.cache_dir is not None else jwt.default_cache_dir(),
     )
     if settings.rounds < 1 or settings.duration_s < 1 or settings.warmup_s < 0:
         parser.error("--rounds and --duration must be >= 1, --warmup >= 0")
@@ -130,6 +157,9 @@ class Tools:
     fastgate: str
     proxy_cpu: int | None
     load_cpu: int | None
+    haproxy: str | None = None
+    #: Why there is no HAProxy peer, when ``haproxy`` is None.
+    haproxy_missing: str = "haproxy is not installed (apt-get install -y haproxy)"
 
     def pinned(self, cpu: int | None, argv: Sequence[str]) -> list[str]:
         if cpu is None or self.taskset is None:
@@ -154,7 +184,22 @@ def find_tools() -> Tools:
     proxy_cpu = load_cpu = None
     if len(cpus) >= 2 and taskset is not None:
         proxy_cpu, load_cpu = cpus[0], cpus[1]
-    return Tools(wrk, nginx, taskset, str(fastgate), proxy_cpu, load_cpu)
+    haproxy = shutil.which("haproxy", path=SBIN_PATH)
+    tools = Tools(wrk, nginx, taskset, str(fastgate), proxy_cpu, load_cpu, haproxy)
+    if haproxy is not None:
+        version = haproxy_version(_command_output([haproxy, "-v"]))
+        if version is None or version < HAPROXY_MIN_VERSION:
+            shown = "of an unknown version" if version is None else f"{version[0]}.{version[1]}"
+            tools = replace(tools, haproxy=None, haproxy_missing=(
+                f"{haproxy} is {shown}; the HAProxy peer needs "
+                f"{'.'.join(map(str, HAPROXY_MIN_VERSION))} or later"))
+    return tools
+
+
+def haproxy_version(text: str | None) -> tuple[int, int] | None:
+    """(major, minor) from ``haproxy -v``'s output ("HAProxy version 2.6.12-1 ...")."""
+    match = re.search(r"HA-?Proxy version (\d+)\.(\d+)", text or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 # ---------------------------------------------------------------- config rendering
@@ -278,6 +323,29 @@ class Bench:
         wait_ready(proc, lambda: port_open(port), f"nginx listened on {port}")
         return Target(BASELINE, f"http://127.0.0.1:{port}", proc)
 
+    def write_haproxy_config(self, scenario: Scenario, directory: Path, port: int) -> Path:
+        """The HAProxy peer's config for ``scenario`` (which must have one)."""
+        assert scenario.haproxy is not None
+        upstream_port = self.upstream_url.rsplit(":", 1)[1]
+        directory.mkdir(parents=True, exist_ok=True)
+        conf = directory / "haproxy.cfg"
+        text = (BENCH_DIR / "haproxy" / "proxy.cfg").read_text()
+        conf.write_text(render_template(text, {
+            "port": port, "upstream_port": upstream_port, "rules": scenario.haproxy.rules}))
+        return conf
+
+    def start_haproxy(self, scenario: Scenario, work: Path) -> Target:
+        assert self.tools.haproxy is not None
+        port = free_port()
+        directory = work / "haproxy"
+        conf = self.write_haproxy_config(scenario, directory, port)
+        # -db: stay in the foreground, one process (nbthread 1 is in the config).
+        argv = [self.tools.haproxy, "-db", "-f", str(conf)]
+        proc = self.sup.start(f"{work.name}-haproxy", self.tools.pinned(self.tools.proxy_cpu, argv),
+                              directory / "process.log")
+        wait_ready(proc, lambda: port_open(port), f"haproxy listened on {port}")
+        return Target(PEER, f"http://127.0.0.1:{port}", proc)
+
     def write_gateway_config(self, scenario: Scenario, gw_dir: Path, port: int) -> Path:
         apps = gw_dir / "apps"
         apps.mkdir(parents=True)
@@ -327,8 +395,12 @@ class Bench:
         if plan.script is not None:
             argv += ["-s", str(plan.script)]
         argv.append(target.url + scenario.path)
-        if plan.script_args:
-            argv += ["--", *plan.script_args]
+        script_args = plan.script_args
+        if plan.feed is not None:
+            # Before the CPU samples: a feed may mint tokens here (everything is idle).
+            script_args = plan.feed.script_args(target.name, round_no, duration_s)
+        if script_args:
+            argv += ["--", *script_args]
         argv = self.tools.pinned(self.tools.load_cpu, argv)
 
         assert self.upstream is not None
@@ -357,6 +429,10 @@ class Bench:
         except WrkOutputError as exc:
             raise BenchError(str(exc)) from exc
         self.check_alive(target.proc, f"in round {round_no}")
+        feed = None
+        if plan.feed is not None:
+            feed = plan.feed.after_run(target.name, round_no, done.stdout,
+                                       result.requests_per_sec)
         proxy = procstat.cpu_delta(proxy_before, proxy_after)
         upstream = procstat.cpu_delta(upstream_before, upstream_after)
         wrk_cpu = (children_after.ru_utime - children_before.ru_utime
@@ -382,7 +458,22 @@ class Bench:
             proxy_core_busy_s=proxy_core_busy,
             proxy_core_steal_s=proxy_core_steal,
             load_core_busy_s=load_core_busy,
+            feed=dict(feed.info) if feed is not None else None,
+            feed_problems=feed.problems if feed is not None else (),
+            feed_notes=feed.notes if feed is not None else (),
+            feed_retry=feed.retry if feed is not None else False,
         )
+
+    def measure_round(self, target: Target, scenario: Scenario, plan: WrkPlan,
+                      round_no: int) -> RunMeasurement:
+        """One round's run of ``target``; run again once when the plan's feed asks
+        (its pool ran out: the target ran faster than its earlier runs said)."""
+        run = self.run_wrk(target, scenario, plan, self.settings.duration_s, round_no)
+        if run.feed_retry:
+            print("  " + progress_line(run, self.settings.rounds)
+                  + "  -> the token pool ran out; grown, the round runs again", flush=True)
+            run = self.run_wrk(target, scenario, plan, self.settings.duration_s, round_no)
+        return run
 
     @staticmethod
     def check_alive(proc: ManagedProcess, when: str) -> None:
@@ -410,10 +501,24 @@ class Bench:
         settings = self.settings
         work = self.tmp / f"scenario-{scenario.name}"
         work.mkdir()
+        if scenario.prepare is not None:
+            prepare_dir = work / "prepare"
+            prepare_dir.mkdir()
+            scenario = scenario.prepare(PrepareContext(
+                work_dir=prepare_dir, cache_dir=settings.cache_dir, rounds=settings.rounds,
+                duration_s=settings.duration_s, warmup_s=settings.warmup_s,
+                connections=settings.connections, wrk_threads=WRK_THREADS,
+            ), scenario)
         targets: list[Target] = []
+        peer_notes: list[str] = []
         try:
             if self.tools.nginx is not None:
                 targets.append(self.start_nginx_proxy(scenario, work))
+            if scenario.haproxy is not None:
+                if self.tools.haproxy is not None:
+                    targets.append(self.start_haproxy(scenario, work))
+                else:
+                    peer_notes.append(f"no HAProxy row: {self.tools.haproxy_missing}")
             fastgate, secret = self.start_fastgate(scenario, work)
             targets.append(fastgate)
 
@@ -432,10 +537,12 @@ class Bench:
                 self.probe(target, plan.probe)
 
             warmup_problems: list[str] = []
+            warmup_notes: list[str] = []
             if settings.warmup_s:
                 for target in targets:
                     warm = self.run_wrk(target, scenario, plan, settings.warmup_s, 0)
                     warmup_problems += [f"{target.name} warm-up: {p}" for p in warm.problems()]
+                    warmup_notes += [f"{target.name} {n}" for n in warm.feed_notes]
             for target in targets:
                 target.pinned = {pid: procstat.cpus_allowed(pid)
                                  for pid in procstat.sample_tree(target.proc.pid)}
@@ -444,7 +551,7 @@ class Bench:
             for round_no in range(1, settings.rounds + 1):
                 order = targets if round_no % 2 else list(reversed(targets))
                 for target in order:
-                    run = self.run_wrk(target, scenario, plan, settings.duration_s, round_no)
+                    run = self.measure_round(target, scenario, plan, round_no)
                     summaries[target.name].runs.append(run)
                     print("  " + progress_line(run, settings.rounds), flush=True)
         finally:
@@ -462,11 +569,22 @@ class Bench:
             "table": render_table(ordered),
             "problems": warmup_problems + [f"{s.target} {p}" for s in ordered
                                            for p in s.problems()],
-            "notes": [f"{s.target} {n}" for s in ordered for n in s.notes()],
+            "notes": peer_notes + warmup_notes + [f"{s.target} {n}" for s in ordered
+                                                  for n in s.notes()],
+            "peers": {BASELINE: "plain proxy"} if BASELINE in summaries else {},
         }
         if BASELINE in summaries:
             result["ratios_to_nginx"] = {
                 s.target: ratios(s, summaries[BASELINE]) for s in ordered if s.target != BASELINE
+            }
+            if scenario.rps_goal_vs_nginx is not None:
+                result["goal"] = goal_result(
+                    scenario.rps_goal_vs_nginx,
+                    result["ratios_to_nginx"][FASTGATE]["requests_per_sec"])
+        if PEER in summaries and scenario.haproxy is not None:
+            result["peers"][PEER] = scenario.haproxy.description
+            result["ratios_to_haproxy"] = {
+                s.target: ratios(s, summaries[PEER]) for s in ordered if s.target != PEER
             }
         return result
 
@@ -506,6 +624,10 @@ def _command_output(argv: Sequence[str]) -> str | None:
     return (done.stdout + done.stderr).strip() or None
 
 
+def _first_line(text: str | None) -> str | None:
+    return text.splitlines()[0] if text else None
+
+
 def machine_info(tools: Tools, upstream_kind: str) -> dict[str, Any]:
     cpu_model = None
     try:
@@ -531,6 +653,7 @@ def machine_info(tools: Tools, upstream_kind: str) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "nginx": _command_output([tools.nginx, "-v"]) if tools.nginx else None,
+        "haproxy": _first_line(_command_output([tools.haproxy, "-v"])) if tools.haproxy else None,
         "wrk": wrk_version.splitlines()[0] if wrk_version else None,
         "git_commit": commit if commit and re.fullmatch(r"[0-9a-f]{40}", commit) else None,
         "git_dirty": bool(status) if status is not None else None,
@@ -642,10 +765,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def print_summary(results: list[dict[str, Any]], failures: list[str],
                   settings: Settings) -> None:
     print(f"\n==== results: median of {settings.rounds} round(s) x {settings.duration_s}s, "
-          f"{settings.connections} connections; ratio = fastgate / nginx")
+          f"{settings.connections} connections; ratio = target / nginx (plain proxy); "
+          f"x {PEER} = target / HAProxy doing the scenario's work, same run")
     for result in results:
         print(f"\n{result['name']}: {result['description']}")
+        if PEER in result.get("peers", {}):
+            print(f"  peer: {PEER} = {result['peers'][PEER]}")
         print(result["table"])
+        if "goal" in result:
+            print(f"  {describe_goal(FASTGATE, result['goal'])}")
         for note in result["notes"]:
             print(f"  note: {note}")
         if result["problems"]:

@@ -1,19 +1,22 @@
 """Numbers per run, medians per target, ratios to the baseline, the table and the JSON.
 
-Every ratio is fastgate's value divided by nginx's, measured in the same run: for
-requests/s higher is better, for latency and CPU per request lower is better.
+Every ratio is a target's value divided by nginx's (the plain-proxy baseline), or by
+HAProxy's where a scenario has HAProxy doing its work as a peer, measured in the same
+run: for requests/s higher is better, for latency and CPU per request lower is better.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.wrk_output import WrkResult
 
 BASELINE = "nginx"
+#: The second peer: HAProxy doing what the scenario asks (plain proxy, jwt_verify, ...).
+PEER = "haproxy"
 
 #: A proxy using less of its core than this was not the bottleneck: the load generator
 #: or the upstream was, and its requests/s say little (its CPU µs/request still hold).
@@ -41,6 +44,12 @@ class RunMeasurement:
     proxy_core_busy_s: float | None = None
     proxy_core_steal_s: float | None = None
     load_core_busy_s: float | None = None
+    #: What the scenario's wrk feed reported (tokens used, reused, ...), if it has one.
+    feed: Mapping[str, Any] | None = None
+    feed_problems: tuple[str, ...] = ()
+    feed_notes: tuple[str, ...] = ()
+    #: The feed asks for the run to be measured again (its pool ran out).
+    feed_retry: bool = False
 
     @property
     def cpu_us_per_request(self) -> float | None:
@@ -65,6 +74,7 @@ class RunMeasurement:
             )
         if self.wrk.requests == 0:
             found.append("no requests completed")
+        found += self.feed_problems
         return found
 
     def notes(self) -> list[str]:
@@ -99,6 +109,7 @@ class RunMeasurement:
                 f"processes {list(self.vanished_pids)} exited during the run: "
                 "CPU is a lower bound"
             )
+        found += self.feed_notes
         return found
 
     def to_json(self) -> dict[str, Any]:
@@ -128,6 +139,7 @@ class RunMeasurement:
             "proxy_core_busy_s": self.proxy_core_busy_s,
             "proxy_core_steal_s": self.proxy_core_steal_s,
             "load_core_busy_s": self.load_core_busy_s,
+            "feed": dict(self.feed) if self.feed is not None else None,
             "problems": self.problems(),
             "notes": self.notes(),
         }
@@ -214,6 +226,21 @@ def ratios(target: TargetSummary, baseline: TargetSummary) -> dict[str, float | 
     }
 
 
+def goal_result(min_ratio: float, got: float | None, baseline: str = BASELINE
+                ) -> dict[str, Any]:
+    """A scenario's requests/s goal (at least ``min_ratio`` of the baseline's) against
+    the ratio measured (None: not measured, so not met)."""
+    return {"metric": "requests_per_sec", "vs": baseline, "min_ratio": min_ratio,
+            "ratio": got, "met": got is not None and got >= min_ratio}
+
+
+def describe_goal(target: str, goal: Mapping[str, Any]) -> str:
+    got = "not measured" if goal["ratio"] is None else _fmt_ratio(goal["ratio"])
+    verdict = "met" if goal["met"] else "MISSED"
+    return (f"goal: {target} req/s >= {goal['min_ratio']:.2f}x {goal['vs']}: "
+            f"{got}, {verdict}")
+
+
 def format_latency(us: float | None) -> str:
     if us is None:
         return "-"
@@ -232,23 +259,39 @@ def _fmt_ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
-def render_table(summaries: Sequence[TargetSummary], baseline: str = BASELINE) -> str:
-    """The per-scenario table: medians, and each value over the baseline's as a ratio."""
+def render_table(summaries: Sequence[TargetSummary], baseline: str = BASELINE,
+                 peer: str = PEER) -> str:
+    """The per-scenario table: medians, and each value over the baseline's as a ratio.
+
+    When the peer (HAProxy) is among the targets, requests/s and CPU µs/request get
+    a second ratio column, over the peer's: fastgate beside the peer doing the same
+    work, not only beside nginx's plain proxy.
+    """
     base = next((s for s in summaries if s.target == baseline), None)
-    header = ("target", "req/s", "ratio", "p50", "p99", "ratio", "CPU us/req", "ratio",
-              "proxy CPU", "errors")
+    other = next((s for s in summaries if s.target == peer), None)
+    if other is None:
+        header: tuple[str, ...] = ("target", "req/s", "ratio", "p50", "p99", "ratio",
+                                   "CPU us/req", "ratio", "proxy CPU", "errors")
+    else:
+        header = ("target", "req/s", f"x {baseline}", f"x {peer}", "p50", "p99",
+                  f"x {baseline}", "CPU us/req", f"x {baseline}", f"x {peer}", "proxy CPU",
+                  "errors")
     rows = [header]
     for summary in summaries:
         r = ratios(summary, base) if base is not None else {}
+        q = ratios(summary, other) if other is not None else {}
+        req = [_fmt(summary.requests_per_sec, ",.0f"), _fmt_ratio(r.get("requests_per_sec"))]
+        cpu = [_fmt(summary.cpu_us_per_request, ".1f"), _fmt_ratio(r.get("cpu_us_per_request"))]
+        if other is not None:
+            req.append(_fmt_ratio(q.get("requests_per_sec")))
+            cpu.append(_fmt_ratio(q.get("cpu_us_per_request")))
         rows.append((
             summary.target,
-            _fmt(summary.requests_per_sec, ",.0f"),
-            _fmt_ratio(r.get("requests_per_sec")),
+            *req,
             format_latency(summary.p50_us),
             format_latency(summary.p99_us),
             _fmt_ratio(r.get("latency_p99")),
-            _fmt(summary.cpu_us_per_request, ".1f"),
-            _fmt_ratio(r.get("cpu_us_per_request")),
+            *cpu,
             _fmt(summary.proxy_utilisation, ".0%"),
             str(summary.errors),
         ))

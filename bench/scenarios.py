@@ -8,11 +8,25 @@ right baseline — the nginx ``location`` blocks to compare against.
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from bench import jwt
 from bench.luagen import write_rotating_requests_script
-from bench.spec import UPSTREAM_URL, Probe, Scenario, SetupContext, WrkPlan
+from bench.spec import (
+    HAPROXY_PLAIN_PROXY,
+    UPSTREAM_URL,
+    HaproxyPeer,
+    PrepareContext,
+    PrepareHook,
+    Probe,
+    Scenario,
+    SetupContext,
+    WrkPlan,
+)
 
 
 def keyless_api(api_id: str = "bench", listen_path: str = "/", **fields: Any) -> dict[str, Any]:
@@ -63,6 +77,7 @@ SCENARIOS: list[Scenario] = [
         name="keyless",
         description="keyless API, plain proxying of GET /",
         api_definitions=(keyless_api(),),
+        haproxy=HAPROXY_PLAIN_PROXY,
     ),
     Scenario(
         name="keyless-post-1k",
@@ -74,6 +89,7 @@ SCENARIOS: list[Scenario] = [
             headers={"Content-Type": "application/octet-stream"},
             body=POST_BODY_1K,
         ),
+        haproxy=HAPROXY_PLAIN_PROXY,
     ),
 ]
 
@@ -101,6 +117,107 @@ SCENARIOS.append(
             ctx, rate=1_000_000, per=1, quota_max=1_000_000_000, quota_renewal_rate=3600),
     )
 )
+
+
+# ---------------------------------------------------------------- JWT
+
+#: The policy every JWT scenario's tokens get (``jwt_default_policies``): access to
+#: the bench API, no rate limit, no quota.
+JWT_POLICY = "bench-jwt"
+#: Tokens the cached scenario rotates through, each of its own ``sub``.
+JWT_CACHED_TOKENS = 1_000
+
+JWT_GATEWAY_CONFIG = {"policies": {"policy_source": "file",
+                                   "policy_record_name": "policies.json"}}
+JWT_FILES = {"policies.json": json.dumps({JWT_POLICY: {
+    "id": JWT_POLICY, "name": JWT_POLICY, "org_id": "", "active": True,
+    "rate": 0, "per": 0, "quota_max": -1, "quota_renewal_rate": 0,
+    "access_rights": {"bench": {"api_id": "bench", "api_name": "bench",
+                                "versions": ["Default"]}},
+}}, indent=2) + "\n"}
+
+
+def jwt_api(family: str, public_pem: bytes = b"") -> dict[str, Any]:
+    """A Tyk Classic JWT API: ``jwt_source`` is base64 of the PEM public key (filled in
+    by the prepare hook), identity ``sub``, the one default policy."""
+    return keyless_api(
+        use_keyless=False,
+        enable_jwt=True,
+        jwt_signing_method=family,
+        jwt_source=base64.b64encode(public_pem).decode(),
+        jwt_identity_base_field="sub",
+        jwt_default_policies=[JWT_POLICY],
+        auth_configs={"jwt": {"auth_header_name": "Authorization"}},
+    )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def prepare_jwt(alg: str, *, new_tokens: bool) -> PrepareHook:
+    """The prepare hook of a JWT scenario: the signing key (kept in the cache dir),
+    the API definition with its public key, HAProxy's jwt_verify rules for the same
+    key, and the tokens -- 1,000 rotating, or the pool fed to wrk run by run."""
+
+    def prepare(ctx: PrepareContext, scenario: Scenario) -> Scenario:
+        key = jwt.signing_key(alg, ctx.cache_dir / "jwt")
+        public_key = ctx.work_dir / f"{alg}.pub.pem"
+        public_key.write_bytes(key.public_pem)
+        assert scenario.haproxy is not None
+        haproxy = replace(scenario.haproxy, rules=jwt.haproxy_jwt_rules(alg, public_key))
+        setup: Callable[[SetupContext], WrkPlan]
+        if new_tokens:
+            feed = jwt.TokenFeed(jwt.TokenPool(key, ctx.cache_dir / "jwt"),
+                                 threads=ctx.wrk_threads, connections=ctx.connections)
+            # Not from the pool: the probe's token is cached by fastgate before the load.
+            probe = Probe(headers=bearer(jwt.mint_range(key, 0, 1, prefix="p")[0]))
+
+            def setup(sctx: SetupContext) -> WrkPlan:
+                return replace(sctx.plan, feed=feed, probe=probe)
+        else:
+            tokens = jwt.mint_range(key, 0, JWT_CACHED_TOKENS, prefix="c")
+
+            def setup(sctx: SetupContext) -> WrkPlan:
+                script = write_rotating_requests_script(
+                    sctx.work_dir / "tokens.lua", [bearer(t) for t in tokens])
+                return replace(sctx.plan, script=script, probe=Probe(headers=bearer(tokens[0])))
+
+        return replace(scenario, api_definitions=(jwt_api(key.family, key.public_pem),),
+                       haproxy=haproxy, setup=setup)
+
+    return prepare
+
+
+SCENARIOS.append(
+    Scenario(
+        name="jwt-rs256-cached",
+        description=(f"JWT RS256 (jwt_source = PEM public key, default policy), "
+                     f"{JWT_CACHED_TOKENS:,} tokens of as many subs rotating: each verified "
+                     "once, then served from the verified-token cache"),
+        api_definitions=(jwt_api("rsa"),),
+        gateway_config=JWT_GATEWAY_CONFIG,
+        files=JWT_FILES,
+        haproxy=HaproxyPeer("jwt_verify RS256 on every request (HAProxy caches nothing)"),
+        prepare=prepare_jwt("RS256", new_tokens=False),
+        rps_goal_vs_nginx=0.6,
+    )
+)
+
+for _alg in ("RS256", "ES256"):
+    SCENARIOS.append(
+        Scenario(
+            name=f"jwt-{_alg.lower()}-new",
+            description=(f"JWT {_alg}, every request a token fastgate has never seen "
+                         f"(a pre-minted pool read by wrk as it goes; {jwt.SUBJECTS:,} subs)"),
+            api_definitions=(jwt_api(jwt.ALGORITHMS[_alg]),),
+            gateway_config=JWT_GATEWAY_CONFIG,
+            files=JWT_FILES,
+            wrk_script="token_feed.lua",
+            haproxy=HaproxyPeer(f"jwt_verify {_alg} on every request"),
+            prepare=prepare_jwt(_alg, new_tokens=True),
+        )
+    )
 
 
 def by_name(names: list[str]) -> list[Scenario]:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bench import client
 
@@ -49,12 +49,46 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class FeedRun:
+    """What a ``WrkFeed`` made of one wrk run: facts for the JSON, and problems
+    (reasons the run is no benchmark, e.g. a token the gateway had already seen)."""
+
+    info: Mapping[str, Any] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    #: Measure this run again (once): e.g. the pool ran out and has been grown since
+    #: (the harness asks ``script_args`` anew).  A retried run's problems still count
+    #: if the harness does not retry it.
+    retry: bool = False
+
+
+class WrkFeed(Protocol):
+    """Per-run arguments for a wrk script that consumes a pool (of tokens, say).
+
+    The harness asks ``script_args`` before every wrk run of a target (the warm-up
+    is ``round_no`` 0) -- the proxies are all idle then, so a feed may grow its pool
+    there -- and hands ``after_run`` wrk's stdout and requests/s when the run ends.
+    A round's run whose ``FeedRun.retry`` is set is run once more.
+    """
+
+    def script_args(self, target: str, round_no: int, duration_s: int) -> tuple[str, ...]: ...
+
+    def after_run(self, target: str, round_no: int, stdout: str,
+                  requests_per_sec: float) -> FeedRun: ...
+
+
+@dataclass(frozen=True)
 class WrkPlan:
-    """What wrk runs: an optional Lua script (with arguments after ``--``) and the probe."""
+    """What wrk runs: an optional Lua script (with arguments after ``--``) and the probe.
+
+    With a ``feed``, the script's arguments come from it, run by run, instead of
+    ``script_args``.
+    """
 
     script: Path | None = None
     script_args: tuple[str, ...] = ()
     probe: Probe = Probe()
+    feed: WrkFeed | None = None
 
 
 @dataclass
@@ -84,6 +118,41 @@ SetupHook = Callable[[SetupContext], WrkPlan]
 
 
 @dataclass(frozen=True)
+class PrepareContext:
+    """Handed to a scenario's prepare hook before any proxy starts."""
+
+    #: A private directory for generated files (keys, configs); removed afterwards.
+    work_dir: Path
+    #: A directory kept across runs for expensive artefacts (minted token pools).
+    cache_dir: Path
+    rounds: int
+    duration_s: int
+    warmup_s: int
+    connections: int
+    wrk_threads: int
+
+
+PrepareHook = Callable[["PrepareContext", "Scenario"], "Scenario"]
+
+
+@dataclass(frozen=True)
+class HaproxyPeer:
+    """HAProxy doing the scenario's work as a second peer beside nginx.
+
+    ``rules`` go into the frontend before the request is proxied (``""``: plain
+    proxying, the same work as nginx's baseline); ``description`` says in the table
+    and the JSON what HAProxy does.
+    """
+
+    description: str
+    rules: str = ""
+
+
+#: HAProxy as a plain reverse proxy (what nginx's PLAIN_PROXY_LOCATION does).
+HAPROXY_PLAIN_PROXY = HaproxyPeer("plain proxy")
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -104,3 +173,14 @@ class Scenario:
     #: Run fastgate on the redis store: the harness starts a redis-server
     #: (pinned with the load) and points storage at it.
     needs_redis: bool = False
+    #: HAProxy as a second peer (None: no HAProxy row).  Its figures are printed
+    #: beside fastgate's and fastgate's ratios to it are in the table and the JSON.
+    haproxy: HaproxyPeer | None = None
+    #: fastgate's requests/s should be at least this ratio of nginx's plain proxy in
+    #: the same run (None: no goal).  Reported beside the table and in the JSON; a
+    #: missed goal is not an error.
+    rps_goal_vs_nginx: float | None = None
+    #: Runs before the proxies start and returns the scenario to run (with its
+    #: API definitions, files and HAProxy rules filled in): for material made at
+    #: run time, such as signing keys and tokens.
+    prepare: PrepareHook | None = None
