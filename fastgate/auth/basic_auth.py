@@ -27,6 +27,7 @@ import hmac
 import re
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -138,7 +139,7 @@ class BasicAuth:
             self.body_user = re.compile(config.body_user_regexp.encode())
             self.body_password = re.compile(config.body_password_regexp.encode())
         # Checks remembered: digest(user, password) -> (stored hash, valid until).
-        self.verified: dict[bytes, tuple[object, float]] = {}
+        self.verified: OrderedDict[bytes, tuple[object, float]] = OrderedDict()
         # Checks under way, so a burst with new credentials runs bcrypt once.
         self.in_flight: dict[bytes, asyncio.Future[bool]] = {}
         self._digest_key = secrets.token_bytes(32)
@@ -226,7 +227,7 @@ class BasicAuth:
             return self.unauthorised
         if self.ttl:
             if len(self.verified) >= MAX_VERIFIED:
-                del self.verified[next(iter(self.verified))]
+                self.verified.popitem(last=False)
             self.verified[digest] = (stored, time.monotonic() + self.ttl)
         self.identity.accept(req, found)
         return None

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -42,14 +43,15 @@ class KeyNames:
                  max_entries: int = MAX_NAMES) -> None:
         self._derive = derive
         self._max = max_entries
-        self._names: dict[bytes, tuple[str, ...]] = {}
+        # An OrderedDict: the oldest entry leaves in O(1).
+        self._names: OrderedDict[bytes, tuple[str, ...]] = OrderedDict()
 
     def of(self, credential: bytes) -> tuple[str, ...]:
         names = self._names.get(credential)
         if names is None:
             names = tuple(dict.fromkeys(self._derive(credential)))  # no key asked twice
             if len(self._names) >= self._max:
-                del self._names[next(iter(self._names))]
+                self._names.popitem(last=False)
             self._names[credential] = names
         return names
 

@@ -24,6 +24,7 @@ and the logs see only its hash when ``hash_keys`` is on.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -88,8 +89,10 @@ class SessionCache:
         self.store = store
         self.policies = policies
         self.max_entries = max_entries
-        self.entries: dict[str, CachedSession] = {}
-        self.storage_keys: dict[bytes, str] = {}
+        # OrderedDicts: the oldest entry leaves in O(1) (a dict's first entry
+        # after many deletions from its front is found by a linear scan).
+        self.entries: OrderedDict[str, CachedSession] = OrderedDict()
+        self.storage_keys: OrderedDict[bytes, str] = OrderedDict()
         self.generation = 0
         self._local = not store.shared
 
@@ -101,7 +104,7 @@ class SessionCache:
         if key is None:
             key = derive(credential)
             if len(self.storage_keys) >= self.max_entries:
-                del self.storage_keys[next(iter(self.storage_keys))]
+                self.storage_keys.popitem(last=False)
             self.storage_keys[credential] = key
         return key
 
@@ -142,7 +145,7 @@ class SessionCache:
         if generation == self.generation:
             # Not invalidated while the store was being asked: cache it.
             if len(self.entries) >= self.max_entries:
-                del self.entries[next(iter(self.entries))]
+                self.entries.popitem(last=False)
             self.entries[storage_key] = entry if entry is not None else _ABSENT
         return entry
 

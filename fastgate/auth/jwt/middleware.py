@@ -39,6 +39,7 @@ against a JWKS must name its key (``kid``).
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -133,9 +134,9 @@ class JwtAuth:
                                           hash_function=services.hash_key_function)
         self.context_vars = spec.enable_context_vars
         # identity -> (session id, storage key): md5 and naming once per identity.
-        self._names: dict[str, tuple[str, str]] = {}
+        self._names: OrderedDict[str, tuple[str, str]] = OrderedDict()
         # per-key mode: jwt_data.secret -> its key (parsed once).
-        self._secret_keys: dict[str, keys.VerifyKey | None] = {}
+        self._secret_keys: OrderedDict[str, keys.VerifyKey | None] = OrderedDict()
         if config.jwks_url:
             # Fetched while the API loads, so that its first token need not wait.
             services.jwks.prefetch(config.jwks_url, spec.api_id)
@@ -241,7 +242,7 @@ class JwtAuth:
         except ValueError:
             key = None
         if len(self._secret_keys) >= MAX_CACHED_TOKENS:
-            del self._secret_keys[next(iter(self._secret_keys))]
+            self._secret_keys.popitem(last=False)
         self._secret_keys[secret] = key
         return key
 
@@ -354,7 +355,7 @@ class JwtAuth:
             names = (sid, storage_key(sid, hash_keys=services.hash_keys,
                                       hash_key_function=services.hash_key_function))
             if len(self._names) >= MAX_CACHED_TOKENS:
-                del self._names[next(iter(self._names))]
+                self._names.popitem(last=False)
             self._names[identity] = names
         return names
 
