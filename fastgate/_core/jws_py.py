@@ -24,6 +24,7 @@ client sees Tyk's text).
 from __future__ import annotations
 
 import binascii
+import operator
 
 import orjson
 
@@ -40,6 +41,24 @@ _VALUES: list[int] = [_ALPHABET.find(chr(_byte)) for _byte in range(256)]
 # '-' -> '+', '_' -> '/' for binascii's standard-alphabet decoder.
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _PADDING = (b"", b"", b"==", b"=")
+_SSIZE_MAX = 2**63 - 1
+
+
+def _argument_types(value: object, name: str) -> None:
+    # Interpreted, what the compiled signature's ``bytes`` does: exactly bytes
+    # (no subclass, no bytearray, no None), the same TypeError.
+    if type(value) is not bytes:
+        raise TypeError(f"Argument '{name}' has incorrect type (expected bytes, "
+                        f"got {type(value).__name__})")
+
+
+def _ssize(value: object) -> int:
+    # Interpreted, Cython's conversion to Py_ssize_t: an integer (not a float),
+    # within C's range.
+    number = operator.index(value)  # type: ignore[arg-type]
+    if not -_SSIZE_MAX - 1 <= number <= _SSIZE_MAX:
+        raise OverflowError("Python int too large to convert to C ssize_t")
+    return number
 
 
 @cython.cclass
@@ -77,6 +96,8 @@ class Token:
 @cython.ccall
 def b64url_decode(data: bytes) -> bytes | None:
     """``data`` decoded as strict, unpadded base64url (RFC 7515 §2), or None."""
+    if not cython.compiled:
+        _argument_types(data, "data")
     n: cython.Py_ssize_t = len(data)
     rest: cython.Py_ssize_t = n % 4
     if rest == 1:
@@ -116,6 +137,9 @@ def _object(data: bytes) -> object:
 @cython.ccall
 def parse(token: bytes, max_length: cython.Py_ssize_t) -> object:
     """The :class:`Token` in ``token``, or a str saying why it is malformed."""
+    if not cython.compiled:
+        max_length = _ssize(max_length)
+        _argument_types(token, "token")
     if len(token) > max_length:
         return "longer than the limit"
     first: cython.Py_ssize_t = token.find(b".")

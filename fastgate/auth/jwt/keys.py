@@ -28,7 +28,11 @@ False.  The rules:
 (RFC 7518 §3.3 says such keys MUST NOT be used; Go accepts them); a JWK
 carrying private members (``d``, ``p``...) is refused -- a published key set
 holding a private key is a leak, not a key to trust; a JWK whose ``use`` is
-not ``sig`` is skipped.
+not ``sig`` (or whose ``key_ops`` lack ``verify``) is skipped; in a JWK Set,
+an ``oct`` key and both keys of a ``kid`` published twice are skipped; an
+RSA key with the ROCA fingerprint (CVE-2017-15361) is refused; a JWK's HMAC
+key shorter than its hash is refused (RFC 7518 §3.2; a ``jwt_source`` secret
+is taken as Tyk takes it).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ __all__ = [
     "key_from_secret",
     "parse_jwk",
     "parse_jwks",
+    "roca_vulnerable",
 ]
 
 FAMILIES = ("hmac", "rsa", "ecdsa", "eddsa")
@@ -79,7 +84,29 @@ _HMAC_NAMES = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 _CURVES = {"ES256": ("secp256r1", 32), "ES384": ("secp384r1", 48), "ES512": ("secp521r1", 66)}
 _JWK_CURVES: dict[str, ec.EllipticCurve] = {
     "P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+_JWK_CURVE_OF = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth")
+# ROCA (CVE-2017-15361): moduli from the flawed Infineon generator are, modulo
+# each of these primes, a power of 65537 (Nemec et al., CCS 2017, §2.3).
+_ROCA_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71,
+                73, 79, 83, 89, 97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151,
+                157, 163, 167)
+
+
+def _powers_of_65537(prime: int) -> frozenset[int]:
+    out, value = set(), 1
+    while value not in out:
+        out.add(value)
+        value = value * 65537 % prime
+    return frozenset(out)
+
+
+_ROCA_SUBGROUPS = tuple((p, _powers_of_65537(p)) for p in _ROCA_PRIMES)
+
+
+def roca_vulnerable(modulus: int) -> bool:
+    """Whether an RSA modulus has the ROCA fingerprint (its factors are recoverable)."""
+    return all(modulus % prime in powers for prime, powers in _ROCA_SUBGROUPS)
 
 
 class JwkError(ValueError):
@@ -169,6 +196,9 @@ def _checked(family: str, public: Any, kid: str | None = None,
         if public.key_size < MIN_RSA_BITS:
             raise JwkError(f"an RSA key of {public.key_size} bits (at least "
                            f"{MIN_RSA_BITS} are required, RFC 7518 3.3)")
+        if roca_vulnerable(public.public_numbers().n):
+            raise JwkError("an RSA key with the ROCA weakness (CVE-2017-15361): "
+                           "its private key can be computed")
     elif family == "ecdsa":
         if not isinstance(public, ec.EllipticCurvePublicKey):
             raise JwkError("not an EC key")
@@ -278,12 +308,22 @@ def parse_jwk(jwk: object) -> VerifyKey:
     use = jwk.get("use")
     if use is not None and use != "sig":
         raise JwkError(f"use {use!r}: not a signature key")
+    key_ops = jwk.get("key_ops")
+    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        raise JwkError(f"key_ops {key_ops!r}: not a verification key")
     alg = jwk.get("alg")
     family = _FAMILY_OF_KTY[kty]
     if alg is not None and (not isinstance(alg, str) or ALGORITHMS.get(alg) != family):
         raise JwkError(f"alg {alg!r} does not fit key type {kty}")
+    if alg in _CURVES and jwk.get("crv") != _JWK_CURVE_OF[alg]:
+        raise JwkError(f"alg {alg} needs curve {_JWK_CURVE_OF[alg]}, not {jwk.get('crv')!r}")
     if kty == "oct":
-        return key_from_secret(_b64url(jwk, "k"), kid)
+        secret = _b64url(jwk, "k")
+        # RFC 7518 §3.2: a key at least as long as the hash output.
+        least = int(alg[2:]) // 8 if isinstance(alg, str) else 32
+        if len(secret) < least:
+            raise JwkError(f"an HMAC key of {len(secret)} bytes: at least {least} are needed")
+        return key_from_secret(secret, kid)
     private = [name for name in _PRIVATE_MEMBERS if name in jwk]
     if private:
         raise JwkError(f"holds private members ({', '.join(private)}): a published key "
@@ -300,18 +340,33 @@ def parse_jwk(jwk: object) -> VerifyKey:
 
 
 def parse_jwks(doc: object) -> tuple[dict[str, VerifyKey], list[VerifyKey], list[str]]:
-    """A JWK Set (``{"keys": [...]}``): (keys by kid -- the first of a kid wins --,
-    keys without kid, one text per JWK skipped).  Never raises; a document that
-    is not a set gives no keys and one error."""
+    """A JWK Set (``{"keys": [...]}``): (keys by kid, keys without kid, one
+    text per JWK skipped).  A kid published twice names no key (ambiguous); a
+    symmetric ``oct`` key is skipped (a published set is readable by anyone).
+    Never raises; a document that is not a set gives no keys and one error."""
     keys = doc.get("keys") if isinstance(doc, dict) else None
     if not isinstance(keys, list):
         return {}, [], ['not a JWK Set (no "keys" array)']
     by_kid: dict[str, VerifyKey] = {}
     without_kid: list[VerifyKey] = []
     errors: list[str] = []
+    published: dict[str, int] = {}
+    for jwk in keys:
+        kid = jwk.get("kid") if isinstance(jwk, dict) else None
+        if isinstance(kid, str):
+            published[kid] = published.get(kid, 0) + 1
     for index, jwk in enumerate(keys):
         kid = jwk.get("kid") if isinstance(jwk, dict) else None
         where = f"keys[{index}]" + (f" (kid {kid[:64]!r})" if isinstance(kid, str) else "")
+        if isinstance(kid, str) and published[kid] > 1:
+            # Two JWKs under one kid (even one unusable): which one a token
+            # means is ambiguous.
+            errors.append(f"{where}: kid published {published[kid]} times")
+            continue
+        if isinstance(jwk, dict) and jwk.get("kty") == "oct":
+            # Whoever can read the set can sign with it.
+            errors.append(f"{where}: a symmetric (oct) key in a published key set")
+            continue
         try:
             key = parse_jwk(jwk)
         except JwkError as exc:
@@ -322,6 +377,6 @@ def parse_jwks(doc: object) -> tuple[dict[str, VerifyKey], list[VerifyKey], list
             continue
         if key.kid is None:
             without_kid.append(key)
-        elif key.kid not in by_kid:
+        else:
             by_kid[key.kid] = key
     return by_kid, without_kid, errors
