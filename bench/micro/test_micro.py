@@ -20,13 +20,23 @@ needs_extensions = pytest.mark.skipif(
 )
 
 
+def comparable(result: object) -> object:
+    """``result`` as it compares: a parsed JWS (``jws.Token``, no ``__eq__``)
+    by what it holds."""
+    if type(result).__name__ == "Token":
+        return tuple(getattr(result, name) for name in (
+            "raw", "alg", "kid", "header", "claims", "signing_input", "signature"))
+    return result
+
+
 @needs_extensions
 @pytest.mark.parametrize("kind", ["c", "py"])
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_speed(benchmark, case: Case, kind: str) -> None:
     # Each resolve() of a method binds a new instance, so this compares first
     # calls, whatever state the timing loop leaves behind.
-    assert resolve(case.function, kind)(*case.args) == resolve(case.function, "py")(*case.args)
+    got = resolve(case.function, kind)(*case.args)
+    assert comparable(got) == comparable(resolve(case.function, "py")(*case.args))
     benchmark.group = case.id
     benchmark(resolve(case.function, kind), *case.args)
 

@@ -523,7 +523,7 @@ class JwksCache:
 
 def _fingerprints(jwks: list[object]) -> dict[str, bytes]:
     """kid -> canonical JSON of every JWK carrying that kid: equal fingerprints
-    parse to the same key, whichever of them the parser kept."""
+    parse to the same key (or, for a kid published twice, to none)."""
     grouped: dict[str, list[object]] = {}
     for jwk in jwks:
         if isinstance(jwk, dict):
