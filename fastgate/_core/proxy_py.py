@@ -254,6 +254,10 @@ PAUSE_CLOSING: int = 4  # answered and about to close: nothing more is parsed
 
 #: Request bytes held for an exchange that cannot stream yet before reading pauses.
 MAX_BUFFERED: int = 256 * 1024
+#: Raw bytes a head may hold beyond max_header_bytes before it is refused as
+#: incomplete: the request line, the line ends and optional whitespace, which
+#: the exact count (the parser's callbacks) leaves out.
+HEAD_LINE_SLACK: int = 4096
 #: Largest request body the gateway reads for its own endpoints (/tyk/...):
 #: larger ones are answered 413 (at once when Content-Length says so).
 MAX_ADMIN_BODY: int = 8 * 1024 * 1024
@@ -484,6 +488,7 @@ class ClientProtocol:
     head_due: cython.bint  # a request head is expected (deadline from head_since)
     head_since: cython.long
     head_size: cython.Py_ssize_t
+    head_raw: cython.Py_ssize_t
     url: bytes
     headers: list
 
@@ -520,6 +525,7 @@ class ClientProtocol:
         self.head_due = True
         self.head_since = self.tick
         self.head_size = 0
+        self.head_raw = 0
         self.url = b""
         self.headers = []
 
@@ -563,12 +569,10 @@ class ClientProtocol:
                 self.transport.abort()
             return
         if self.in_head:
-            # A head still incomplete after max_header_bytes: refuse before the
-            # parser buffers any more of it.
-            self.head_size += len(data)
-            if self.head_size > self.max_header_bytes:
-                self._refuse(responses.HEADERS_TOO_LARGE_CLOSE)
-                return
+            # The raw bytes of a head still incomplete (head_size counts what
+            # the parser reported; this chunk may also end the head and carry
+            # body bytes, so it is judged after parsing).
+            self.head_raw += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -582,6 +586,11 @@ class ClientProtocol:
             return
         except httptools.HttpParserError as exc:
             self._refuse(responses.error_response(400, _parser_message(exc), close=True))
+            return
+        if self.in_head and self.head_raw > self.max_header_bytes + HEAD_LINE_SLACK:
+            # A head still incomplete past max_header_bytes (a line that never
+            # ends): refuse before the parser buffers any more of it.
+            self._refuse(responses.HEADERS_TOO_LARGE_CLOSE)
             return
         queue = self.queue
         ex: Exchange
@@ -617,6 +626,7 @@ class ClientProtocol:
             self.head_due = True
             self.head_since = self.tick
         self.head_size = 0
+        self.head_raw = 0
         self.url = b""
         self.headers = []
 

@@ -8,6 +8,7 @@ upstream.
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -202,3 +203,56 @@ def test_default_max_header_bytes_is_64_kib(gateway_factory, echo, make_api, raw
     too_big = b"".join(b"X-Big-%d: %s\r\n" % (i, b"v" * 1000) for i in range(70))
     resp = raw(gw.port).request(b"GET /a/big HTTP/1.1\r\n" + H + too_big + b"\r\n")
     assert resp.status == 431
+
+
+def _read_status(sock: socket.socket) -> int:
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def test_a_head_arriving_in_pieces_is_counted_once(gateway_factory, echo, make_api):
+    # Regression: the raw bytes of a head's later pieces were added to the
+    # parser's own count, so a 50 KB head sent in two pieces looked like 99 KB.
+    gw = gateway_factory(apis=[make_api("a", "/a/", echo.base_url)], start=False)
+    gw.config["http_server_options"] = {"max_header_bytes": 65536}
+    gw.start()
+    fields = b"".join(b"X-Fit-%d: %s\r\n" % (i, b"v" * 1000) for i in range(50))
+    head = b"GET /a/pieces HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n"
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(head[:1000])
+        time.sleep(0.2)
+        sock.sendall(head[1000:])
+        assert _read_status(sock) == 200
+
+
+def test_a_large_body_behind_the_end_of_a_head_is_not_head(gateway_factory, echo, make_api):
+    # The piece that ends the head may carry a big body (no Expect): only the
+    # head counts against max_header_bytes.
+    gw = gateway_factory(apis=[make_api("a", "/a/", echo.base_url)])
+    body = b"b" * 200_000
+    head = (b"POST /a/upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(head[:20])
+        time.sleep(0.2)
+        sock.sendall(head[20:] + body)
+        assert _read_status(sock) == 200
+
+
+def test_a_head_line_that_never_ends_is_refused(gateway_factory, echo, make_api):
+    gw = gateway_factory(apis=[make_api("a", "/a/", echo.base_url)])
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+        sock.sendall(b"GET /a/x HTTP/1.1\r\nHost: x\r\nX-Long: ")
+        time.sleep(0.1)
+        try:
+            for _ in range(40):
+                sock.sendall(b"v" * 8192)
+        except OSError:
+            pass  # the gateway answered and closed while we were sending
+        assert _read_status(sock) == 431
