@@ -151,6 +151,14 @@ class SessionCache:
 
     # -- invalidation --------------------------------------------------------------
 
+    async def save(self, storage_key: str, value: bytes, ttl: float = 0) -> None:
+        """Writes a session to the store and makes every worker and node that
+        shares it forget the old one (this worker first: that cannot fail).
+        Raises StoreError."""
+        await self.store.set_session(storage_key, value, ttl)
+        self.invalidate(storage_key)
+        await self.store.publish("session", storage_key)
+
     def invalidate(self, storage_key: str) -> None:
         """Forget one session (it changed or was deleted)."""
         self.entries.pop(storage_key, None)

@@ -65,16 +65,9 @@ def jwt_api(make_api: Any, echo: Any, api_id: str, **fields: Any) -> dict[str, A
     return make_api(api_id, f"/{api_id}/", echo.base_url, **base)
 
 
-@pytest.fixture(scope="module", params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def gw(request: pytest.FixtureRequest, module_gateway_factory: Any, make_api: Any,
-       echo: Any) -> Any:
-    if request.param == "memory":
-        storage: dict[str, Any] = {"type": "memory"}
-    else:
-        server = request.getfixturevalue("redis_server")
-        server.ensure_running()
-        server.client().flushall()
-        storage = {"type": "redis", "host": server.host, "port": server.port}
+@pytest.fixture(scope="module")
+def gw(module_store: Any, module_gateway_factory: Any, make_api: Any, echo: Any) -> Any:
+    storage = module_store.config
     apis = [
         jwt_api(make_api, echo, "hs", jwt_signing_method="hmac", jwt_source=b64(HMAC_SECRET)),
         jwt_api(make_api, echo, "rs", jwt_signing_method="rsa", jwt_source=b64(public_pem(RSA)),

@@ -65,16 +65,10 @@ def split_api(api_id: str, target: str, idp_url: str, **split: Any) -> dict[str,
                           use_standard_auth=True, split_token=section)
 
 
-@pytest.fixture(scope="module", params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def gw(request: pytest.FixtureRequest, module_gateway_factory: Any, echo: Any,
-       idp: TokenServer, free_port: Any) -> Any:
-    if request.param == "memory":
-        storage: dict[str, Any] = {"type": "memory"}
-    else:
-        server = request.getfixturevalue("redis_server")
-        server.ensure_running()
-        server.client().flushall()
-        storage = {"type": "redis", "host": server.host, "port": server.port}
+@pytest.fixture(scope="module")
+def gw(module_store: Any, module_gateway_factory: Any, echo: Any, idp: TokenServer,
+       free_port: Any) -> Any:
+    storage = module_store.config
     closed = f"http://127.0.0.1:{free_port()}/token"
     apis = [
         split_api("split", echo.base_url, idp.url, apply_policies=["sp"]),
@@ -93,9 +87,7 @@ def gw(request: pytest.FixtureRequest, module_gateway_factory: Any, echo: Any,
     gateway = module_gateway_factory(apis, start=False, storage=storage)
     (gateway.root / "policies.json").write_text(json.dumps(POLICIES))
     gateway.start()
-    gateway.store_kind = request.param
-    if request.param == "redis":
-        gateway.redis = request.getfixturevalue("redis_server")
+    gateway.store = module_store
     return gateway
 
 
@@ -157,10 +149,10 @@ def test_the_key_is_named_by_the_signature_and_expires_with_the_jwt(gw, idp):
     assert session["expires"] == exp
     assert session["apply_policies"] == ["sp"]
     assert session["alias"].startswith("client-")
-    if gw.store_kind == "redis":
+    if gw.store.kind == "redis":
         # hash_keys is on: the signature itself never reaches the store, and
         # the record's TTL ends with the JWT.
-        client = gw.redis.client()
+        client = gw.store.redis.client()
         names = [name.decode() for name in client.keys("*")]
         assert not any(opaque in name for name in names)
         ttls = [client.ttl(name) for name in names if name.startswith("apikey-")

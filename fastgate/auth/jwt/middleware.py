@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from fastgate._core import jws
+from fastgate._core import compare, jws
 from fastgate.auth.auth_token import token_candidates
 from fastgate.auth.identity import Identity, find_session
 from fastgate.auth.jwt import keys, sessions
@@ -86,7 +86,7 @@ def _refuse(status: int, message: str) -> bytes:
 class _Plan:
     """What one verified token means for this API, worked out once."""
 
-    __slots__ = ("client_id", "context", "exp", "policies", "secret", "skey")
+    __slots__ = ("client_id", "context", "entry", "exp", "policies", "secret", "skey")
 
     def __init__(self, skey: str, exp: int, client_id: str, secret: str | None,
                  context: dict[str, Any] | None) -> None:
@@ -101,6 +101,9 @@ class _Plan:
         #: this token (centralised mode); None: not checked yet.
         self.policies: list[str] | None = None
         self.context = context
+        #: The cached session last accepted with this plan: while the cache
+        #: holds that very object (a change replaces it), nothing is re-checked.
+        self.entry: CachedSession | None = None
 
 
 def _numeric(claims: dict[str, Any], name: str) -> float | bool | None:
@@ -159,10 +162,15 @@ class JwtAuth:
 
     def _current(self, found: CachedSession, plan: _Plan) -> bool:
         """Whether the session is still what the token makes of it."""
+        if found is plan.entry:
+            return True
         session = found.session
         if plan.secret is not None:
             data = session.get("jwt_data")
-            return isinstance(data, dict) and data.get("secret") == plan.secret
+            secret = data.get("secret") if isinstance(data, dict) else None
+            return isinstance(secret, str) and compare.constant_time_equals(
+                secret.encode("utf-8", "surrogateescape"),
+                plan.secret.encode("utf-8", "surrogateescape"))
         if plan.policies is None or session.get("apply_policies") != plan.policies:
             return False
         if plan.exp and plan.exp + self.config.expires_at_skew > (session.get("expires") or 0):
@@ -170,6 +178,7 @@ class JwtAuth:
         return (session.get("oauth_client_id") or "") == plan.client_id
 
     def _accept(self, req: Request, plan: _Plan, found: CachedSession) -> None:
+        plan.entry = found
         self.identity.accept(req, (plan.skey, found))
         if plan.context is not None:
             context = req.context
@@ -395,13 +404,20 @@ class JwtAuth:
         except Refusal as refusal:
             return _refuse(refusal.status, refusal.message)
         if wanted is None and found is not None:
+            self._remember(req, token, key, plan, found)
+            return None
+        return self._store(req, token, key, plan, wanted or {})
+
+    def _remember(self, req: Request, token: jws.Token, key: keys.VerifyKey, plan: _Plan,
+                  found: CachedSession) -> None:
+        """Accepts the session found right for the token, and caches the token
+        with the policies that session has (if it can be used at all)."""
+        if found.refusal is None:
             policies = found.session.get("apply_policies")
             plan.policies = policies if isinstance(policies, list) else None
             if plan.policies is not None:
                 self.cache.put(token.raw, plan, key, self._deadline(token))
-            self._accept(req, plan, found)
-            return None
-        return self._store(req, token, key, plan, wanted or {})
+        self._accept(req, plan, found)
 
     async def _store(self, req: Request, token: jws.Token, key: keys.VerifyKey, plan: _Plan,
                      session: dict[str, Any]) -> bytes | None:
@@ -419,10 +435,8 @@ class JwtAuth:
             force_global=config.force_global_session_lifetime,
             global_lifetime=config.global_session_lifetime)
         try:
-            await services.store.set_session(plan.skey, orjson.dumps(record),
-                                             0 if lifetime == -1 else lifetime)
-            self.sessions.invalidate(plan.skey)
-            await services.store.publish("session", plan.skey)
+            await self.sessions.save(plan.skey, orjson.dumps(record),
+                                     0 if lifetime == -1 else lifetime)
             found: Any = self.sessions.lookup(plan.skey)
             if found is not None and not isinstance(found, CachedSession):
                 found = await found
@@ -430,12 +444,7 @@ class JwtAuth:
             return store_unavailable(exc)
         if found is None:
             return NOT_AUTHORIZED
-        if found.refusal is None:
-            policies = found.session.get("apply_policies")
-            plan.policies = policies if isinstance(policies, list) else None
-            if plan.policies is not None:
-                self.cache.put(token.raw, plan, key, self._deadline(token))
-        self._accept(req, plan, found)
+        self._remember(req, token, key, plan, found)
         return None
 
 

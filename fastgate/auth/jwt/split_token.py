@@ -225,10 +225,8 @@ class SplitTokenEndpoint:
                 record, now, api_lifetime=spec.session_lifetime,
                 respects_expiration=spec.session_lifetime_respects_key_expiration,
                 force_global=False, global_lifetime=config.global_session_lifetime)
-        await services.store.set_session(skey, orjson.dumps(record),
-                                         0 if lifetime <= 0 else lifetime)
-        services.sessions.invalidate(skey)
-        await services.store.publish("session", skey)
+        await services.sessions.save(skey, orjson.dumps(record),
+                                     0 if lifetime <= 0 else lifetime)
 
 
 def _passthrough(status: int, body: bytes, content_type: str) -> bytes:
