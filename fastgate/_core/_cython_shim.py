@@ -29,6 +29,9 @@ long = int
 longlong = int
 Py_ssize_t = int
 double = float
+uint = int
+uchar = int
+p_uchar = bytes  # a pointer to unsigned char: the buffer, interpreted
 
 
 def _identity(obj: F) -> F:

@@ -177,3 +177,127 @@ def test_twin_runs_without_cython_installed(tmp_path):
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+# -- upstream writes: one burst per loop iteration (rule 8) ------------------------------
+
+
+class _Sink:
+    """A real TCP server that records what each connection received, and EOFs."""
+
+    def __init__(self) -> None:
+        self.received: list[bytearray] = []
+        self.closed: list[bool] = []
+
+    async def serve(self, reader: Any, writer: Any) -> None:
+        index = len(self.received)
+        self.received.append(bytearray())
+        self.closed.append(False)
+        while data := await reader.read(65536):
+            self.received[index] += data
+        writer.close()
+        await writer.wait_closed()
+        self.closed[index] = True
+
+
+async def _connections(impl: Any, count: int) -> tuple[_Sink, Any, list[Any], Any]:
+    import asyncio
+    import functools
+
+    loop = asyncio.get_running_loop()
+    sink = _Sink()
+    server = await asyncio.start_server(sink.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = impl.proxy.UpstreamPool(loop, "http", "127.0.0.1", port, 8)
+    conns = []
+    for _ in range(count):
+        _, conn = await loop.create_connection(
+            functools.partial(impl.proxy.UpstreamConnection, pool), "127.0.0.1", port)
+        conns.append(conn)
+    while len(sink.received) < count:
+        await asyncio.sleep(0.001)
+    return sink, server, conns, loop
+
+
+async def _shut(sink: _Sink, server: Any, conns: list[Any]) -> None:
+    for conn in conns:
+        conn.close()
+    await _until(lambda: all(sink.closed))
+    server.close()
+    await server.wait_closed()
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    import asyncio
+
+    for _ in range(2000):
+        if predicate():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("timed out")
+
+
+def test_small_upstream_writes_wait_for_the_iterations_burst(impl):
+    import asyncio
+
+    async def run() -> None:
+        sink, server, conns, loop = await _connections(impl, 3)
+        done = loop.create_future()
+
+        def one_callback() -> None:
+            # Three requests handed over within one callback: nothing is written
+            # before the callback returns, all of it right after.
+            for n, conn in enumerate(conns):
+                conn.queue([b"GET /%d HTTP/1.1\r\n" % n, b"Host: x\r\n\r\n"], 0)
+            done.set_result([list(conn.queued) for conn in conns])
+
+        loop.call_soon(one_callback)
+        held = await done
+        assert [b"".join(q) for q in held] == [
+            b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in range(3)]
+        await _until(lambda: all(bytes(r).endswith(b"\r\n\r\n") for r in sink.received))
+        assert [bytes(r) for r in sink.received] == [
+            b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in range(3)]
+        assert all(conn.queued == [] for conn in conns)
+        await _shut(sink, server, conns)
+
+    asyncio.run(run())
+
+
+def test_a_body_streaming_in_is_written_at_once(impl):
+    """Flow control needs the bytes in the transport: a large body, or a second
+    hand-over before the burst, is written on the spot, after what was queued."""
+    import asyncio
+
+    async def run() -> None:
+        sink, server, conns, _ = await _connections(impl, 2)
+        big, small = conns
+        body = b"x" * (impl.proxy.BATCHED_WRITE_MAX + 1)
+        big.queue([body], len(body))
+        assert big.queued == []
+        small.queue([b"head;"], 0)
+        assert small.queued == [b"head;"]
+        small.queue([b"body"], 4)
+        assert small.queued == []
+        await _until(lambda: len(sink.received[0]) == len(body) and sink.received[1] != b"")
+        assert bytes(sink.received[1]) == b"head;body"
+        await _shut(sink, server, conns)
+
+    asyncio.run(run())
+
+
+def test_closing_writes_what_was_queued_and_aborting_drops_it(impl):
+    import asyncio
+
+    async def run() -> None:
+        sink, server, conns, _ = await _connections(impl, 2)
+        closing, aborting = conns
+        closing.queue([b"last words"], 0)
+        closing.close()
+        aborting.queue([b"never sent"], 0)
+        aborting.abandon()
+        await _until(lambda: all(sink.closed))
+        assert [bytes(r) for r in sink.received] == [b"last words", b""]
+        await _shut(sink, server, [])
+
+    asyncio.run(run())

@@ -465,6 +465,55 @@ def test_deleting_the_identity_session_recreates_it_from_the_next_token(gw):
     assert admin(gw, "GET", f"/tyk/keys/{session_id(identity)}").status_code == 200
 
 
+
+def test_a_new_token_of_a_known_identity_sees_what_changed_since_its_last_token(gw):
+    """A new token whose identity, session and inputs match the last one accepted
+    skips reconciling the session; anything changed in between is seen."""
+    identity = sub()
+    first = jwt.encode(claims(sub=identity), RSA, algorithm="RS256")
+    assert call(gw, "rs", first).status_code == 200
+    # An operator edits the session: the next new token restores the default policy.
+    stored = admin(gw, "GET", f"/tyk/keys/{session_id(identity)}").json()
+    resp = admin(gw, "PUT", f"/tyk/keys/{session_id(identity)}",
+                 {**stored, "apply_policies": ["gold"]})
+    assert resp.status_code == 200, resp.text
+    second = jwt.encode(claims(sub=identity, jti="2"), RSA, algorithm="RS256")
+    assert call(gw, "rs", second).status_code == 200
+    assert admin(gw, "GET", f"/tyk/keys/{session_id(identity)}").json()[
+        "apply_policies"] == ["default"]
+    # The policy a token names is deleted: the next new token is refused.
+    pid = "temp-" + uuid.uuid4().hex[:8]
+    resp = admin(gw, "POST", "/tyk/policies", policy(pid))
+    assert resp.status_code == 200, resp.text
+    user = sub()
+    assert call(gw, "pol", jwt.encode(claims(sub=user, pol=pid), RSA,
+                                      algorithm="RS256")).status_code == 200
+    assert call(gw, "pol", jwt.encode(claims(sub=user, pol=pid, jti="2"), RSA,
+                                      algorithm="RS256")).status_code == 200
+    assert admin(gw, "DELETE", f"/tyk/policies/{pid}").status_code == 200
+    resp = call(gw, "pol", jwt.encode(claims(sub=user, pol=pid, jti="3"), RSA,
+                                      algorithm="RS256"))
+    assert resp.status_code == 403
+    assert resp.json() == {"error": "key not authorized: no matching policy"}
+    # Other scopes in the next token: its session follows them.
+    user = sub()
+    assert call(gw, "scope", jwt.encode(claims(sub=user, scope="read"), RSA,
+                                        algorithm="RS256")).status_code == 200
+    assert call(gw, "scope", jwt.encode(claims(sub=user, scope="read", jti="2"), RSA,
+                                        algorithm="RS256")).status_code == 200
+    assert call(gw, "scope", jwt.encode(claims(sub=user, scope="write", jti="3"), RSA,
+                                        algorithm="RS256")).status_code == 200
+    assert admin(gw, "GET", f"/tyk/keys/{session_id(user)}").json()[
+        "apply_policies"] == ["write"]
+    # Another client id in the next token: the session follows it.
+    user = sub()
+    for jti, cid in (("1", "client-a"), ("2", "client-a"), ("3", "client-b")):
+        token = jwt.encode(claims(sub=user, cid=cid, jti=jti), RSA, algorithm="RS256")
+        assert call(gw, "rs", token).status_code == 200
+    assert admin(gw, "GET", f"/tyk/keys/{session_id(user)}").json()[
+        "oauth_client_id"] == "client-b"
+
+
 # ---------------------------------------------------------------- per-key mode
 
 

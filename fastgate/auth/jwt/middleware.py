@@ -86,14 +86,17 @@ def _refuse(status: int, message: str) -> bytes:
 class _Plan:
     """What one verified token means for this API, worked out once."""
 
-    __slots__ = ("client_id", "context", "entry", "exp", "policies", "secret", "skey")
+    __slots__ = ("base", "client_id", "context", "deadline", "entry", "exp", "policies",
+                 "scope", "secret", "skey")
 
     def __init__(self, skey: str, exp: int, client_id: str, secret: str | None,
-                 context: dict[str, Any] | None) -> None:
+                 context: dict[str, Any] | None, deadline: float = math.inf) -> None:
         #: Where the session is stored.
         self.skey = skey
         #: The token's ``exp`` (0: none).
         self.exp = exp
+        #: Until when the token may be used: its ``exp`` plus the skew (inf: no ``exp``).
+        self.deadline = deadline
         self.client_id = client_id
         #: Per-key mode: the ``jwt_data.secret`` the token was verified with.
         self.secret = secret
@@ -104,6 +107,26 @@ class _Plan:
         #: The cached session last accepted with this plan: while the cache
         #: holds that very object (a change replaces it), nothing is re-checked.
         self.entry: CachedSession | None = None
+        #: Centralised mode, what the session was reconciled from besides the
+        #: session itself and the policies (a policy change empties the session
+        #: cache, so ``entry`` is then never the session found): the base policy
+        #: and the token's scopes.
+        self.base = ""
+        self.scope: tuple[str, ...] = ()
+
+
+class _Name:
+    """One identity's session names (md5 and naming done once), and the plan
+    last accepted for it -- a new token of that identity whose inputs match it
+    finds the same session right without reconciling it again."""
+
+    __slots__ = ("identity", "last", "sid", "skey")
+
+    def __init__(self, identity: str, sid: str, skey: str) -> None:
+        self.identity = identity
+        self.sid = sid
+        self.skey = skey
+        self.last: _Plan | None = None
 
 
 def _numeric(claims: dict[str, Any], name: str) -> float | bool | None:
@@ -136,8 +159,8 @@ class JwtAuth:
         self.key_names = token_candidates(spec.org_id, hash_keys=services.hash_keys,
                                           hash_function=services.hash_key_function)
         self.context_vars = spec.enable_context_vars
-        # identity -> (session id, storage key): md5 and naming once per identity.
-        self._names: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        # identity -> its session names and last accepted plan.
+        self._names: OrderedDict[str, _Name] = OrderedDict()
         # per-key mode: jwt_data.secret -> its key (parsed once).
         self._secret_keys: OrderedDict[str, keys.VerifyKey | None] = OrderedDict()
         if config.jwks_url:
@@ -229,13 +252,13 @@ class JwtAuth:
         if not isinstance(secret, str) or not secret:
             return NOT_AUTHORIZED
         key = self._secret_key(secret)
-        if key is None or not self._valid(token, key):
+        if key is None or not key.verify(token.alg, token.signing_input, token.signature):
             return NOT_AUTHORIZED
         refusal = self._claims(token, now)
         if refusal is not None:
             return refusal
-        plan = _Plan(skey, 0, "", secret, self._context(token))
-        self.cache.put(token.raw, plan, key, self._deadline(token))
+        plan = _Plan(skey, 0, "", secret, self._context(token), self._deadline(token))
+        self.cache.put(token.raw, plan, key, plan.deadline)
         self._accept(req, plan, found)
         return None
 
@@ -254,9 +277,6 @@ class JwtAuth:
             self._secret_keys.popitem(last=False)
         self._secret_keys[secret] = key
         return key
-
-    def _valid(self, token: jws.Token, key: keys.VerifyKey) -> bool:
-        return key.verify(token.alg, token.signing_input, token.signature)
 
     def _deadline(self, token: jws.Token) -> float:
         exp = token.claims.get("exp")
@@ -322,51 +342,74 @@ class JwtAuth:
 
     def _check(self, req: Request, token: jws.Token, key: keys.VerifyKey | None,
                now: float) -> Outcome:
-        if key is None or not self._valid(token, key):
+        if key is None or not key.verify(token.alg, token.signing_input, token.signature):
             return NOT_AUTHORIZED
         refusal = self._claims(token, now)
         if refusal is not None:
             return refusal
+        config = self.config
+        claims = token.claims
         try:
-            identity = sessions.identity_of(token.claims, self.config.identity_field)
+            identity = sessions.identity_of(claims, config.identity_field)
         except IdentityError as exc:
             return _refuse(403, str(exc))
-        sid, skey = self._session_names(identity)
-        exp = token.claims.get("exp")
-        client_id = sessions.client_id_of(token.claims) if self.config.client_id_mapping else ""
-        plan = _Plan(skey, int(exp) if isinstance(exp, int | float) else 0, client_id, None,
-                     self._context(token))
+        name = self._name(identity)
+        exp = claims.get("exp")
+        plan = _Plan(name.skey, int(exp) if isinstance(exp, int | float) else 0,
+                     sessions.client_id_of(claims) if config.client_id_mapping else "", None,
+                     self._context(token), self._deadline(token))
+        if config.scope_to_policy:
+            plan.scope = tuple(sessions.scope_of(claims, config.scope_claim))
         try:
             base = self._base_policy(token)
         except StoreError as exc:
             return store_unavailable(exc)
-        if isinstance(base, str):
-            return self._lookup(req, token, key, plan, identity, sid, base)
-        return self._after_base(base, req, token, key, plan, identity, sid)
-
-    async def _after_base(self, pending: Awaitable[str], req: Request, token: jws.Token,
-                          key: keys.VerifyKey, plan: _Plan, identity: str,
-                          sid: str) -> bytes | None:
+        if not isinstance(base, str):
+            return self._after_base(base, req, token, key, plan, name)
+        plan.base = base
         try:
-            base = await pending
+            found = self.sessions.lookup(plan.skey)
         except StoreError as exc:
             return store_unavailable(exc)
-        outcome = self._lookup(req, token, key, plan, identity, sid, base)
+        if found.__class__ is not CachedSession:
+            return then(found, lambda entry: self._settle(req, token, key, plan, name, entry))
+        last = name.last
+        if (last is not None and last.entry is found and last.base == plan.base
+                and last.scope == plan.scope and last.client_id == plan.client_id
+                and (not plan.exp
+                     or plan.exp + config.expires_at_skew <= (found.session.get("expires") or 0))):
+            # The same identity, session and inputs as a token accepted before:
+            # reconciling would find the session right again.
+            plan.policies = last.policies
+            self._remember(req, token, key, plan, name, found)
+            return None
+        return self._settle(req, token, key, plan, name, found)
+
+    async def _after_base(self, pending: Awaitable[str], req: Request, token: jws.Token,
+                          key: keys.VerifyKey, plan: _Plan, name: _Name) -> bytes | None:
+        try:
+            plan.base = await pending
+            found: Any = self.sessions.lookup(plan.skey)
+            if found is not None and found.__class__ is not CachedSession:
+                found = await found
+        except StoreError as exc:
+            return store_unavailable(exc)
+        outcome = self._settle(req, token, key, plan, name, found)
         if outcome is None or isinstance(outcome, bytes):
             return outcome
         return await outcome
 
-    def _session_names(self, identity: str) -> tuple[str, str]:
-        names = self._names.get(identity)
-        if names is None:
+    def _name(self, identity: str) -> _Name:
+        name = self._names.get(identity)
+        if name is None:
             services = self.services
             sid = sessions.session_id(self.org_id, identity, services.hash_key_function)
-            names = (sid, storage_key(sid, hash_keys=services.hash_keys,
-                                      hash_key_function=services.hash_key_function))
+            name = _Name(identity, sid, storage_key(sid, hash_keys=services.hash_keys,
+                                          hash_key_function=services.hash_key_function))
             if len(self._names) >= MAX_CACHED_TOKENS:
                 self._names.popitem(last=False)
-            self._names[identity] = names
-        return names
+            self._names[identity] = name
+        return name
 
     def _base_policy(self, token: jws.Token) -> str | Awaitable[str]:
         """The policy claim, else the first policy of the ``jwt_client_base_field``
@@ -385,42 +428,35 @@ class JwtAuth:
             return _first_policy(search)
         return _first_policy_of(search)
 
-    def _lookup(self, req: Request, token: jws.Token, key: keys.VerifyKey, plan: _Plan,
-                identity: str, sid: str, base: str) -> Outcome:
-        try:
-            found = self.sessions.lookup(plan.skey)
-        except StoreError as exc:
-            return store_unavailable(exc)
-        return then(found, lambda entry: self._settle(req, token, key, plan, identity, sid,
-                                                      base, entry))
-
     def _settle(self, req: Request, token: jws.Token, key: keys.VerifyKey, plan: _Plan,
-                identity: str, sid: str, base: str, found: CachedSession | None) -> Outcome:
+                name: _Name, found: CachedSession | None) -> Outcome:
         try:
             wanted = sessions.reconcile(
-                self.config, token.claims, org_id=self.org_id, identity=identity, sid=sid,
-                existing=found.session if found is not None else None, base_policy=base,
+                self.config, token.claims, org_id=self.org_id, identity=name.identity, sid=name.sid,
+                existing=found.session if found is not None else None, base_policy=plan.base,
                 policies=self.services.policies(), now=self.clock())
         except Refusal as refusal:
             return _refuse(refusal.status, refusal.message)
         if wanted is None and found is not None:
-            self._remember(req, token, key, plan, found)
+            self._remember(req, token, key, plan, name, found)
             return None
-        return self._store(req, token, key, plan, wanted or {})
+        return self._store(req, token, key, plan, name, wanted or {})
 
     def _remember(self, req: Request, token: jws.Token, key: keys.VerifyKey, plan: _Plan,
-                  found: CachedSession) -> None:
+                  name: _Name | None, found: CachedSession) -> None:
         """Accepts the session found right for the token, and caches the token
         with the policies that session has (if it can be used at all)."""
         if found.refusal is None:
             policies = found.session.get("apply_policies")
             plan.policies = policies if isinstance(policies, list) else None
             if plan.policies is not None:
-                self.cache.put(token.raw, plan, key, self._deadline(token))
+                self.cache.put(token.raw, plan, key, plan.deadline)
+                if name is not None:
+                    name.last = plan
         self._accept(req, plan, found)
 
     async def _store(self, req: Request, token: jws.Token, key: keys.VerifyKey, plan: _Plan,
-                     session: dict[str, Any]) -> bytes | None:
+                     name: _Name, session: dict[str, Any]) -> bytes | None:
         """Writes the identity's session (every node sees it), then uses it."""
         services = self.services
         spec = self.spec
@@ -444,7 +480,7 @@ class JwtAuth:
             return store_unavailable(exc)
         if found is None:
             return NOT_AUTHORIZED
-        self._remember(req, token, key, plan, found)
+        self._remember(req, token, key, plan, name, found)
         return None
 
 
