@@ -29,6 +29,9 @@ Rules, in one place:
   ``read_header_timeout``, ``lingering_time``, ``lingering_timeout``,
   ``lingering_max_bytes`` and ``max_connections`` (nginx's names where nginx
   has the setting); ``jwks.fetch_timeout`` and ``jwks.refetch_interval``.
+* TLS (``http_server_options``): ``use_ssl``, ``certificates``,
+  ``min_version``, ``max_version`` and ``ssl_ciphers`` as Tyk reads them
+  (:class:`TlsOptions`; served by :mod:`fastgate.server.tls`).
 
 :class:`FieldReader` is the typed accessor the API definition and policy
 loaders share; it records which fields were read, so that whatever was not
@@ -39,7 +42,8 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Collection, Iterable, Mapping
+import ssl
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -48,13 +52,17 @@ import orjson
 from fastgate import tyk_conf_fields
 
 __all__ = [
+    "TLS_CIPHERS",
+    "TLS_VERSIONS",
     "ConfigError",
     "FieldReader",
     "GatewayConfig",
     "HttpServerOptions",
     "JwksConfig",
     "PoliciesConfig",
+    "ServerCertificate",
     "StorageConfig",
+    "TlsOptions",
     "UnknownField",
     "closest_name",
     "config_warnings",
@@ -479,6 +487,132 @@ class PoliciesConfig:
     policy_path: str | None = None  # absolute; wins over policy_record_name, as in Tyk
 
 
+#: Tyk's (Go's) version numbers.
+TLS_VERSIONS: dict[int, ssl.TLSVersion] = {
+    769: ssl.TLSVersion.TLSv1,
+    770: ssl.TLSVersion.TLSv1_1,
+    771: ssl.TLSVersion.TLSv1_2,
+    772: ssl.TLSVersion.TLSv1_3,
+}
+DEFAULT_MIN_VERSION = 771
+DEFAULT_MAX_VERSION = 772
+
+#: Go's TLS 1.0-1.2 cipher-suite names -> OpenSSL's.
+TLS_CIPHERS: dict[str, str] = {
+    "TLS_RSA_WITH_RC4_128_SHA": "RC4-SHA",
+    "TLS_RSA_WITH_3DES_EDE_CBC_SHA": "DES-CBC3-SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA256": "AES128-SHA256",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA": "ECDHE-ECDSA-RC4-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_RC4_128_SHA": "ECDHE-RSA-RC4-SHA",
+    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA": "ECDHE-RSA-DES-CBC3-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256": "ECDHE-ECDSA-AES128-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256": "ECDHE-RSA-AES128-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    # Go's older spellings of the ChaCha20 suites.
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305": "ECDHE-ECDSA-CHACHA20-POLY1305",
+}
+
+#: TLS 1.2 suites when ``ssl_ciphers`` is empty: ECDHE key exchange, AEAD only.
+DEFAULT_TLS_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
+
+#: Added to the defaults when min_version allows TLS 1.0/1.1.
+LEGACY_TLS_CIPHERS = ("ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:"
+                      "ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerCertificate:
+    """One ``http_server_options.certificates`` entry (paths absolute)."""
+
+    domain_name: str
+    cert_file: str
+    key_file: str
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    """The listener's TLS settings, as configured."""
+
+    use_ssl: bool = False
+    certificates: tuple[ServerCertificate, ...] = ()
+    min_version: int = DEFAULT_MIN_VERSION
+    max_version: int = DEFAULT_MAX_VERSION
+    #: OpenSSL's cipher string for TLS 1.2 and below.
+    ciphers: str = DEFAULT_TLS_CIPHERS
+    #: Where the settings came from (for messages).
+    file: str = ""
+
+
+def parse_tls_options(server: FieldReader, resolve: Callable[[str], str]) -> TlsOptions:
+    """The TLS fields of ``http_server_options``; ``resolve(path)`` makes a
+    configured path absolute.  Raises ConfigError naming the field."""
+    use_ssl = server.boolean("use_ssl")
+    entries = server.get("certificates")
+    certificates: list[ServerCertificate] = []
+    if entries is not None:
+        if not isinstance(entries, list):
+            raise server.error("certificates", "expected an array of objects")
+        for index, entry in enumerate(entries):
+            name = f"certificates[{index}]"
+            if not isinstance(entry, dict):
+                raise server.error(name, "expected an object")
+            item = FieldReader(entry, server.file, server.path(name) + ".")
+            cert_file = item.string("cert_file")
+            key_file = item.string("key_file")
+            if not cert_file or not key_file:
+                missing = "cert_file" if not cert_file else "key_file"
+                raise item.error(missing, "must name a PEM file")
+            certificates.append(ServerCertificate(
+                item.string("domain_name").lower(), resolve(cert_file), resolve(key_file)))
+    if server.string_list("ssl_certificates"):
+        raise server.error("ssl_certificates", (
+            "certificates from the certificate store are not supported yet; "
+            "give the PEM files in http_server_options.certificates"))
+    versions = ", ".join(str(v) for v in TLS_VERSIONS)
+    min_version = server.integer("min_version", 0) or DEFAULT_MIN_VERSION
+    max_version = server.integer("max_version", 0) or DEFAULT_MAX_VERSION
+    for name, value in (("min_version", min_version), ("max_version", max_version)):
+        if value not in TLS_VERSIONS:
+            raise server.error(name, f"must be one of {versions} (Tyk's numbers); got {value}")
+    if min_version > max_version:
+        raise server.error("min_version", f"{min_version} is above max_version {max_version}")
+    names = server.string_list("ssl_ciphers")
+    # TLS 1.0 and 1.1 have no AEAD suite: allowing them (min_version) adds
+    # ECDHE with CBC, as Go's defaults have it.
+    ciphers = DEFAULT_TLS_CIPHERS if min_version >= 771 else \
+        DEFAULT_TLS_CIPHERS + ":" + LEGACY_TLS_CIPHERS
+    if names:
+        unknown = [n for n in names if n not in TLS_CIPHERS]
+        if unknown:
+            raise server.error("ssl_ciphers", f"unknown cipher suite {unknown[0]!r} "
+                               "(Go's names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)")
+        ciphers = ":".join(TLS_CIPHERS[n] for n in names)
+    if use_ssl and not certificates:
+        raise server.error("use_ssl", "needs at least one http_server_options.certificates "
+                           "entry (cert_file and key_file)")
+    return TlsOptions(use_ssl, tuple(certificates), min_version, max_version, ciphers,
+                      server.file)
+
+
+
 @dataclass(frozen=True, slots=True)
 class HttpServerOptions:
     read_timeout: float = DEFAULT_SERVER_TIMEOUT
@@ -507,6 +641,8 @@ class HttpServerOptions:
     #: the path (suffix: ``$`` appended).
     enable_path_prefix_matching: bool = False
     enable_path_suffix_matching: bool = False
+    #: ``use_ssl`` and the listener's certificates, versions and ciphers.
+    tls: TlsOptions = TlsOptions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -665,6 +801,7 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
         max_connections=server.integer("max_connections", 0, minimum=0),
         enable_path_prefix_matching=server.boolean("enable_path_prefix_matching"),
         enable_path_suffix_matching=server.boolean("enable_path_suffix_matching"),
+        tls=parse_tls_options(server, lambda value: _resolve(base, value)),
     )
 
     proxy_default_timeout = _timeout(top, "proxy_default_timeout", DEFAULT_PROXY_TIMEOUT)

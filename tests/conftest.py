@@ -405,10 +405,14 @@ class Gateway:
     proc: subprocess.Popen[bytes] | None = None
     host: str = HOST
     expected_exit: int | None = 0  # None: the test checked the exit itself
+    #: "https" for a gateway with use_ssl; ``verify`` is then the CA file
+    #: requests checks its certificate with.
+    scheme: str = "http"
+    verify: Any = True
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -444,7 +448,7 @@ class Gateway:
         """``GET /tyk/reload[?block=true]`` with the admin secret."""
         url = self.url("/tyk/reload" + ("?block=true" if block else ""))
         headers = {"X-Tyk-Authorization": self.secret if secret is None else secret}
-        return requests.get(url, headers=headers, timeout=15)
+        return requests.get(url, headers=headers, timeout=15, verify=self.verify)
 
     # -- process --
     def start(self, *, wait: bool = True) -> None:
@@ -470,7 +474,7 @@ class Gateway:
                     + self.logs()
                 )
             try:
-                resp = requests.get(self.url("/hello"), timeout=1)
+                resp = requests.get(self.url("/hello"), timeout=1, verify=self.verify)
                 if resp.status_code == 200:
                     return
                 last = resp.status_code
@@ -524,6 +528,7 @@ class GatewayFactory:
         *,
         http_server_options: dict[str, Any] | None = None,
         start: bool = True,
+        tls_verify: Any = True,
         **config: Any,
     ) -> Gateway:
         root = self._tmp_dir()
@@ -559,6 +564,8 @@ class GatewayFactory:
             app_dir=app_dir,
             stdout_path=root / "gateway.stdout",
             stderr_path=root / "gateway.stderr",
+            scheme="https" if options.get("use_ssl") else "http",
+            verify=tls_verify,
         )
         if apis is None:
             apis = [api_definition("a", "/a/", self._echo.base_url)]

@@ -280,6 +280,7 @@ BATCHED_WRITE_MAX: int = 16 * 1024
 
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 PROTO_HTTP = b"http"
+PROTO_HTTPS = b"https"
 
 _now = time.monotonic
 
@@ -482,6 +483,7 @@ class ClientProtocol:
     linger_idle_ticks: cython.long
     linger_max_bytes: cython.Py_ssize_t
     on_finished: Any  # the exchange-finished hook, or None
+    proto: bytes  # X-Forwarded-Proto: the listener's scheme
     # Per-connection state.
     transport: Any
     client_ip: bytes
@@ -508,10 +510,11 @@ class ClientProtocol:
     url: bytes
     headers: list
 
-    def __init__(self, gateway: Any, mode: int = 0) -> None:
+    def __init__(self, gateway: Any, mode: int = 0, tls: bool = False) -> None:
         self.gateway = gateway
         self.max_header_bytes = gateway.max_header_bytes
         self.mode = mode
+        self.proto = PROTO_HTTPS if tls else PROTO_HTTP
         self.read_ticks = gateway.read_ticks
         self.write_ticks = gateway.write_ticks
         self.idle_ticks_max = gateway.idle_ticks
@@ -801,7 +804,7 @@ class ClientProtocol:
         try:
             head, client_host, body_kind, expect = build_request_head(
                 ex.method, target, ex.request_headers, route.host_header, self.client_ip,
-                PROTO_HTTP)
+                self.proto)
         except BadRequestHead as exc:
             self._answer(ex, responses.error_response(400, str(exc), close=True), True)
             return False

@@ -43,6 +43,7 @@ from fastgate.limits import Limiter
 from fastgate.middleware.chain import build_chain
 from fastgate.outbound import HttpClient
 from fastgate.policies import load_policies
+from fastgate.server.tls import ServerTls
 from fastgate.services import Services
 from fastgate.session.cache import SessionCache
 from fastgate.storage import create_store
@@ -116,6 +117,8 @@ class Gateway:
         self.shutting_down = False
         self.servers: list[asyncio.AbstractServer] = []
         self.on_reload: Callable[[], None] | None = None
+        #: The listeners' certificates (``use_ssl``); made by load_tls().
+        self.tls: ServerTls | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._stopped = asyncio.Event()
 
@@ -149,14 +152,25 @@ class Gateway:
                 warnings += spec_warnings(spec)
         return warnings
 
+    def load_tls(self) -> None:
+        """Load the listeners' certificates (``use_ssl``).  Raises ConfigError
+        naming the field and file that fails."""
+        options = self.config.http_server_options.tls
+        if options.use_ssl:
+            self.tls = ServerTls(options)
+
     def reload(self) -> str | None:
-        """Reload API definitions and policies; the error message, or None.
+        """Reload the listeners' certificates (files read again), API
+        definitions and policies; the error message, or None.
 
         A reload that finds nothing changed says nothing (at info level): the
         "apis" event a REST API change publishes reaches this worker too,
         after the change was applied here, and SIGHUP or ``/tyk/reload``
         reach every worker of a node.
         """
+        tls_error = self.tls.reload() if self.tls is not None else None
+        if tls_error is not None:
+            log.error("certificates not reloaded, those in service stay: %s", tls_error)
         in_service = self.specs
         try:
             warnings = self.load()
@@ -165,11 +179,11 @@ class Gateway:
             return str(exc)
         if self.specs is in_service:  # load() changed nothing
             log.debug("reload: API definitions and policies unchanged")
-            return None
+            return tls_error
         for warning in warnings:
             log.warning("%s", warning)
         log.info("reloaded: %d APIs in service", len(self.router.routes))
-        return None
+        return tls_error
 
     async def refresh_policies(self) -> None:
         """Re-read the policies kept in the store and apply them at once.
@@ -263,10 +277,18 @@ class Gateway:
         listeners = [(cfg.listen_port, SERVE_APIS if cfg.control_api_port else SERVE_ALL)]
         if cfg.control_api_port:
             listeners.append((cfg.control_api_port, SERVE_CONTROL))
+        tls = self.tls
         for port, mode in listeners:
             sock = bind_socket(cfg.listen_address, port, reuse_port=cfg.workers > 1)
-            server = await self.loop.create_server(
-                functools.partial(ClientProtocol, self, mode), sock=sock, backlog=2048)
+            if tls is None:
+                server = await self.loop.create_server(
+                    functools.partial(ClientProtocol, self, mode), sock=sock, backlog=2048)
+            else:
+                # A handshake is due as a request head is (read_header_timeout).
+                server = await self.loop.create_server(
+                    functools.partial(ClientProtocol, self, mode, True), sock=sock,
+                    backlog=2048, ssl=tls.context,
+                    ssl_handshake_timeout=cfg.http_server_options.read_header_timeout)
             self.servers.append(server)
         self._sweeper = self.loop.call_later(TICK, self._sweep)
 
@@ -440,6 +462,7 @@ async def _serve(config: GatewayConfig, worker_id: int, supervisor: int = 0) -> 
     loop = asyncio.get_running_loop()
     gateway = Gateway(config, loop)
     try:
+        gateway.load_tls()
         warnings = gateway.load()
     except ConfigError as exc:
         log.error("%s", exc)

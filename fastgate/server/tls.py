@@ -1,0 +1,166 @@
+"""The TLS listener's certificates and settings (Tyk's ``http_server_options``).
+
+``use_ssl`` turns the gateway's listeners (the API port and, when set, the
+control port) into HTTP/1.1-over-TLS listeners.  Their certificates come from
+``http_server_options.certificates``: ``[{"domain_name", "cert_file",
+"key_file"}]``, PEM files (a certificate file may hold the chain after the
+leaf).
+
+Which certificate a handshake gets (Tyk's, which is Go's ``NameToCertificate``):
+
+1. every certificate is known under its subject CN and its DNS names, and
+   under its entry's ``domain_name`` (which wins when two claim one name);
+2. the SNI name, lower-cased, is looked up as it is, then with its first
+   label replaced by ``*`` (``api.example.com`` -> ``*.example.com``);
+3. no match, or no SNI: the first certificate configured.
+
+Versions are Tyk's numbers (``769`` TLS 1.0, ``770`` 1.1, ``771`` 1.2,
+``772`` 1.3); the default is TLS 1.2 to 1.3.  ``ssl_ciphers`` takes Go's
+cipher-suite names (TLS 1.2; TLS 1.3's suites are not configurable, as in
+Go); the default is forward-secret AEAD suites only (Mozilla's
+"intermediate").  ALPN offers ``http/1.1`` only.
+
+**fastgate differs** from Tyk: a certificate file that cannot be loaded, an
+unknown cipher name or a version outside Tyk's numbers stops the gateway at
+start with the file and field named (Tyk logs and skips the certificate);
+on reload (``/tyk/reload``, SIGHUP) the files are read again, and when one
+fails the certificates in service stay (the error is logged and answered).
+Connections already open keep the certificate they were made with.
+
+A handshake is due within ``read_header_timeout``; a failed one (a plain
+HTTP request on the TLS port, an old version, no common cipher) closes that
+connection without an answer.  Lowering ``min_version`` below 771 lowers
+OpenSSL's security level so that TLS 1.0/1.1 work, and adds ECDHE-CBC suites
+to the defaults.  The settings are parsed in :mod:`fastgate.config`
+(:class:`fastgate.config.TlsOptions`).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from fastgate.config import TLS_VERSIONS, ConfigError, TlsOptions
+
+__all__ = ["ServerTls"]
+
+def _names(cert_file: str) -> list[str]:
+    """The leaf's subject CN and DNS names, lower-cased (Go's BuildNameToCertificate)."""
+    with open(cert_file, "rb") as f:
+        leaf = x509.load_pem_x509_certificate(f.read())
+    names = [attr.value for attr in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+             if isinstance(attr.value, str)]
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names += san.value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        pass
+    return [name.lower() for name in names]
+
+
+class ServerTls:
+    """The certificates in service and the context the listeners use.
+
+    The listeners' context never changes; its SNI callback hands each
+    handshake the context of the certificate it gets, looked up in the
+    current set, so a reload swaps the set without touching a listener or an
+    open connection.
+    """
+
+    def __init__(self, options: TlsOptions) -> None:
+        self.options = options
+        self.context = self._new_context()
+        self.context.sni_callback = self._select
+        self._default: ssl.SSLContext = self.context
+        self._by_name: dict[str, ssl.SSLContext] = {}
+        self._install(self._load())
+
+    def reload(self) -> str | None:
+        """Read the certificate files again; the error (the set in service
+        stays), or None."""
+        try:
+            loaded = self._load()
+        except ConfigError as exc:
+            return str(exc)
+        self._install(loaded)
+        return None
+
+    def _new_context(self) -> ssl.SSLContext:
+        options = self.options
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = TLS_VERSIONS[options.min_version]
+        context.maximum_version = TLS_VERSIONS[options.max_version]
+        # OpenSSL 3 refuses TLS 1.0/1.1 (SHA-1 handshakes) at its default
+        # security level: a configured min_version below 771 is honoured.
+        context.set_ciphers(options.ciphers + (":@SECLEVEL=0" if options.min_version < 771
+                                               else ""))
+        context.set_alpn_protocols(["http/1.1"])
+        context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+        context.options |= ssl.OP_NO_RENEGOTIATION
+        return context
+
+    def _load(self) -> tuple[ssl.SSLContext, dict[str, ssl.SSLContext]]:
+        """Every configured certificate in its own context; raises ConfigError
+        naming the entry and file that fails."""
+        by_name: dict[str, ssl.SSLContext] = {}
+        claimed: dict[str, ssl.SSLContext] = {}
+        first: ssl.SSLContext | None = None
+        for index, entry in enumerate(self.options.certificates):
+            context = self._new_context()
+            field = f"http_server_options.certificates[{index}]"
+            try:
+                names = _names(entry.cert_file)
+            except OSError as exc:
+                raise ConfigError(self.options.file, field + ".cert_file", (
+                    f"cannot read {entry.cert_file}: {exc.strerror or exc}")) from None
+            except ValueError:
+                raise ConfigError(self.options.file, field + ".cert_file", (
+                    f"{entry.cert_file} does not begin with a PEM certificate")) from None
+            try:
+                context.load_cert_chain(entry.cert_file, entry.key_file)
+            except OSError as exc:
+                if isinstance(exc, ssl.SSLError):
+                    reason = ("its private key does not match the certificate"
+                              if exc.reason == "KEY_VALUES_MISMATCH"
+                              else f"not a PEM private key ({exc.reason or exc})")
+                else:
+                    reason = f"cannot read it: {exc.strerror or exc}"
+                raise ConfigError(self.options.file, field + ".key_file",
+                                  f"{entry.key_file}: {reason}") from None
+            if first is None:
+                first = context
+            for name in names:
+                by_name.setdefault(name, context)
+            if entry.domain_name:
+                claimed[entry.domain_name] = context
+        by_name.update(claimed)
+        assert first is not None  # parse_tls_options requires a certificate
+        return first, by_name
+
+    def _install(self, loaded: tuple[ssl.SSLContext, dict[str, ssl.SSLContext]]) -> None:
+        self._default, self._by_name = loaded
+
+    def select(self, server_name: str | None) -> ssl.SSLContext:
+        """The context (certificate) a handshake naming ``server_name`` gets."""
+        if server_name:
+            name = server_name.lower()
+            found = self._by_name.get(name)
+            if found is not None:
+                return found
+            _, dot, rest = name.partition(".")
+            if dot:
+                found = self._by_name.get("*." + rest)
+                if found is not None:
+                    return found
+        return self._default
+
+    def _select(self, ssl_object: ssl.SSLObject, server_name: str | None,
+                _context: ssl.SSLContext) -> None:
+        ssl_object.context = self.select(server_name)
+
+    def names(self) -> Sequence[str]:
+        """The names certificates are known under (for logs and tests)."""
+        return sorted(self._by_name)
