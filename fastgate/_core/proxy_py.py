@@ -40,7 +40,9 @@ Rules (everything that decides who writes what lives here)
    down, reads and discards what the client still sends, and closes at the
    client's EOF or when a bound is reached (``lingering_time`` in all,
    ``lingering_timeout`` of silence, ``lingering_max_bytes``), so the client
-   reads the answer instead of a TCP reset.
+   reads the answer instead of a TCP reset.  TLS cannot half-close: there the
+   connection lingers only while a request is partly received, and closes at
+   once otherwise.
 7. **Timeouts are not timers.**  The gateway's sweeper calls
    :meth:`ClientProtocol.check_timeouts` every tick with the tick count; the
    hot path only increments an ``activity`` integer.  A request head must be
@@ -1048,6 +1050,12 @@ class ClientProtocol:
             return
         if self.eof:
             transport.close()  # the client has sent everything it will send
+            return
+        if not transport.can_write_eof() and self.current is None and not self.in_head:
+            # TLS cannot half-close: lingering would leave a client that waits
+            # for the end of the answer waiting lingering_timeout.  Nothing of
+            # a request is on its way: close now.
+            transport.close()
             return
         # Whatever the client sends from now on is never parsed: the requests
         # behind this answer are dropped.

@@ -61,6 +61,9 @@ CAPACITY_WARNING_INTERVAL = 10.0
 #: Seconds between a worker's checks that its supervisor is alive.
 ORPHAN_CHECK_INTERVAL = 1.0
 
+#: Seconds a closing TLS connection waits for the client's close_notify.
+TLS_SHUTDOWN_TIMEOUT = 1.0
+
 ExchangeHook = Callable[[Any], None]
 #: Tasks of a worker's own that nothing else holds a reference to.
 _BACKGROUND: set[asyncio.Task[None]] = set()
@@ -284,11 +287,14 @@ class Gateway:
                 server = await self.loop.create_server(
                     functools.partial(ClientProtocol, self, mode), sock=sock, backlog=2048)
             else:
-                # A handshake is due as a request head is (read_header_timeout).
+                # A handshake is due as a request head is (read_header_timeout);
+                # a closing connection waits for the client's close_notify at
+                # most TLS_SHUTDOWN_TIMEOUT (nginx does not wait at all).
                 server = await self.loop.create_server(
                     functools.partial(ClientProtocol, self, mode, True), sock=sock,
                     backlog=2048, ssl=tls.context,
-                    ssl_handshake_timeout=cfg.http_server_options.read_header_timeout)
+                    ssl_handshake_timeout=cfg.http_server_options.read_header_timeout,
+                    ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
             self.servers.append(server)
         self._sweeper = self.loop.call_later(TICK, self._sweep)
 

@@ -451,3 +451,68 @@ def test_tls_settings_are_read_as_tyk_writes_them(tmp_path):
     assert entry.cert_file == str(tmp_path / "certs" / "c.pem")  # relative to the file
     assert entry.key_file == "/etc/k.pem"
     assert "http_server_options.use_ssl" not in config.ignored_fields
+
+
+# ---------------------------------------------------------------- the plain listener's behaviour
+
+
+def test_a_refusal_before_the_body_is_read_reaches_the_client_over_tls(gateway_factory,
+                                                                       make_api, echo, pki):
+    """Lingering close without TLS's half-close: the answer is read, not reset."""
+    gw = gateway_factory([make_api("k", "/k/", echo.base_url, use_keyless=False,
+                                   use_standard_auth=True)],
+                         http_server_options=tls_options(pki), tls_verify=str(pki["ca"]))
+    body = os.urandom(2 * 1024 * 1024)
+    with connect(gw.port, client_context(pki["ca"]), "a.test") as sock:
+        sock.sendall(b"POST /k/ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body))
+        sock.sendall(body)
+        status, headers, answer = read_response(sock)
+        assert status == 401, answer
+        assert headers.get("connection") == "close"
+
+
+def test_a_slow_reader_downloads_a_large_response_over_tls(gw, pki):
+    size = 8 * 1024 * 1024
+    with connect(gw.port, client_context(pki["ca"]), "a.test") as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(b"GET /t/bytes/%d HTTP/1.1\r\nHost: a.test\r\n\r\n" % size)
+        time.sleep(1.0)  # the gateway fills what the socket takes, then waits
+        rss = gw.rss_kib()
+        status, _, data = read_response(sock)
+        assert status == 200 and len(data) == size
+    assert rss < 200 * 1024, f"gateway RSS {rss} KiB while a client read slowly"
+
+
+def test_a_slow_reader_gets_all_of_a_response_the_gateway_closes_after(gw, pki):
+    """Connection: close: the TLS close waits for the answer to be read."""
+    size = 8 * 1024 * 1024
+    with connect(gw.port, client_context(pki["ca"]), "a.test") as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(b"GET /t/bytes/%d HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+                     % size)
+        time.sleep(3)  # longer than the gateway waits for a close_notify
+        status, headers, data = read_response(sock)
+        assert status == 200 and len(data) == size
+        assert headers.get("connection") == "close"
+
+
+def test_a_client_that_never_handshakes_is_closed_after_read_header_timeout(
+        gateway_factory, make_api, echo, pki):
+    gw = gateway_factory([make_api("t", "/t/", echo.base_url)],
+                         http_server_options=tls_options(pki, read_header_timeout=1),
+                         tls_verify=str(pki["ca"]))
+    with socket.create_connection((HOST, gw.port), timeout=10) as silent:
+        started = time.monotonic()
+        assert drain(silent) == b""
+        assert time.monotonic() - started < 5
+    # As on the plain listener: a handshaken client that says nothing is
+    # closed, one whose head does not complete in time gets 408.
+    with connect(gw.port, client_context(pki["ca"]), "a.test") as idle:
+        started = time.monotonic()
+        assert drain(idle) == b""
+        assert time.monotonic() - started < 5
+    with connect(gw.port, client_context(pki["ca"]), "a.test") as slow:
+        slow.sendall(b"GET /t/ HTTP/1.1\r\nHost: a.test\r\n")
+        status, _, _ = read_response(slow)
+        assert status == 408
