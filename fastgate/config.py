@@ -558,7 +558,7 @@ class TlsOptions:
     #: OpenSSL's cipher string for TLS 1.2 and below.
     ciphers: str = DEFAULT_TLS_CIPHERS
     #: Where the settings came from (for messages).
-    file: str = ""
+    file: str = field(default="", compare=False)
 
 
 def parse_tls_options(server: FieldReader, resolve: Callable[[str], str]) -> TlsOptions:
@@ -704,6 +704,9 @@ class GatewayConfig:
     #: with this (Tyk's enable_hashed_keys_listing, default false).
     enable_hashed_keys_listing: bool = False
     jwks: JwksConfig = JwksConfig()
+    #: Tyk's ``security.private_certificate_encoding_secret``: the password of
+    #: the private keys in the certificate store ("": the gateway ``secret``).
+    private_certificate_encoding_secret: str = field(default="", repr=False)
     #: Dotted paths of Tyk's fields present in the file that fastgate does not
     #: implement (the CLI warns once, at start).
     ignored_fields: tuple[str, ...] = ()
@@ -827,6 +830,7 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
                         or DEFAULT_MIN_TOKEN_LENGTH)
     enable_hashed_keys_listing = top.boolean("enable_hashed_keys_listing")
     jwks = _parse_jwks(top.section("jwks"))
+    certificate_secret = top.section("security").string("private_certificate_encoding_secret")
     if top.boolean("enforce_org_quotas"):
         # /tyk/org/keys stores organisation sessions, but nothing enforces
         # them: a limit the operator asked for must not be silently ignored.
@@ -869,6 +873,7 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
         min_token_length=min_token_length,
         enable_hashed_keys_listing=enable_hashed_keys_listing,
         jwks=jwks,
+        private_certificate_encoding_secret=certificate_secret,
         ignored_fields=tuple(ignored + extra_ignored),
         unknown_fields=tuple(unknown),
     )

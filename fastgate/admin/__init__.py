@@ -22,6 +22,7 @@ path                              methods                     module
 ``/tyk/org/keys/{org}``           GET POST PUT DELETE         :mod:`.orgs`
 ``/tyk/cache/{api_id}``           DELETE                      :mod:`.cache`
 ``/tyk/cache/jwks[/{api_id}]``    DELETE                      :mod:`.cache`
+``/tyk/certs[/{id}[,{id}...]]``   GET POST DELETE             :mod:`.certs`
 ================================  ==========================  ==================
 
 Anything else under ``/tyk/`` is 404; a known path with another method is
@@ -42,6 +43,7 @@ from fastgate import responses
 from fastgate._core import compare
 from fastgate.admin.apis import ApisApi
 from fastgate.admin.cache import CacheApi
+from fastgate.admin.certs import CertsApi
 from fastgate.admin.keys import KeysApi
 from fastgate.admin.orgs import OrgKeysApi
 from fastgate.admin.policies import PoliciesApi
@@ -90,6 +92,7 @@ class AdminApi:
         self.apis = ApisApi(gateway)
         self.orgs = OrgKeysApi(gateway)
         self.cache = CacheApi(gateway)
+        self.certs = CertsApi(gateway)
 
     def handle(self, method: bytes, path: bytes, query: bytes, headers: list[Header],
                body: bytes) -> bytes | Awaitable[bytes]:
@@ -136,6 +139,15 @@ class AdminApi:
                 return lambda: keys.update(key, params, body)
             if method == "DELETE":
                 return lambda: keys.delete(key, params)
+            return METHOD_NOT_ALLOWED
+        if collection == b"certs":
+            certs = self.certs
+            if method == "POST":  # an id in the path is ignored, as in Tyk
+                return lambda: certs.add(params, body)
+            if method == "GET":
+                return (lambda: certs.get(item)) if item else (lambda: certs.listing(params))
+            if method == "DELETE" and item:
+                return lambda: certs.delete(item)
             return METHOD_NOT_ALLOWED
         if collection == b"cache":
             if not item:

@@ -157,6 +157,24 @@ class Store(abc.ABC):
     async def delete_policy(self, policy_id: str) -> bool:
         """Delete a policy; True if it existed."""
 
+    # -- certificates (/tyk/certs) --
+    @abc.abstractmethod
+    async def get_certificate(self, cert_id: str) -> bytes | None:
+        """A stored certificate record (PEM), or None."""
+
+    @abc.abstractmethod
+    async def add_certificate(self, cert_id: str, value: bytes) -> bool:
+        """Store a certificate unless one with that id exists (atomically, on
+        every node); True when it was stored."""
+
+    @abc.abstractmethod
+    async def delete_certificate(self, cert_id: str) -> bool:
+        """Delete a certificate; True if it existed."""
+
+    @abc.abstractmethod
+    async def list_certificates(self) -> list[str]:
+        """Every stored certificate id (in no particular order)."""
+
     # -- notifications --
     @abc.abstractmethod
     async def publish(self, event: str, payload: str) -> None:

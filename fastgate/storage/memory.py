@@ -60,6 +60,7 @@ log = logging.getLogger("fastgate.storage")
 SESSION_TABLE = "session"
 POLICY_TABLE = "policy"
 ORG_TABLE = "orgkey"
+CERT_TABLE = "cert"
 DEFAULT_MAX_LIMIT_KEYS = 1_000_000  # identities per limiter structure
 DEFAULT_SWEEP_INTERVAL = 1.0  # seconds between two sweeps of expired records
 
@@ -121,6 +122,7 @@ class MemoryStore(Store):
         self._session_deadlines = self._deadline_table(SESSION_TABLE)
         self._policies = self._table(POLICY_TABLE)
         self._orgs = self._table(ORG_TABLE)
+        self._certs = self._table(CERT_TABLE)
 
     # -- lifecycle --
     async def start(self) -> None:
@@ -318,6 +320,27 @@ class MemoryStore(Store):
         if ack is not None:
             await ack
         return existed
+
+    # -- certificates --
+    async def get_certificate(self, cert_id: str) -> bytes | None:
+        return self._certs.get(cert_id)
+
+    async def add_certificate(self, cert_id: str, value: bytes) -> bool:
+        if cert_id in self._certs:
+            return False
+        ack = self._table_set(CERT_TABLE, cert_id, value)
+        if ack is not None:
+            await ack
+        return True
+
+    async def delete_certificate(self, cert_id: str) -> bool:
+        existed, ack = self._table_delete(CERT_TABLE, cert_id)
+        if ack is not None:
+            await ack
+        return existed
+
+    async def list_certificates(self) -> list[str]:
+        return list(self._certs)
 
     # -- limits (never yield: the hot path drives these with coro.send(None)) --
     async def rate_limit(self, key: str, rate: float, per: float) -> tuple[bool, int, float, float]:

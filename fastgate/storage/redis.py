@@ -12,6 +12,8 @@ Key names follow Tyk so that an existing Tyk Redis is readable:
 * organisation sessions: ``orgkey.<org id>``, as Tyk's org store (not hashed);
 * policies managed through the REST API: the hash ``fastgate-policies``
   (field: policy id, value: policy JSON);
+* certificates (``/tyk/certs``): the hash ``fastgate-certs`` (field: the
+  certificate id, value: its PEM record, the private key encrypted);
 * notifications: pub/sub channel ``fastgate-events``, message ``event:payload``;
 * rate limits: ``rl-{<key>}``, the GCRA state (``lua/limits.lua``);
 * quotas: ``quota-{<key>}``, a hash {used, renews} (``lua/limits.lua``) -- not
@@ -106,6 +108,7 @@ SESSION_PREFIX = "apikey-"
 SESSION_DEADLINES_KEY = "fastgate-session-deadlines"
 ORG_PREFIX = "orgkey."
 POLICIES_KEY = "fastgate-policies"
+CERTS_KEY = "fastgate-certs"
 EVENTS_CHANNEL = "fastgate-events"
 RATE_LIMIT_PREFIX = "rl-"
 QUOTA_PREFIX = "quota-"
@@ -538,6 +541,23 @@ class RedisStore(Store):
     async def delete_policy(self, policy_id: str) -> bool:
         deleted: int = await self.execute("HDEL", self.client.hdel(POLICIES_KEY, policy_id))
         return deleted > 0
+
+    async def get_certificate(self, cert_id: str) -> bytes | None:
+        value: bytes | None = await self.execute("HGET", self.client.hget(CERTS_KEY, cert_id))
+        return value
+
+    async def add_certificate(self, cert_id: str, value: bytes) -> bool:
+        check_value(value)
+        added: int = await self.execute("HSETNX", self.client.hsetnx(CERTS_KEY, cert_id, value))
+        return bool(added)
+
+    async def delete_certificate(self, cert_id: str) -> bool:
+        deleted: int = await self.execute("HDEL", self.client.hdel(CERTS_KEY, cert_id))
+        return deleted > 0
+
+    async def list_certificates(self) -> list[str]:
+        raw: list[bytes] = await self.execute("HKEYS", self.client.hkeys(CERTS_KEY))
+        return [_decode(k) for k in raw]
 
     async def publish(self, event: str, payload: str) -> None:
         check_event(event)
