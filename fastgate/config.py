@@ -553,6 +553,9 @@ class TlsOptions:
 
     use_ssl: bool = False
     certificates: tuple[ServerCertificate, ...] = ()
+    #: Tyk's ``ssl_certificates``: ids in the certificate store (/tyk/certs),
+    #: served after the files' certificates.
+    store_ids: tuple[str, ...] = ()
     min_version: int = DEFAULT_MIN_VERSION
     max_version: int = DEFAULT_MAX_VERSION
     #: OpenSSL's cipher string for TLS 1.2 and below.
@@ -582,10 +585,7 @@ def parse_tls_options(server: FieldReader, resolve: Callable[[str], str]) -> Tls
                 raise item.error(missing, "must name a PEM file")
             certificates.append(ServerCertificate(
                 item.string("domain_name").lower(), resolve(cert_file), resolve(key_file)))
-    if server.string_list("ssl_certificates"):
-        raise server.error("ssl_certificates", (
-            "certificates from the certificate store are not supported yet; "
-            "give the PEM files in http_server_options.certificates"))
+    store_ids = server.string_list("ssl_certificates")
     versions = ", ".join(str(v) for v in TLS_VERSIONS)
     min_version = server.integer("min_version", 0) or DEFAULT_MIN_VERSION
     max_version = server.integer("max_version", 0) or DEFAULT_MAX_VERSION
@@ -605,11 +605,11 @@ def parse_tls_options(server: FieldReader, resolve: Callable[[str], str]) -> Tls
             raise server.error("ssl_ciphers", f"unknown cipher suite {unknown[0]!r} "
                                "(Go's names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)")
         ciphers = ":".join(TLS_CIPHERS[n] for n in names)
-    if use_ssl and not certificates:
-        raise server.error("use_ssl", "needs at least one http_server_options.certificates "
-                           "entry (cert_file and key_file)")
-    return TlsOptions(use_ssl, tuple(certificates), min_version, max_version, ciphers,
-                      server.file)
+    if use_ssl and not certificates and not store_ids:
+        raise server.error("use_ssl", "needs a certificate: http_server_options.certificates "
+                           "(cert_file and key_file) or ssl_certificates (certificate store ids)")
+    return TlsOptions(use_ssl, tuple(certificates), store_ids, min_version, max_version,
+                      ciphers, server.file)
 
 
 

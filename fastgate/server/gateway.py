@@ -162,6 +162,15 @@ class Gateway:
         if options.use_ssl:
             self.tls = ServerTls(options)
 
+    async def load_stored_certificates(self) -> None:
+        """(Re)read the listeners' ``ssl_certificates`` from the certificate store."""
+        if self.tls is None or not self.tls.options.store_ids:
+            return
+        config = self.config
+        password = (config.private_certificate_encoding_secret or config.secret).encode()
+        for problem in await self.tls.load_store(self.store, password):
+            log.error("%s", problem)
+
     def reload(self) -> str | None:
         """Reload the listeners' certificates (files read again), API
         definitions and policies; the error message, or None.
@@ -174,6 +183,10 @@ class Gateway:
         tls_error = self.tls.reload() if self.tls is not None else None
         if tls_error is not None:
             log.error("certificates not reloaded, those in service stay: %s", tls_error)
+        if self.tls is not None and self.tls.options.store_ids:
+            task = self.loop.create_task(self.load_stored_certificates())
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
         in_service = self.specs
         try:
             warnings = self.load()
@@ -277,6 +290,7 @@ class Gateway:
             # store reconnects by itself.
             log.error("session store unavailable at start: %s", exc)
         self.limiter.start()
+        await self.load_stored_certificates()
         listeners = [(cfg.listen_port, SERVE_APIS if cfg.control_api_port else SERVE_ALL)]
         if cfg.control_api_port:
             listeners.append((cfg.control_api_port, SERVE_CONTROL))

@@ -4,7 +4,9 @@
 control port) into HTTP/1.1-over-TLS listeners.  Their certificates come from
 ``http_server_options.certificates``: ``[{"domain_name", "cert_file",
 "key_file"}]``, PEM files (a certificate file may hold the chain after the
-leaf).
+leaf), then ``ssl_certificates``: ids of the certificate store
+(:mod:`fastgate.certs`, ``/tyk/certs``) with their private keys, read at
+start and on every reload (:meth:`ServerTls.load_store`).
 
 Which certificate a handshake gets (Tyk's, which is Go's ``NameToCertificate``):
 
@@ -38,19 +40,31 @@ to the defaults.  The settings are parsed in :mod:`fastgate.config`
 from __future__ import annotations
 
 import ssl
+import tempfile
 from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from fastgate.certs import read_record
 from fastgate.config import TLS_VERSIONS, ConfigError, TlsOptions
+from fastgate.storage.base import Store, StoreError
 
 __all__ = ["ServerTls"]
 
+#: A certificate in service: its context, the names it is known by, its entry's
+#: domain_name ("" for none).
+_Loaded = tuple[ssl.SSLContext, list[str], str]
+
+
 def _names(cert_file: str) -> list[str]:
-    """The leaf's subject CN and DNS names, lower-cased (Go's BuildNameToCertificate)."""
+    """The names of the leaf in a PEM file."""
     with open(cert_file, "rb") as f:
-        leaf = x509.load_pem_x509_certificate(f.read())
+        return _leaf_names(x509.load_pem_x509_certificate(f.read()))
+
+
+def _leaf_names(leaf: x509.Certificate) -> list[str]:
+    """The leaf's subject CN and DNS names, lower-cased (Go's BuildNameToCertificate)."""
     names = [attr.value for attr in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
              if isinstance(attr.value, str)]
     try:
@@ -76,7 +90,10 @@ class ServerTls:
         self.context.sni_callback = self._select
         self._default: ssl.SSLContext = self.context
         self._by_name: dict[str, ssl.SSLContext] = {}
-        self._install(self._load())
+        # (context, names, domain_name): the files' certificates, then the store's.
+        self._files: list[_Loaded] = self._load()
+        self._stored: list[_Loaded] = []
+        self._install()
 
     def reload(self) -> str | None:
         """Read the certificate files again; the error (the set in service
@@ -85,8 +102,46 @@ class ServerTls:
             loaded = self._load()
         except ConfigError as exc:
             return str(exc)
-        self._install(loaded)
+        self._files = loaded
+        self._install()
         return None
+
+    async def load_store(self, store: Store, password: bytes) -> list[str]:
+        """Read the ``ssl_certificates`` from the certificate store (at start
+        and on reload); what could not be used, said for the log.  A
+        certificate missing, without a private key or unreadable is skipped,
+        as Tyk skips it; the others are served after the files'."""
+        problems: list[str] = []
+        loaded: list[_Loaded] = []
+        for cert_id in self.options.store_ids:
+            try:
+                record = await store.get_certificate(cert_id)
+            except StoreError as exc:
+                problems.append(f"ssl_certificates: {cert_id}: the store is unavailable: {exc}")
+                return problems  # the set in service stays
+            if record is None:
+                problems.append(f"ssl_certificates: {cert_id}: not in the certificate store")
+                continue
+            stored = read_record(cert_id, record)
+            if not stored.has_private or stored.leaf is None:
+                problems.append(f"ssl_certificates: {cert_id}: has no private key")
+                continue
+            context = self._new_context()
+            # The record holds the chain and the encrypted key: OpenSSL decrypts
+            # it with the password, nothing decrypted is written anywhere.
+            with tempfile.NamedTemporaryFile(suffix=".pem") as pem:
+                pem.write(record)
+                pem.flush()
+                try:
+                    context.load_cert_chain(pem.name, password=password)
+                except (OSError, ValueError) as exc:
+                    problems.append(f"ssl_certificates: {cert_id}: cannot be loaded "
+                                    f"(wrong private_certificate_encoding_secret?): {exc}")
+                    continue
+            loaded.append((context, _leaf_names(stored.leaf), ""))
+        self._stored = loaded
+        self._install()
+        return problems
 
     def _new_context(self) -> ssl.SSLContext:
         options = self.options
@@ -102,12 +157,10 @@ class ServerTls:
         context.options |= ssl.OP_NO_RENEGOTIATION
         return context
 
-    def _load(self) -> tuple[ssl.SSLContext, dict[str, ssl.SSLContext]]:
-        """Every configured certificate in its own context; raises ConfigError
-        naming the entry and file that fails."""
-        by_name: dict[str, ssl.SSLContext] = {}
-        claimed: dict[str, ssl.SSLContext] = {}
-        first: ssl.SSLContext | None = None
+    def _load(self) -> list[_Loaded]:
+        """Every configured certificate file in its own context; raises
+        ConfigError naming the entry and file that fails."""
+        loaded: list[_Loaded] = []
         for index, entry in enumerate(self.options.certificates):
             context = self._new_context()
             field = f"http_server_options.certificates[{index}]"
@@ -130,18 +183,23 @@ class ServerTls:
                     reason = f"cannot read it: {exc.strerror or exc}"
                 raise ConfigError(self.options.file, field + ".key_file",
                                   f"{entry.key_file}: {reason}") from None
-            if first is None:
-                first = context
+            loaded.append((context, names, entry.domain_name))
+        return loaded
+
+    def _install(self) -> None:
+        """Swap in the name map of the certificates loaded (one assignment
+        each: a handshake sees the old set or the new one)."""
+        by_name: dict[str, ssl.SSLContext] = {}
+        claimed: dict[str, ssl.SSLContext] = {}
+        every = self._files + self._stored
+        for context, names, domain_name in every:
             for name in names:
                 by_name.setdefault(name, context)
-            if entry.domain_name:
-                claimed[entry.domain_name] = context
+            if domain_name:
+                claimed[domain_name] = context
         by_name.update(claimed)
-        assert first is not None  # parse_tls_options requires a certificate
-        return first, by_name
-
-    def _install(self, loaded: tuple[ssl.SSLContext, dict[str, ssl.SSLContext]]) -> None:
-        self._default, self._by_name = loaded
+        self._by_name = by_name
+        self._default = every[0][0] if every else self.context
 
     def select(self, server_name: str | None) -> ssl.SSLContext:
         """The context (certificate) a handshake naming ``server_name`` gets."""

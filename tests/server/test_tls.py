@@ -422,14 +422,14 @@ def parse(options: dict[str, Any], tmp_path: Path) -> Any:
 
 
 @pytest.mark.parametrize(("options", "field", "message"), [
-    ({"use_ssl": True}, "http_server_options.use_ssl", "needs at least one"),
+    ({"use_ssl": True}, "http_server_options.use_ssl", "needs a certificate"),
     ({"min_version": 700}, "http_server_options.min_version", "must be one of 769, 770"),
     ({"min_version": 772, "max_version": 771}, "http_server_options.min_version", "above"),
     ({"ssl_ciphers": ["TLS_NOPE"]}, "http_server_options.ssl_ciphers", "unknown cipher"),
     ({"certificates": [{"cert_file": "c.pem"}]}, "http_server_options.certificates[0].key_file",
      "PEM file"),
     ({"certificates": {}}, "http_server_options.certificates", "array"),
-    ({"ssl_certificates": ["id"]}, "http_server_options.ssl_certificates", "not supported"),
+    ({"ssl_certificates": "id"}, "http_server_options.ssl_certificates", "array"),
 ])
 def test_bad_tls_settings_name_the_field(tmp_path, options, field, message):
     with pytest.raises(ConfigError) as caught:
@@ -516,3 +516,48 @@ def test_a_client_that_never_handshakes_is_closed_after_read_header_timeout(
         slow.sendall(b"GET /t/ HTTP/1.1\r\nHost: a.test\r\n")
         status, _, _ = read_response(slow)
         assert status == 408
+
+
+# ---------------------------------------------------------------- the certificate store
+
+
+def test_ssl_certificates_are_served_from_the_certificate_store(gateway_factory, make_api,
+                                                                echo, pki, ca, storage):
+    """Tyk's ssl_certificates: certificate store ids, served after the files'
+    certificates, read again on reload (every node sees the store)."""
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    stored = ca.issue_cert("store.test", common_name="store.test",
+                           key_type=trustme.KeyType.RSA)
+    chain = b"".join(p.bytes() for p in stored.cert_chain_pems)
+    leaf_der = x509.load_pem_x509_certificate(chain).public_bytes(serialization.Encoding.DER)
+    cert_id = "org9" + hashlib.sha256(leaf_der).hexdigest()
+    options = {**tls_options(pki), "ssl_certificates": [cert_id, "org9missing"]}
+    gw = gateway_factory([make_api("t", "/t/", echo.base_url)], http_server_options=options,
+                         tls_verify=str(pki["ca"]), storage=storage,
+                         security={"private_certificate_encoding_secret": "enc-secret"})
+    context = client_context(pki["ca"], check_hostname=False)
+    # Not in the store yet: the default certificate.
+    with connect(gw.port, context, "store.test") as sock:
+        assert peer_names(sock) == ["a.test"]
+    resp = requests.post(f"https://{HOST}:{gw.port}/tyk/certs?org_id=org9",
+                         data=chain + stored.private_key_pem.bytes(), verify=str(pki["ca"]),
+                         headers={"X-Tyk-Authorization": gw.secret}, timeout=10)
+    assert resp.json()["id"] == cert_id, resp.text
+    assert gw.reload().status_code == 200
+    deadline = time.monotonic() + 10
+    while True:
+        with connect(gw.port, context, "store.test") as sock:
+            if peer_names(sock) == ["store.test"]:
+                sock.sendall(b"GET /t/s HTTP/1.1\r\nHost: store.test\r\n\r\n")
+                assert read_response(sock)[0] == 200
+                break
+        assert time.monotonic() < deadline, "the stored certificate was not served"
+        time.sleep(0.05)
+    # The files' certificates still come first.
+    with connect(gw.port, context, None) as sock:
+        assert peer_names(sock) == ["a.test"]
+    assert "ssl_certificates: org9missing: not in the certificate store" in gw.logs()
