@@ -67,6 +67,7 @@ from bench.spec import (
     WrkPlan,
 )
 from bench.wrk_output import WrkOutputError, parse_wrk_output
+from fastgate.config import DEFAULT_TLS_CIPHERS
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO / "bench"
@@ -205,6 +206,34 @@ def haproxy_version(text: str | None) -> tuple[int, int] | None:
 # ---------------------------------------------------------------- config rendering
 
 
+def write_self_signed(cert_path: Path, key_path: Path) -> None:
+    """A self-signed RSA-2048 certificate for localhost / 127.0.0.1 (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o644)  # nginx's workers read it as an unprivileged user
+
+
 def render_template(text: str, values: Mapping[str, object]) -> str:
     """Replace ``{{name}}`` placeholders; KeyError when one has no value."""
 
@@ -312,16 +341,34 @@ class Bench:
         self.redis_port = port
         return port
 
+    def tls_files(self) -> tuple[Path, Path]:
+        """The benchmark's self-signed certificate and key (made once per run)."""
+        cert, key = self.tmp / "tls" / "cert.pem", self.tmp / "tls" / "key.pem"
+        if not cert.exists():
+            cert.parent.mkdir(exist_ok=True)
+            write_self_signed(cert, key)
+        return cert, key
+
     def start_nginx_proxy(self, scenario: Scenario, work: Path) -> Target:
         port = free_port()
         upstream_port = self.upstream_url.rsplit(":", 1)[1]
+        listen_ssl, ssl_block, scheme = "", "", "http"
+        if scenario.tls:
+            cert, key = self.tls_files()
+            listen_ssl, scheme = " ssl", "https"
+            ssl_block = (f"        ssl_certificate {cert};\n"
+                         f"        ssl_certificate_key {key};\n"
+                         f"        ssl_protocols TLSv1.2 TLSv1.3;\n"
+                         f"        ssl_ciphers {DEFAULT_TLS_CIPHERS};\n"
+                         f"        ssl_prefer_server_ciphers on;\n")
         proc = self._start_nginx(
             f"{work.name}-nginx-proxy", "proxy.conf", self.tools.proxy_cpu,
             {"port": port, "upstream_port": upstream_port, "upstream_name": NGINX_UPSTREAM,
-             "locations": scenario.nginx_locations},
+             "locations": scenario.nginx_locations, "listen_ssl": listen_ssl,
+             "ssl": ssl_block},
         )
         wait_ready(proc, lambda: port_open(port), f"nginx listened on {port}")
-        return Target(BASELINE, f"http://127.0.0.1:{port}", proc)
+        return Target(BASELINE, f"{scheme}://127.0.0.1:{port}", proc)
 
     def write_haproxy_config(self, scenario: Scenario, directory: Path, port: int) -> Path:
         """The HAProxy peer's config for ``scenario`` (which must have one)."""
@@ -358,6 +405,10 @@ class Bench:
         }
         if scenario.needs_redis:
             base["storage"] = {"type": "redis", "host": "127.0.0.1", "port": self.start_redis()}
+        if scenario.tls:
+            cert, key = self.tls_files()
+            base["http_server_options"] = {"use_ssl": True, "certificates": [
+                {"domain_name": "localhost", "cert_file": str(cert), "key_file": str(key)}]}
         config = substitute(deep_merge(base, scenario.gateway_config),
                             UPSTREAM_URL, self.upstream_url)
         for n, api in enumerate(scenario.api_definitions):
@@ -381,7 +432,7 @@ class Bench:
         proc = self.sup.start(f"{work.name}-fastgate",
                               self.tools.pinned(self.tools.proxy_cpu, argv),
                               gw_dir / "process.log", cwd=gw_dir)
-        url = f"http://127.0.0.1:{port}"
+        url = f"{'https' if scenario.tls else 'http'}://127.0.0.1:{port}"
         wait_ready(proc, lambda: client.request(url, path="/hello").status == 200,
                    "GET /hello answered 200")
         return Target(FASTGATE, url, proc), secret
@@ -394,6 +445,8 @@ class Bench:
                 f"-d{duration_s}s", "--latency"]
         if plan.script is not None:
             argv += ["-s", str(plan.script)]
+        for header in scenario.wrk_headers:
+            argv += ["-H", header]
         argv.append(target.url + scenario.path)
         script_args = plan.script_args
         if plan.feed is not None:

@@ -94,6 +94,25 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
+SCENARIOS += [
+    Scenario(
+        name="tls-keyless",
+        description=("keyless API over TLS (keep-alive: handshakes amortised), "
+                     "fastgate and nginx terminating with the same certificate"),
+        api_definitions=(keyless_api(),),
+        tls=True,
+    ),
+    Scenario(
+        name="tls-keyless-close",
+        description=("keyless API over TLS with Connection: close: one full handshake "
+                     "per request (handshakes/s = req/s)"),
+        api_definitions=(keyless_api(),),
+        tls=True,
+        wrk_headers=("Connection: close",),
+    ),
+]
+
+
 SCENARIOS.append(
     Scenario(
         name="auth-token-10k",

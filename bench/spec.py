@@ -184,3 +184,9 @@ class Scenario:
     #: API definitions, files and HAProxy rules filled in): for material made at
     #: run time, such as signing keys and tokens.
     prepare: PrepareHook | None = None
+    #: Clients speak TLS to the proxies: fastgate (``use_ssl``) and nginx terminate
+    #: it with the same self-signed RSA-2048 certificate, TLS 1.2-1.3 and the same
+    #: TLS 1.2 suites; the upstream stays plain HTTP.
+    tls: bool = False
+    #: Extra request headers wrk sends (``-H``), e.g. ``Connection: close``.
+    wrk_headers: tuple[str, ...] = ()
