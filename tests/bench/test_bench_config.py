@@ -24,10 +24,13 @@ def test_render_template():
 
 
 @pytest.mark.parametrize("name", ["upstream.conf", "proxy.conf"])
-def test_nginx_templates_render_completely(name):
+@pytest.mark.parametrize("tls", [False, True])
+def test_nginx_templates_render_completely(name, tls):
     text = (BENCH_DIR / "nginx" / name).read_text()
     values = {"prefix": "/tmp/p", "port": 1, "upstream_port": 2, "upstream_name": "u",
-              "locations": "location / { return 204; }"}
+              "locations": "location / { return 204; }",
+              "listen_ssl": " ssl" if tls else "",
+              "ssl": "        ssl_certificate /tmp/c.pem;\n" if tls else ""}
     rendered = render_template(text, values)
     assert "{{" not in rendered and "}}" not in rendered
     assert "daemon off;" in rendered and "worker_processes 1;" in rendered
