@@ -226,11 +226,13 @@ def test_the_signature_is_the_only_credential(gw, idp):
 
 
 def test_the_key_expires_with_the_jwt(gw, idp):
-    idp.lifetime = 1
+    # exp is whole seconds (iat + lifetime, iat truncated): a lifetime of 1 s
+    # can leave a few milliseconds, so give the first call 2 to 3 s.
+    idp.lifetime = 3
     resp = get_token(gw, "split", idp.client())
     opaque = resp.json()["access_token"]
     assert call(gw, "split", opaque).status_code == 200
-    time.sleep(2.2)
+    time.sleep(4.2)
     assert call(gw, "split", opaque).status_code in (401, 403)
 
 
