@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
@@ -40,7 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
-__all__ = ["CertError", "StoredCertificate", "prepare", "read_record"]
+__all__ = ["CertError", "ClientCertificate", "StoredCertificate", "prepare", "read_record"]
 
 _BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)\r?\n?-----END \1-----", re.DOTALL)
@@ -202,13 +203,19 @@ class StoredCertificate:
         return list(san.value.get_values_for_type(x509.DNSName))
 
     def _is_ca(self) -> bool:
+        return self.leaf is not None and is_ca(self.leaf)
+
+    def leaf_der(self) -> bytes | None:
+        """The DER of the record's first certificate (the one its id names
+        when it has no private key), or None for a public-key record."""
         leaf = self.leaf
-        if leaf is None:
-            return False
-        try:
-            return bool(leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-        except x509.ExtensionNotFound:
-            return False
+        return leaf.public_bytes(serialization.Encoding.DER) if leaf is not None else None
+
+    @functools.cached_property
+    def leaf_sha256(self) -> str:
+        """Hex SHA-256 of :meth:`leaf_der` ("" for a public-key record)."""
+        der = self.leaf_der()
+        return hashlib.sha256(der).hexdigest() if der is not None else ""
 
     def meta(self) -> dict[str, Any]:
         """``GET /tyk/certs/{id}``: Tyk's CertificateMeta."""
@@ -240,6 +247,64 @@ class StoredCertificate:
             "not_after": _time(leaf.not_valid_after_utc) if leaf else zero,
             "is_ca": self._is_ca(),
         }
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    """Whether the certificate's basicConstraints say it is a CA."""
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+#: Tyk's answers about a client certificate's validity period.
+CERT_EXPIRED = "Certificate has expired"
+CERT_NOT_YET_VALID = "Certificate is not yet valid"
+CERT_UNREADABLE = "Certificate cannot be read"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificate:
+    """The certificate a TLS client presented, read once per connection.
+
+    ``sha256`` is the hex SHA-256 of the leaf's DER (what Tyk's ids and
+    allow-lists carry after the org).  ``chain_sha256`` holds the hashes of
+    the certificates OpenSSL verified the leaf through, up to a trusted CA
+    (the CAs of every ``client_certificates`` list on the listener): empty
+    when the chain did not verify, and then ``verify_error`` says why.
+    Certificates the client sent that are not on a verified path never
+    count (Tyk's chain-entry allow-listing is not repeated).
+    """
+
+    der: bytes
+    sha256: str
+    not_before: float
+    not_after: float
+    chain_sha256: frozenset[str]
+    verify_error: str
+
+    @classmethod
+    def read(cls, der: bytes, verified_chain: Sequence[bytes],
+             verify_error: str) -> ClientCertificate:
+        try:
+            leaf = x509.load_der_x509_certificate(der)
+            not_before = leaf.not_valid_before_utc.timestamp()
+            not_after = leaf.not_valid_after_utc.timestamp()
+        except ValueError:
+            not_before = not_after = float("nan")
+        chain = frozenset(hashlib.sha256(entry).hexdigest() for entry in verified_chain[1:])
+        return cls(der, hashlib.sha256(der).hexdigest(), not_before, not_after, chain,
+                   verify_error)
+
+    def validity_error(self, now: float) -> str | None:
+        """Tyk's refusal when ``now`` is outside the leaf's validity, or None."""
+        if self.not_after != self.not_after:  # NaN: cryptography could not parse it
+            return CERT_UNREADABLE
+        if now > self.not_after:
+            return CERT_EXPIRED
+        if now < self.not_before:
+            return CERT_NOT_YET_VALID
+        return None
 
 
 def read_record(cert_id: str, record: bytes) -> StoredCertificate:

@@ -707,6 +707,9 @@ class GatewayConfig:
     #: Tyk's ``security.private_certificate_encoding_secret``: the password of
     #: the private keys in the certificate store ("": the gateway ``secret``).
     private_certificate_encoding_secret: str = field(default="", repr=False)
+    #: Tyk's ``security.certificates.apis``: certificate-store ids every API
+    #: with ``use_mutual_tls_auth`` allows, besides its ``client_certificates``.
+    api_client_certificates: tuple[str, ...] = ()
     #: Dotted paths of Tyk's fields present in the file that fastgate does not
     #: implement (the CLI warns once, at start).
     ignored_fields: tuple[str, ...] = ()
@@ -830,7 +833,9 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
                         or DEFAULT_MIN_TOKEN_LENGTH)
     enable_hashed_keys_listing = top.boolean("enable_hashed_keys_listing")
     jwks = _parse_jwks(top.section("jwks"))
-    certificate_secret = top.section("security").string("private_certificate_encoding_secret")
+    security = top.section("security")
+    certificate_secret = security.string("private_certificate_encoding_secret")
+    api_client_certificates = security.section("certificates").string_list("apis")
     if top.boolean("enforce_org_quotas"):
         # /tyk/org/keys stores organisation sessions, but nothing enforces
         # them: a limit the operator asked for must not be silently ignored.
@@ -874,6 +879,7 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
         enable_hashed_keys_listing=enable_hashed_keys_listing,
         jwks=jwks,
         private_certificate_encoding_secret=certificate_secret,
+        api_client_certificates=api_client_certificates,
         ignored_fields=tuple(ignored + extra_ignored),
         unknown_fields=tuple(unknown),
     )

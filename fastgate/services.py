@@ -27,11 +27,13 @@ from fastgate.storage.base import StoreError
 
 if TYPE_CHECKING:
     from fastgate.auth.jwt.jwks import JwksCache
+    from fastgate.certs import ClientCertificate
     from fastgate.config import GatewayConfig
     from fastgate.limits import Limiter
     from fastgate.outbound import HttpClient
     from fastgate.session.cache import CachedSession, SessionCache
     from fastgate.storage.base import Store
+    from fastgate.storage.certificates import CertificateCache
 
 __all__ = ["Outcome", "Request", "Services", "store_unavailable", "then"]
 
@@ -66,6 +68,14 @@ class Request(Protocol):
     #: ``Name: value\r\n`` lines added to the upstream's response (limit headers).
     response_headers: bytes
 
+    @property
+    def tls(self) -> bool:
+        """The request came over TLS."""
+    @property
+    def client_certificate(self) -> ClientCertificate | None:
+        """The certificate the TLS client presented (read once per
+        connection), or None (none, or plain HTTP)."""
+
     def header(self, lname: bytes, /) -> bytes | None:
         """The first value of the field named ``lname`` (lower case), or None."""
 
@@ -98,6 +108,8 @@ class Services:
     clock: Callable[[], float] = field(default=time.time)
     #: The gateway's JWK Sets by URL (:mod:`fastgate.auth.jwt.jwks`).
     jwks: JwksCache
+    #: The certificate store's records (:mod:`fastgate.storage.certificates`).
+    certificates: CertificateCache
 
     @property
     def hash_keys(self) -> bool:

@@ -366,8 +366,9 @@ UNSUPPORTED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ),
     # As in Tyk, keyless switches every auth method off ...
     ("keyless wins", {"use_basic_auth": True, "enable_jwt": True}, ()),
-    # ... but not these.
-    ("mtls on keyless", {"use_mutual_tls_auth": True}, ("use_mutual_tls_auth",)),
+    # ... but not these (static mTLS applies to keyless APIs too, and is
+    # implemented: fastgate.middleware.mtls).
+    ("mtls on keyless", {"use_mutual_tls_auth": True}, ()),
     ("internal", {"internal": True}, ("internal",)),
     (
         "ip allow list",
@@ -654,8 +655,6 @@ REFUSED_ONCE: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("external oauth", {"use_keyless": False,
                         "external_oauth": {"enabled": True, "providers": [{}]}},
      ("external_oauth",)),
-    ("mtls", {"use_mutual_tls_auth": True, "client_certificates": ["c1"]},
-     ("use_mutual_tls_auth",)),
     ("internal", {"internal": True}, ("internal",)),
     ("ip allow list", {"enable_ip_whitelisting": True, "allowed_ips": ["10.0.0.0/8"]},
      ("enable_ip_whitelisting",)),
@@ -1374,3 +1373,25 @@ def test_global_rate_limit(value: dict[str, Any], expected: tuple[float, float] 
 def test_global_rate_limit_type_refused() -> None:
     assert refusal(api(global_rate_limit={"rate": "10", "per": 1})).field == \
         "global_rate_limit.rate"
+
+
+def test_static_mtls_settings_are_read_on_keyless_and_protected_apis() -> None:
+    on = parse(api(use_mutual_tls_auth=True, client_certificates=["org1abc", "org1def"]))
+    assert on.client_certificates == ("org1abc", "org1def")
+    assert on.unsupported_auth == () and on.ignored_fields == ()
+    assert parse(api(use_mutual_tls_auth=True)).client_certificates == ()
+    protected = parse(api(use_keyless=False, use_mutual_tls_auth=True,
+                          client_certificates=["c"]))
+    assert protected.client_certificates == ("c",)
+    off = parse(api(use_mutual_tls_auth=False, client_certificates=["c"]))
+    assert off.client_certificates is None and off.ignored_fields == ()
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"use_mutual_tls_auth": True, "client_certificates": "c"}, "client_certificates"),
+    ({"use_mutual_tls_auth": True, "client_certificates": [1]}, "client_certificates[0]"),
+])
+def test_bad_static_mtls_settings_name_the_field(fields: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(api(**fields))
+    assert caught.value.field == field

@@ -424,6 +424,17 @@ class Exchange:
             return self.upstream_head_at - self.upstream_at
         return 0.0
 
+    @property
+    def tls(self) -> bool:
+        """The request came over TLS."""
+        return self.client.proto is PROTO_HTTPS
+
+    @property
+    def client_certificate(self) -> Any:
+        """The TLS client's certificate (:class:`fastgate.certs.ClientCertificate`),
+        read once per connection; None when it sent none or over plain HTTP."""
+        return self.client.client_certificate()
+
     def header(self, lname: bytes) -> bytes | None:
         """The value of the first field named ``lname`` (lower case), or None."""
         entry: tuple
@@ -488,6 +499,8 @@ class ClientProtocol:
     proto: bytes  # X-Forwarded-Proto: the listener's scheme
     # Per-connection state.
     transport: Any
+    peer: Any  # the client's TLS certificate, once read (peer_read)
+    peer_read: cython.bint
     client_ip: bytes
     parser: Any
     queue: Any
@@ -526,6 +539,8 @@ class ClientProtocol:
         self.linger_max_bytes = gateway.linger_max_bytes
         self.on_finished = gateway.exchange_finished
         self.transport = None
+        self.peer = None
+        self.peer_read = False
         self.client_ip = b""
         self.parser = httptools.HttpRequestParser(self)
         self.queue = deque()
@@ -549,6 +564,15 @@ class ClientProtocol:
         self.head_raw = 0
         self.url = b""
         self.headers = []
+
+    def client_certificate(self) -> Any:
+        """The client's TLS certificate, read from the handshake the first
+        time a middleware asks (:meth:`fastgate.server.tls.ServerTls.client_certificate`)."""
+        if not self.peer_read:
+            self.peer_read = True
+            if self.proto is PROTO_HTTPS and self.transport is not None:
+                self.peer = self.gateway.tls.client_certificate(self.transport)
+        return self.peer
 
     # -- connection events ---------------------------------------------------
 

@@ -13,7 +13,9 @@
   found or not (as Tyk).
 
 Certificates live in the store, so every worker and node sharing it sees the
-same ones; private keys are stored encrypted and never returned.
+same ones; private keys are stored encrypted and never returned.  Every
+change publishes a ``"certs"`` event: each worker and node reads its
+allow-lists and listener certificates (``ssl_certificates``) again.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 from fastgate import certs
 from fastgate.admin import replies
 from fastgate.admin.replies import AdminError
+from fastgate.storage.certificates import EVENT_CERTS
 
 if TYPE_CHECKING:
     from fastgate.admin.control import Control
@@ -52,6 +55,7 @@ class CertsApi:
         cert_id = params.get("org_id", "") + cert_id
         if not await self.gateway.store.add_certificate(cert_id, record):
             raise AdminError(403, f"Certificate with {cert_id} id already exists")
+        await self.gateway.store.publish(EVENT_CERTS, cert_id)
         return replies.ok({"id": cert_id, "status": "ok", "message": "Certificate added"})
 
     async def listing(self, params: dict[str, str]) -> bytes:
@@ -77,7 +81,8 @@ class CertsApi:
         return replies.ok([cert.meta() if cert is not None else None for cert in found])
 
     async def delete(self, item: str) -> bytes:
-        await self.gateway.store.delete_certificate(item)
+        if await self.gateway.store.delete_certificate(item):
+            await self.gateway.store.publish(EVENT_CERTS, item)
         return replies.ok({"status": "ok", "message": "removed"})
 
     async def _read(self, cert_id: str) -> certs.StoredCertificate | None:

@@ -45,7 +45,7 @@ once.  It holds, by field name:
   enabled, while the registry's fallback (auth token, Tyk's default) is not
   implemented -- it is;
 * as in Tyk, ``use_keyless: true`` switches every method above off; the
-  following apply to keyless APIs too: ``use_mutual_tls_auth``, ``internal``
+  following apply to keyless APIs too: ``internal``
   (reachable only from other APIs, never from clients),
   ``enable_ip_whitelisting`` / ``enable_ip_blacklisting`` with a non-empty
   list, endpoint ``white_list`` / ``black_list`` entries in a version

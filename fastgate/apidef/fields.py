@@ -81,6 +81,8 @@ _CORE_FIELDS: frozenset[str] = frozenset(
     | {"session_lifetime", "session_lifetime_respects_key_expiration"}
     # Context variables ($tyk_context.*) and fastgate's own split-token flow.
     | {"enable_context_vars", "split_token"}
+    # Static mTLS (fastgate.middleware.mtls): keyless APIs too.
+    | {"use_mutual_tls_auth", "client_certificates"}
 )
 #: Fields of a version (``version_data.versions.<name>``) that fastgate applies.
 IMPLEMENTED_VERSION_FIELDS: frozenset[str] = frozenset(
@@ -212,7 +214,7 @@ def unsupported_auth(
         enabled = [_switch_field(s) for m in REGISTRY for s, switch in
                    zip(m.enabled_by, method_switches(m), strict=True) if flags.on(switch)]
         found.extend(enabled if enabled else [IMPLICIT_STANDARD_AUTH])
-    for name in ("use_mutual_tls_auth", "internal"):
+    for name in ("internal",):
         if flags.on(name):
             found.append(name)
     for switch, entries in (

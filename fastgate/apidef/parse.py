@@ -94,6 +94,8 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
     respects_expiration = top.boolean("session_lifetime_respects_key_expiration")
     context_vars = top.boolean("enable_context_vars")
     headers_remove, headers = parse_global_headers(top, version_data)
+    client_certificates = (top.string_list("client_certificates")
+                           if top.boolean("use_mutual_tls_auth") else None)
     split_token = parse_split_token(
         top, keyless=use_keyless,
         uses_auth_token=any(method.name == "auth_token" for method, _settings in auth))
@@ -129,6 +131,7 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
         global_headers_remove=headers_remove,
         global_headers=headers,
         split_token=split_token,
+        client_certificates=client_certificates,
     )
 
 

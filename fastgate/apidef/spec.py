@@ -72,6 +72,10 @@ class ApiSpec:
     global_headers: tuple[Any, ...] = ()
     #: The ``split_token`` section (:mod:`fastgate.auth.jwt.split_token`), or None.
     split_token: Any = None
+    #: Static mTLS (``use_mutual_tls_auth``): the ``client_certificates``
+    #: allow-list (certificate-store ids), or None when off.  Applies to
+    #: keyless APIs too (:mod:`fastgate.middleware.mtls`).
+    client_certificates: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.listen_path_bytes:

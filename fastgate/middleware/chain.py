@@ -1,10 +1,10 @@
 """Building and running an API's middleware chain.
 
-The chain of an API is data, compiled once when the API is loaded: the
-API-wide rate limit, the split-token endpoint (when on), then the
-authentication methods the definition enables -- ``spec.auth``, which the
-definition loader took from :data:`fastgate.auth.REGISTRY`, filtered and
-sorted by Tyk's chain order; all of them must pass -- then the checks on the
+The chain of an API is data, compiled once when the API is loaded: static
+mTLS (the client certificate's allow-list, when on), the API-wide rate
+limit, the split-token endpoint (when on), then the authentication methods
+the definition enables -- ``spec.auth``, which the definition loader took
+from :data:`fastgate.auth.REGISTRY`, filtered and sorted by Tyk's chain order; all of them must pass -- then the checks on the
 session they found (inactive, expiry, access rights), its limits, and last
 the headers sent upstream (the split token's JWT, the global headers).
 Nothing here names a method.
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from fastgate.auth.jwt.split_token import SplitTokenEndpoint, SplitTokenUpstream
 from fastgate.middleware.headers import GlobalHeaders
 from fastgate.middleware.limits import GlobalRateLimit, SessionLimits
+from fastgate.middleware.mtls import CertificateCheck
 from fastgate.middleware.session_checks import SessionChecks
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ class Chain:
 def build_chain(spec: ApiSpec, services: Services) -> Chain | None:
     """The chain for ``spec``, or None when nothing applies (keyless, no limit)."""
     steps: list[Middleware] = []
+    if spec.client_certificates is not None:
+        steps.append(CertificateCheck(spec, services))
     if spec.global_rate_limit is not None:
         steps.append(GlobalRateLimit(spec, services))
     if spec.split_token is not None:

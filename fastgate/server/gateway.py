@@ -41,6 +41,7 @@ from fastgate.auth.jwt.jwks import JwksCache
 from fastgate.config import ConfigError, GatewayConfig
 from fastgate.limits import Limiter
 from fastgate.middleware.chain import build_chain
+from fastgate.middleware.mtls import allowed_cas
 from fastgate.outbound import HttpClient
 from fastgate.policies import load_policies
 from fastgate.server.tls import ServerTls
@@ -48,6 +49,7 @@ from fastgate.services import Services
 from fastgate.session.cache import SessionCache
 from fastgate.storage import create_store
 from fastgate.storage.base import Store, StoreError
+from fastgate.storage.certificates import EVENT_CERTS, CertificateCache
 
 log = logging.getLogger("fastgate")
 
@@ -112,10 +114,12 @@ class Gateway:
         self.jwks = JwksCache(self.http, time.monotonic, ttl=config.jwks.cache_timeout,
                               fetch_timeout=config.jwks.fetch_timeout,
                               refetch_interval=config.jwks.refetch_interval)
+        self.certificates = CertificateCache(self.store)
         #: What the middleware chains use (never this Gateway itself).
         self.services = Services(config=config, store=self.store, sessions=self.sessions,
                                  limiter=self.limiter, http=self.http,
-                                 policies=lambda: self.policies, jwks=self.jwks)
+                                 policies=lambda: self.policies, jwks=self.jwks,
+                                 certificates=self.certificates)
         self.admin = AdminApi(self)
         self.shutting_down = False
         self.servers: list[asyncio.AbstractServer] = []
@@ -171,6 +175,59 @@ class Gateway:
         for problem in await self.tls.load_store(self.store, password):
             log.error("%s", problem)
 
+    def client_certificate_ids(self) -> list[str] | None:
+        """The certificate-store ids of every static-mTLS allow-list in
+        service (with ``security.certificates.apis``); None when no API asks
+        for client certificates."""
+        ids: dict[str, None] = {}
+        wanted = False
+        for spec in self.specs:
+            if spec.active and spec.client_certificates is not None:
+                wanted = True
+                ids.update(dict.fromkeys(spec.client_certificates))
+        if not wanted:
+            return None
+        ids.update(dict.fromkeys(self.config.api_client_certificates))
+        return list(ids)
+
+    async def load_client_auth(self) -> None:
+        """Make the listeners ask for client certificates when an API needs
+        them, trusting the CAs of the allow-lists (at start, on reload and
+        when a certificate changes)."""
+        ids = self.client_certificate_ids()
+        if self.tls is None:
+            if ids is not None:
+                log.warning("APIs with use_mutual_tls_auth answer 403 \"TLS not enabled\": "
+                            "http_server_options.use_ssl is off")
+            return
+        cas: list[bytes] | None = None
+        if ids is not None:
+            try:
+                records = await self.certificates.get(ids)
+            except StoreError as exc:
+                log.error("client certificates not reloaded (the store is unavailable, "
+                          "those in service stay): %s", exc)
+                if self.tls.client_cas is None:
+                    # Ask for certificates anyway: the APIs answer 503 until
+                    # the store is back, not "certificate required".
+                    self.tls.set_client_auth(())
+                return
+            missing = [cert_id for cert_id, record in zip(ids, records, strict=True)
+                       if record is None]
+            if missing:
+                log.warning("client_certificates not in the certificate store: %s",
+                            ", ".join(missing))
+            cas = allowed_cas(records)
+        problem = self.tls.set_client_auth(cas)
+        if problem is not None:
+            log.error("client certificate settings not applied, those in service stay: %s",
+                      problem)
+
+    def _in_background(self, work: Any) -> None:
+        task = self.loop.create_task(work)
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
     def reload(self) -> str | None:
         """Reload the listeners' certificates (files read again), API
         definitions and policies; the error message, or None.
@@ -184,9 +241,7 @@ class Gateway:
         if tls_error is not None:
             log.error("certificates not reloaded, those in service stay: %s", tls_error)
         if self.tls is not None and self.tls.options.store_ids:
-            task = self.loop.create_task(self.load_stored_certificates())
-            _BACKGROUND.add(task)
-            task.add_done_callback(_BACKGROUND.discard)
+            self._in_background(self.load_stored_certificates())
         in_service = self.specs
         try:
             warnings = self.load()
@@ -198,6 +253,7 @@ class Gateway:
             return tls_error
         for warning in warnings:
             log.warning("%s", warning)
+        self._in_background(self.load_client_auth())
         log.info("reloaded: %d APIs in service", len(self.router.routes))
         return tls_error
 
@@ -235,10 +291,21 @@ class Gateway:
             # Also this worker's own change, already applied: that reload
             # finds nothing new and says nothing.
             self.reload()
+        elif event == EVENT_CERTS:
+            self._certificates_changed()
         elif event == "resync":
             # Notifications may have been lost: trust nothing cached.
             self.sessions.clear()
+            self._certificates_changed()
             self.loop.create_task(self._refresh_policies_logged())
+
+    def _certificates_changed(self) -> None:
+        """A certificate was added to or removed from the store: allow-lists
+        and the listeners' certificates are read again."""
+        self.certificates.clear()
+        self._in_background(self.load_client_auth())
+        if self.tls is not None and self.tls.options.store_ids:
+            self._in_background(self.load_stored_certificates())
 
     async def _refresh_policies_logged(self) -> None:
         try:
@@ -291,6 +358,7 @@ class Gateway:
             log.error("session store unavailable at start: %s", exc)
         self.limiter.start()
         await self.load_stored_certificates()
+        await self.load_client_auth()
         listeners = [(cfg.listen_port, SERVE_APIS if cfg.control_api_port else SERVE_ALL)]
         if cfg.control_api_port:
             listeners.append((cfg.control_api_port, SERVE_CONTROL))

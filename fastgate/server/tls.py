@@ -46,8 +46,9 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from fastgate.certs import read_record
+from fastgate.certs import ClientCertificate, read_record
 from fastgate.config import TLS_VERSIONS, ConfigError, TlsOptions
+from fastgate.server.openssl import peer_verification, request_client_certificates
 from fastgate.storage.base import Store, StoreError
 
 __all__ = ["ServerTls"]
@@ -55,6 +56,9 @@ __all__ = ["ServerTls"]
 #: A certificate in service: its context, the names it is known by, its entry's
 #: domain_name ("" for none).
 _Loaded = tuple[ssl.SSLContext, list[str], str]
+#: A certificate-store certificate in service: its record and password (to
+#: build its context again when the client CAs change), and its names.
+_Stored = tuple[bytes, bytes, list[str]]
 
 
 def _names(cert_file: str) -> list[str]:
@@ -86,6 +90,9 @@ class ServerTls:
 
     def __init__(self, options: TlsOptions) -> None:
         self.options = options
+        #: The CAs client certificates are verified with (DER), when the
+        #: handshake asks for one (some API needs it); None: it does not ask.
+        self.client_cas: tuple[bytes, ...] | None = None
         self.context = self._new_context()
         self.context.sni_callback = self._select
         self._default: ssl.SSLContext = self.context
@@ -93,7 +100,50 @@ class ServerTls:
         # (context, names, domain_name): the files' certificates, then the store's.
         self._files: list[_Loaded] = self._load()
         self._stored: list[_Loaded] = []
+        self._stored_sources: list[_Stored] = []
         self._install()
+
+    def set_client_auth(self, cas: Sequence[bytes] | None) -> str | None:
+        """Ask every handshake for a client certificate (accepting any, or
+        none: the APIs decide) and verify it with ``cas`` (DER); None: ask
+        for none.  The contexts are built again, certificate files re-read,
+        when this changes; the error (the contexts in service stay), or None.
+        Connections already open keep what they were made with."""
+        wanted = tuple(cas) if cas is not None else None
+        if wanted == self.client_cas:
+            return None
+        previous, self.client_cas = self.client_cas, wanted
+        try:
+            files = self._load()
+            stored = [self._stored_context(*source) for source in self._stored_sources]
+        except (ConfigError, OSError, ValueError) as exc:
+            self.client_cas = previous
+            return str(exc)
+        if wanted is None:
+            self.context.verify_mode = ssl.CERT_NONE
+        else:
+            self._client_auth(self.context)
+        self._files = files
+        self._stored = [(context, names, "") for context, (_, _, names)
+                        in zip(stored, self._stored_sources, strict=True)]
+        self._install()
+        return None
+
+    def client_certificate(self, transport: object) -> ClientCertificate | None:
+        """The certificate the client of ``transport`` presented, with what
+        the handshake's verification found; None when it sent none."""
+        get_extra_info = getattr(transport, "get_extra_info", None)
+        ssl_object = get_extra_info("ssl_object") if get_extra_info is not None else None
+        if not isinstance(ssl_object, ssl.SSLObject):
+            return None
+        der = ssl_object.getpeercert(binary_form=True)
+        if der is None:
+            return None
+        if self.client_cas:
+            error, chain = peer_verification(ssl_object)
+        else:
+            error, chain = "no CA is trusted for client certificates", []
+        return ClientCertificate.read(der, chain, error)
 
     def reload(self) -> str | None:
         """Read the certificate files again; the error (the set in service
@@ -113,6 +163,7 @@ class ServerTls:
         as Tyk skips it; the others are served after the files'."""
         problems: list[str] = []
         loaded: list[_Loaded] = []
+        sources: list[_Stored] = []
         for cert_id in self.options.store_ids:
             try:
                 record = await store.get_certificate(cert_id)
@@ -126,22 +177,40 @@ class ServerTls:
             if not stored.has_private or stored.leaf is None:
                 problems.append(f"ssl_certificates: {cert_id}: has no private key")
                 continue
-            context = self._new_context()
-            # The record holds the chain and the encrypted key: OpenSSL decrypts
-            # it with the password, nothing decrypted is written anywhere.
-            with tempfile.NamedTemporaryFile(suffix=".pem") as pem:
-                pem.write(record)
-                pem.flush()
-                try:
-                    context.load_cert_chain(pem.name, password=password)
-                except (OSError, ValueError) as exc:
-                    problems.append(f"ssl_certificates: {cert_id}: cannot be loaded "
-                                    f"(wrong private_certificate_encoding_secret?): {exc}")
-                    continue
-            loaded.append((context, _leaf_names(stored.leaf), ""))
+            try:
+                context = self._stored_context(record, password)
+            except (OSError, ValueError) as exc:
+                problems.append(f"ssl_certificates: {cert_id}: cannot be loaded "
+                                f"(wrong private_certificate_encoding_secret?): {exc}")
+                continue
+            names = _leaf_names(stored.leaf)
+            loaded.append((context, names, ""))
+            sources.append((record, password, names))
         self._stored = loaded
+        self._stored_sources = sources
         self._install()
         return problems
+
+    def _stored_context(self, record: bytes, password: bytes,
+                        _names: object = None) -> ssl.SSLContext:
+        """A context serving a certificate-store record; raises OSError or
+        ValueError when it cannot be loaded."""
+        context = self._new_context()
+        # The record holds the chain and the encrypted key: OpenSSL decrypts
+        # it with the password, nothing decrypted is written anywhere.
+        with tempfile.NamedTemporaryFile(suffix=".pem") as pem:
+            pem.write(record)
+            pem.flush()
+            context.load_cert_chain(pem.name, password=password)
+        return context
+
+    def _client_auth(self, context: ssl.SSLContext) -> None:
+        cas = self.client_cas
+        if cas is None:
+            return
+        if cas:
+            context.load_verify_locations(cadata=b"".join(cas))
+        request_client_certificates(context)
 
     def _new_context(self) -> ssl.SSLContext:
         options = self.options
@@ -155,6 +224,7 @@ class ServerTls:
         context.set_alpn_protocols(["http/1.1"])
         context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
         context.options |= ssl.OP_NO_RENEGOTIATION
+        self._client_auth(context)
         return context
 
     def _load(self) -> list[_Loaded]:

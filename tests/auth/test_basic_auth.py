@@ -114,6 +114,7 @@ def test_bcrypt_runs_once_for_repeated_requests(monkeypatch):
     from fastgate.services import Services
     from fastgate.session.basic import hash_password
     from fastgate.session.cache import SessionCache
+    from fastgate.storage.certificates import CertificateCache
     from fastgate.storage.memory import MemoryStore
 
     calls = []
@@ -133,7 +134,7 @@ def test_bcrypt_runs_once_for_repeated_requests(monkeypatch):
     http = HttpClient()
     services = Services(config=config, store=store, sessions=SessionCache(store, lambda: {}),
                         limiter=Limiter(config, store), http=http, policies=dict,
-                        jwks=JwksCache(http))
+                        jwks=JwksCache(http), certificates=CertificateCache(store))
 
     async def scenario() -> list[Any]:
         await store.start()

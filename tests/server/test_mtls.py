@@ -1,0 +1,325 @@
+"""Static mutual TLS (``use_mutual_tls_auth`` + ``client_certificates``):
+client certificates checked per API at the HTTP layer, with Tyk's 403s, on
+a listener that also serves APIs without mTLS.
+
+Real TLS on both sides: certificates by trustme and ``cryptography``, the
+allow-lists uploaded through ``/tyk/certs``, clients requests, curl and
+Python's ssl.  Run on the memory store and on a real redis-server.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from fastgate.certs import ClientCertificate
+
+HOST = "127.0.0.1"
+NOW = datetime.datetime.now(datetime.UTC)
+DAY = datetime.timedelta(days=1)
+
+
+def der_of(pem: bytes) -> bytes:
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
+def cert_id(pem: bytes, org: str = "") -> str:
+    return org + hashlib.sha256(der_of(pem)).hexdigest()
+
+
+class Client:
+    """A client certificate on disk: the chain file sent (leaf first) and its key."""
+
+    def __init__(self, root: Path, name: str, chain: list[bytes], key: bytes) -> None:
+        self.leaf = chain[0]
+        self.sha256 = hashlib.sha256(der_of(self.leaf)).hexdigest()
+        self.cert_file = root / f"{name}.crt"
+        self.key_file = root / f"{name}.key"
+        self.cert_file.write_bytes(b"".join(chain))
+        self.key_file.write_bytes(key)
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        return str(self.cert_file), str(self.key_file)
+
+
+def self_signed(name: str) -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - DAY).not_valid_after(NOW + DAY)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+class Pki:
+    """Root A (allow-listed as a CA on /m/), an intermediate under it, root B
+    (allow-listed on /m2/ only), and the clients."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ca_a = trustme.CA()
+        self.inter = self.ca_a.create_child_ca()
+        self.ca_b = trustme.CA()
+        self.ca_file = root / "server-ca.pem"
+        self.ca_a.cert_pem.write_to_path(str(self.ca_file))
+        server = self.ca_a.issue_cert(HOST, "a.test")
+        self.server_crt, self.server_key = root / "server.crt", root / "server.key"
+        self.server_crt.write_bytes(b"".join(p.bytes() for p in server.cert_chain_pems))
+        server.private_key_pem.write_to_path(str(self.server_key))
+        self.clients: dict[str, Client] = {}
+        for name, ca, extra in (
+            ("by_a", self.ca_a, {}),
+            ("by_inter", self.inter, {}),
+            ("listed", self.ca_b, {}),  # allow-listed on /m/ by its own id
+            ("stranger", self.ca_b, {}),
+            ("expired_by_a", self.ca_a, {"not_before": NOW - 3 * DAY, "not_after": NOW - DAY}),
+            ("future_by_a", self.ca_a, {"not_before": NOW + DAY, "not_after": NOW + 3 * DAY}),
+        ):
+            leaf = ca.issue_cert(f"{name}@clients.test", **extra)
+            self.clients[name] = Client(root, name, [p.bytes() for p in leaf.cert_chain_pems],
+                                        leaf.private_key_pem.bytes())
+        for name in ("pinned_self_signed", "unlisted_self_signed"):
+            pem, key = self_signed(name)
+            self.clients[name] = Client(root, name, [pem], key)
+        stranger, listed = self.clients["stranger"], self.clients["listed"]
+        # Chain smuggling: an unlisted leaf, with an allow-listed certificate
+        # (or the allow-listed CA) sent behind it as if it were its chain.
+        self.clients["smuggle_listed"] = Client(
+            root, "smuggle_listed", [stranger.leaf, listed.leaf], stranger.key_file.read_bytes())
+        self.clients["smuggle_ca"] = Client(
+            root, "smuggle_ca", [stranger.leaf, self.ca_a.cert_pem.bytes()],
+            stranger.key_file.read_bytes())
+
+    def pem(self, name: str) -> bytes:
+        return self.clients[name].leaf
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki(tmp_path_factory.mktemp("mtls-pki"))
+
+
+def mtls_api(api_id: str, path: str, upstream: str, ids: list[str], **extra: Any) -> dict:
+    return {"api_id": api_id, "name": api_id, "org_id": "", "use_keyless": True,
+            "use_mutual_tls_auth": True, "client_certificates": ids,
+            "proxy": {"listen_path": path, "target_url": upstream, "strip_listen_path": True},
+            "version_data": {"not_versioned": True, "versions": {"Default": {"name": "Default"}}},
+            **extra}
+
+
+@pytest.fixture(scope="module", params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def gw(request: pytest.FixtureRequest, module_gateway_factory: Any, make_api: Any, echo: Any,
+       pki: Pki) -> Iterator[Any]:
+    storage: dict[str, Any] = {"type": "memory"}
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_server")
+        server.ensure_running()
+        server.flush()
+        storage = {"type": "redis", "host": server.host, "port": server.port}
+    on_a = [cert_id(pki.ca_a.cert_pem.bytes()), cert_id(pki.pem("listed")),
+            cert_id(pki.pem("pinned_self_signed")), "not-in-the-store"]
+    gateway = module_gateway_factory(
+        [mtls_api("m", "/m/", echo.base_url, on_a),
+         mtls_api("m2", "/m2/", echo.base_url, [cert_id(pki.ca_b.cert_pem.bytes())]),
+         make_api("open", "/open/", echo.base_url)],
+        http_server_options={"use_ssl": True, "certificates": [
+            {"domain_name": "a.test", "cert_file": str(pki.server_crt),
+             "key_file": str(pki.server_key)}]},
+        tls_verify=str(pki.ca_file), storage=storage)
+    for pem in (pki.ca_a.cert_pem.bytes(), pki.ca_b.cert_pem.bytes(), pki.pem("listed"),
+                pki.pem("pinned_self_signed")):
+        add_certificate(gateway, pem)
+    # The "certs" events make the listener trust the CAs now in the store.
+    wait_for(lambda: get(gateway, pki, "/m/x", "by_a").status_code == 200)
+    yield gateway
+
+
+def add_certificate(gateway: Any, pem: bytes, org: str = "") -> str:
+    resp = requests.post(gateway.url(f"/tyk/certs?org_id={org}"), data=pem,
+                         headers={"X-Tyk-Authorization": gateway.secret},
+                         verify=gateway.verify, timeout=10)
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["id"])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def get(gateway: Any, pki: Pki, path: str, client: str | None) -> requests.Response:
+    cert = pki.clients[client].pair if client else None
+    return requests.get(gateway.url(path), cert=cert, verify=gateway.verify, timeout=10)
+
+
+def error_of(resp: requests.Response) -> str:
+    return str(resp.json()["error"])
+
+
+# ---------------------------------------------------------------- who gets in
+
+
+@pytest.mark.parametrize("client", ["by_a", "by_inter", "listed", "pinned_self_signed"])
+def test_an_allowed_certificate_reaches_the_upstream(gw, pki, client):
+    """By its own id (self-signed too: pinning), or verified through an
+    allow-listed CA (an intermediate sent by the client included)."""
+    resp = get(gw, pki, "/m/x", client)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["path"] == "/x"
+
+
+@pytest.mark.parametrize("client", ["stranger", "unlisted_self_signed", "smuggle_listed",
+                                    "smuggle_ca"])
+def test_a_certificate_not_allowed_gets_tyks_403_naming_the_leaf(gw, pki, client):
+    resp = get(gw, pki, "/m/x", client)
+    assert resp.status_code == 403
+    assert error_of(resp) == f"Certificate with SHA256 {pki.clients[client].sha256} not allowed"
+
+
+def test_an_allow_listed_certificate_behind_an_unlisted_leaf_does_not_count(gw, pki):
+    """Tyk admits this (any certificate sent counts); only the leaf does here."""
+    assert get(gw, pki, "/m/x", "listed").status_code == 200
+    resp = get(gw, pki, "/m/x", "smuggle_listed")
+    assert resp.status_code == 403
+    assert pki.clients["stranger"].sha256 in error_of(resp)
+
+
+def test_no_certificate_gets_tyks_403(gw, pki):
+    resp = get(gw, pki, "/m/x", None)
+    assert resp.status_code == 403
+    assert error_of(resp) == "Client TLS certificate is required"
+
+
+@pytest.mark.parametrize(("client", "message"), [
+    ("expired_by_a", "Certificate has expired"),
+    ("future_by_a", "Certificate is not yet valid"),
+])
+def test_a_certificate_outside_its_validity_is_refused(gw, pki, client, message):
+    resp = get(gw, pki, "/m/x", client)
+    assert resp.status_code == 403
+    assert error_of(resp) == message
+
+
+def test_each_api_has_its_own_allow_list_on_one_listener(gw, pki):
+    # /m2/ trusts root B only: A's client is refused there, B's admitted.
+    assert get(gw, pki, "/m2/x", "by_a").status_code == 403
+    assert get(gw, pki, "/m2/x", "stranger").status_code == 200
+    # An API without mTLS serves everyone, certificate or not, on the same port.
+    for client in (None, "stranger", "unlisted_self_signed", "expired_by_a"):
+        assert get(gw, pki, "/open/x", client).status_code == 200
+
+
+def test_curl_with_a_client_certificate(gw, pki):
+    curl = shutil.which("curl")
+    assert curl, "curl is not installed"
+    by_a = pki.clients["by_a"]
+    out = subprocess.run(
+        [curl, "-sS", "--cacert", str(pki.ca_file), "--cert", str(by_a.cert_file),
+         "--key", str(by_a.key_file), "-o", "/dev/null", "-w", "%{http_code}",
+         gw.url("/m/curl")], capture_output=True, text=True, timeout=30, check=False)
+    assert out.stdout == "200", out.stderr
+    out = subprocess.run(
+        [curl, "-sS", "--cacert", str(pki.ca_file), gw.url("/m/curl")],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert "Client TLS certificate is required" in out.stdout
+
+
+def test_the_verdict_is_per_connection_and_keep_alive_keeps_it(gw, pki):
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    context.load_cert_chain(*pki.clients["by_a"].pair)
+    with socket.create_connection((HOST, gw.port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="a.test") as sock:
+        for path in (b"/m/1", b"/open/2", b"/m/3"):
+            sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(65536)
+                assert chunk
+                head += chunk
+            assert head.startswith(b"HTTP/1.1 200"), head[:200]
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            body = head.partition(b"\r\n\r\n")[2]
+            while len(body) < length:
+                body += sock.recv(65536)
+
+
+def test_a_certificate_removed_from_the_store_stops_being_allowed(gw, pki):
+    listed = cert_id(pki.pem("listed"))
+    assert get(gw, pki, "/m/x", "listed").status_code == 200
+    resp = requests.delete(gw.url(f"/tyk/certs/{listed}"),
+                           headers={"X-Tyk-Authorization": gw.secret},
+                           verify=gw.verify, timeout=10)
+    assert resp.status_code == 200, resp.text
+    try:
+        wait_for(lambda: get(gw, pki, "/m/x", "listed").status_code == 403)
+    finally:
+        add_certificate(gw, pki.pem("listed"))
+    wait_for(lambda: get(gw, pki, "/m/x", "listed").status_code == 200)
+
+
+def test_a_ca_removed_from_the_store_is_no_longer_trusted(gw, pki):
+    ca_b = cert_id(pki.ca_b.cert_pem.bytes())
+    assert get(gw, pki, "/m2/x", "stranger").status_code == 200
+    requests.delete(gw.url(f"/tyk/certs/{ca_b}"), headers={"X-Tyk-Authorization": gw.secret},
+                    verify=gw.verify, timeout=10)
+    try:
+        wait_for(lambda: get(gw, pki, "/m2/x", "stranger").status_code == 403)
+    finally:
+        add_certificate(gw, pki.ca_b.cert_pem.bytes())
+    wait_for(lambda: get(gw, pki, "/m2/x", "stranger").status_code == 200)
+
+
+def test_missing_allow_list_entries_are_logged(gw):
+    wait_for(lambda: "not-in-the-store" in gw.logs())
+
+
+# ---------------------------------------------------------------- without TLS
+
+
+def test_over_plain_http_an_mtls_api_answers_tls_not_enabled(gateway_factory, echo):
+    gateway = gateway_factory([mtls_api("m", "/m/", echo.base_url, ["x"])])
+    resp = requests.get(gateway.url("/m/x"), timeout=10)
+    assert resp.status_code == 403
+    assert error_of(resp) == "TLS not enabled"
+    wait_for(lambda: "http_server_options.use_ssl is off" in gateway.logs())
+
+
+# ---------------------------------------------------------------- the certificate read
+
+
+def test_a_client_certificate_is_read_with_its_dates(pki):
+    pem = pki.pem("expired_by_a")
+    der = der_of(pem)
+    cert = ClientCertificate.read(der, [], "certificate has expired")
+    assert cert.sha256 == hashlib.sha256(der).hexdigest()
+    assert cert.chain_sha256 == frozenset()
+    assert cert.validity_error(time.time()) == "Certificate has expired"
+    assert cert.validity_error(cert.not_after - 1) is None
+    assert cert.validity_error(cert.not_before - 1) == "Certificate is not yet valid"
+    ca_der = der_of(pki.ca_a.cert_pem.bytes())
+    chained = ClientCertificate.read(der, [der, ca_der], "")
+    # The leaf itself never counts as its own issuer.
+    assert chained.chain_sha256 == frozenset({hashlib.sha256(ca_der).hexdigest()})
