@@ -5,8 +5,9 @@ mTLS (the client certificate's allow-list, when on), the API-wide rate
 limit, the split-token endpoint (when on), then the authentication methods
 the definition enables -- ``spec.auth``, which the definition loader took
 from :data:`fastgate.auth.REGISTRY`, filtered and sorted by Tyk's chain
-order; all of them must pass -- then the checks on the session they found (inactive, expiry, access rights), its limits, and last
-the headers sent upstream (the split token's JWT, the global headers).
+order; all of them must pass -- then the checks on the session they found
+(inactive, expiry, access rights), its limits, and last the headers sent
+upstream (the split token's JWT, the global headers).
 Nothing here names a method.
 
 Running the chain costs no Task while every step answers synchronously; the
