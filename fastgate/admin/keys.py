@@ -323,10 +323,28 @@ class KeysApi:
                 name = ""  # Tyk answers a Basic-auth user's key only by hash
         return replies.modified(name, "added", key_hash, warnings)
 
+    async def _check_bindings(self, session: Mapping[str, Any],
+                              original: Mapping[str, Any] | None = None) -> None:
+        """Tyk's ``validateMtlsStaticCertificateBindings``: every certificate id
+        in ``mtls_static_certificate_bindings`` (those new since ``original``
+        on an update) carries the key's org and is in the certificate store;
+        AdminError(400) naming the first that does not."""
+        bound = session.get("mtls_static_certificate_bindings") or []
+        before = set((original or {}).get("mtls_static_certificate_bindings") or [])
+        new = [cert_id for cert_id in bound if cert_id not in before]
+        org_id = _org(session)
+        for cert_id in new:
+            if org_id and not cert_id.startswith(org_id):
+                raise AdminError(400, f"invalid certificate ID: {cert_id}")
+        for cert_id in new:
+            if await self.gateway.store.get_certificate(cert_id) is None:
+                raise AdminError(400, f"certificate not found: {cert_id}")
+
     async def _add(self, session: dict[str, Any], key: str, params: Mapping[str, str],
                    *, hashed: bool) -> tuple[str, str, list[str]]:
         """Validate, name and store a new session; its (name, storage key, warnings)."""
         effective = self._effective(session)
+        await self._check_bindings(session)
         org_id = _org(session)
         now = time.time()
         session["date_created"] = _go_time(now)
@@ -362,6 +380,7 @@ class KeysApi:
             raise AdminError(404, "Key is not found")
         name, skey, original = found
         effective = self._effective(session)
+        await self._check_bindings(session, original)
         if "date_created" in original:
             session["date_created"] = original["date_created"]
         reset = params.get("suppress_reset") != "1"

@@ -27,7 +27,14 @@ the header name); then a non-empty cookie overrides both (``use_cookie``:
   ``basic_auth_data.password``) is not an auth-token key -- Tyk accepts the
   user's name as a token, without the password;
 * ``strip_auth_data``: the credential is removed before the request goes
-  upstream.
+  upstream;
+* a key bound to client certificates (the session's
+  ``mtls_static_certificate_bindings``: certificate ids, ``org + sha256``)
+  on an API with static mTLS (``use_mutual_tls_auth``) is accepted only over
+  a connection whose certificate is one of them, as in Tyk: else 401 "Access
+  to this API has been disallowed" (an expired certificate never gets this
+  far: the static-mTLS step answers 403 "Certificate has expired").  Without
+  static mTLS on the API the bindings are not looked at (Tyk's rule).
 """
 
 from __future__ import annotations
@@ -52,6 +59,9 @@ __all__ = ["METHOD", "AuthToken", "AuthTokenConfig"]
 
 MISSING = error_response(401, "Authorization field missing")
 DISALLOWED = error_response(403, "Access to this API has been disallowed")
+#: A key bound to other client certificates than the connection's (Tyk's
+#: ErrAuthCertMismatch: 401).
+CERT_MISMATCH = error_response(401, "Access to this API has been disallowed")
 
 
 #: Where the key is read (``auth_configs.authToken``, else the legacy ``auth``).
@@ -99,6 +109,9 @@ class AuthToken:
         self.names = token_candidates(spec.org_id, hash_keys=services.hash_keys,
                                       hash_function=services.hash_key_function)
         self.identity = Identity(spec, METHOD.identity)
+        #: Static mTLS on the API: keys bound to certificates are checked.
+        self.bindings = spec.client_certificates is not None
+        self.org_id = spec.org_id
 
     def process(self, req: Request) -> Outcome:
         key = self.source.read(req)
@@ -115,6 +128,10 @@ class AuthToken:
         except StoreError as exc:
             return store_unavailable(exc)
         if found.__class__ is CachedSession and not found.basic_user:
+            if self.bindings:
+                refusal = self._certificate_binding(req, found)
+                if refusal is not None:
+                    return refusal
             if self.identity.base or req.session is None:
                 req.session_key = skey
                 req.session = found
@@ -128,8 +145,25 @@ class AuthToken:
     def _accept(self, req: Request, found: Found) -> Outcome:
         if found is None:
             return DISALLOWED
+        if self.bindings:
+            refusal = self._certificate_binding(req, found[1])
+            if refusal is not None:
+                return refusal
         self.identity.accept(req, found)
         return None
+
+    def _certificate_binding(self, req: Request, entry: CachedSession) -> bytes | None:
+        """Tyk's ``validateCertificateBinding``: a key with
+        ``mtls_static_certificate_bindings`` needs one of those certificates."""
+        bound = entry.session.get("mtls_static_certificate_bindings")
+        if not bound or not isinstance(bound, list):
+            return None
+        # The static-mTLS step ran first: a certificate is there, within its
+        # validity (Tyk checks the expiry again here; nothing is left to catch).
+        cert = req.client_certificate
+        if cert is None:
+            return CERT_MISMATCH
+        return None if self.org_id + cert.sha256 in bound else CERT_MISMATCH
 
 
 METHOD = AuthMethodSpec(

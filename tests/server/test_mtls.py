@@ -170,9 +170,12 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def get(gateway: Any, pki: Pki, path: str, client: str | None) -> requests.Response:
+def get(gateway: Any, pki: Pki, path: str, client: str | None,
+        key: str | None = None) -> requests.Response:
     cert = pki.clients[client].pair if client else None
-    return requests.get(gateway.url(path), cert=cert, verify=gateway.verify, timeout=10)
+    headers = {"Authorization": key} if key else {}
+    return requests.get(gateway.url(path), cert=cert, verify=gateway.verify, timeout=10,
+                        headers=headers)
 
 
 def error_of(resp: requests.Response) -> str:
@@ -323,3 +326,77 @@ def test_a_client_certificate_is_read_with_its_dates(pki):
     chained = ClientCertificate.read(der, [der, ca_der], "")
     # The leaf itself never counts as its own issuer.
     assert chained.chain_sha256 == frozenset({hashlib.sha256(ca_der).hexdigest()})
+
+
+# ---------------------------------------------------------------- keys bound to certificates
+
+
+@pytest.fixture(scope="module")
+def bound(gw: Any, pki: Pki, echo: Any) -> dict[str, str]:
+    """An auth-token API with static mTLS (root A) and one without; a key
+    bound to by_a's certificate and a key bound to nothing."""
+    root_a = cert_id(pki.ca_a.cert_pem.bytes())
+    gw.write_api(mtls_api("bound", "/bound/", echo.base_url, [root_a], use_keyless=False))
+    gw.write_api({**mtls_api("tok", "/tok/", echo.base_url, []), "use_keyless": False,
+                  "use_mutual_tls_auth": False})
+    assert gw.reload().status_code == 200
+    by_a = add_certificate_or_existing(gw, pki.pem("by_a"))
+    keys = {}
+    for name, bindings in (("bound", [by_a]), ("free", [])):
+        body = {"access_rights": {api: {"api_id": api, "versions": ["Default"]}
+                                  for api in ("bound", "tok")},
+                "mtls_static_certificate_bindings": bindings, "org_id": ""}
+        resp = admin(gw, "POST", "/tyk/keys/create", body)
+        assert resp.status_code == 200, resp.text
+        keys[name] = resp.json()["key"]
+    wait_for(lambda: get(gw, pki, "/bound/x", "by_a", keys["free"]).status_code == 200)
+    return keys
+
+
+def add_certificate_or_existing(gateway: Any, pem: bytes) -> str:
+    resp = requests.post(gateway.url("/tyk/certs"), data=pem,
+                         headers={"X-Tyk-Authorization": gateway.secret},
+                         verify=gateway.verify, timeout=10)
+    assert resp.status_code in (200, 403), resp.text
+    return cert_id(pem)
+
+
+def admin(gateway: Any, method: str, path: str, body: Any = None) -> requests.Response:
+    return requests.request(method, gateway.url(path), json=body, timeout=10,
+                            headers={"X-Tyk-Authorization": gateway.secret},
+                            verify=gateway.verify)
+
+
+def test_a_key_bound_to_a_certificate_works_only_with_it(gw, pki, bound):
+    assert get(gw, pki, "/bound/x", "by_a", bound["bound"]).status_code == 200
+    # by_inter passes the API's allow-list (root A), but the key is not bound to it.
+    resp = get(gw, pki, "/bound/x", "by_inter", bound["bound"])
+    assert resp.status_code == 401
+    assert error_of(resp) == "Access to this API has been disallowed"
+    assert get(gw, pki, "/bound/x", "by_inter", bound["free"]).status_code == 200
+
+
+def test_bindings_are_not_looked_at_without_static_mtls_on_the_api(gw, pki, bound):
+    assert get(gw, pki, "/tok/x", None, bound["bound"]).status_code == 200
+    assert get(gw, pki, "/tok/x", "stranger", bound["bound"]).status_code == 200
+
+
+def test_a_binding_must_name_a_stored_certificate_of_the_keys_org(gw, pki, bound):
+    rights = {"access_rights": {"tok": {"api_id": "tok", "versions": ["Default"]}}}
+    resp = admin(gw, "POST", "/tyk/keys/create",
+                 {**rights, "mtls_static_certificate_bindings": ["nosuchcert"]})
+    assert resp.status_code == 400
+    assert resp.json()["message"] == "certificate not found: nosuchcert"
+    by_a = cert_id(pki.pem("by_a"))
+    resp = admin(gw, "POST", "/tyk/keys/create",
+                 {**rights, "org_id": "org7", "mtls_static_certificate_bindings": [by_a]})
+    assert resp.status_code == 400
+    assert resp.json()["message"] == f"invalid certificate ID: {by_a}"
+    # An update checks the ids it adds; nothing is written when one is refused.
+    key = bound["free"]
+    before = admin(gw, "GET", f"/tyk/keys/{key}").json()
+    resp = admin(gw, "PUT", f"/tyk/keys/{key}",
+                 {**before, "mtls_static_certificate_bindings": ["nosuchcert"]})
+    assert resp.status_code == 400
+    after = admin(gw, "GET", f"/tyk/keys/{key}").json()
+    assert after.get("mtls_static_certificate_bindings") in (None, [])
