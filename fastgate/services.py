@@ -67,6 +67,8 @@ class Request(Protocol):
     context: dict[str, Any] | None
     #: ``Name: value\r\n`` lines added to the upstream's response (limit headers).
     response_headers: bytes
+    #: The certificate-store id the client certificate was admitted by (mTLS), or None.
+    certificate_id: str | None
 
     @property
     def tls(self) -> bool:

@@ -325,6 +325,10 @@ class Exchange:
     #: Header lines (``Name: value\r\n``...) added to the upstream's response
     #: (X-RateLimit-*); b"" for none.
     response_headers = cython.declare(bytes, visibility="public")
+    #: The certificate-store id the client's TLS certificate was admitted by
+    #: (static mTLS: the allow-list entry, leaf or CA; dynamic mTLS: the
+    #: key's certificate), or None.
+    certificate_id = cython.declare(object, visibility="public")
     # What the exchange-finished hook reads (rule 8).
     status = cython.declare(cython.int, visibility="readonly")
     #: The answer was written completely (False: the connection went away or
@@ -377,6 +381,7 @@ class Exchange:
         self.session_key = None
         self.context = None
         self.response_headers = b""
+        self.certificate_id = None
         self.status = 0
         self.complete = False
         self.bytes_in = client.head_size

@@ -19,6 +19,17 @@ Follows Tyk's ``keyHandler``, ``handleAddOrUpdate``, ``doAddOrUpdate``,
 * ``PUT /tyk/keys/{key}`` replaces an existing session (404 "Key is not
   found" otherwise), keeping its ``date_created`` and, without a new
   password, its Basic-auth password hash.  Action ``modified``.
+* **Client certificates** (Tyk's rules): ``POST /tyk/keys/create`` with
+  ``"certificate": "<cert id>"`` names the key ``generateToken(org, cert
+  id)`` (dynamic mTLS finds it by the certificate): 500 "Failed to create key
+  - Key with given certificate already found:<key>" when it exists, 400 "Key
+  must be used with an existent certificate" when the id is not in the
+  certificate store (**fastgate differs**: Tyk checks that on PUT only).  A
+  PUT changing the certificate: 400 "Key cannot be used without a
+  certificate" when it removes it, the same 400 for one not stored.
+  ``mtls_static_certificate_bindings`` (new ids, on PUT): each must start
+  with the key's org (400 "invalid certificate ID: <id>") and be stored (400
+  "certificate not found: <id>").
 * Both reset the key's quota -- the live counters, session-level and per-API
   (``allowance_scope``), and ``quota_renews`` / ``last_updated`` -- as Tyk's
   ``doAddOrUpdate`` calls ``ResetQuota``; ``?suppress_reset=1`` keeps them.
@@ -300,8 +311,23 @@ class KeysApi:
         if session.get("hmac_enabled"):
             # Tyk generates the shared secret of an HMAC key here.
             session["hmac_string"] = base64.b64encode(uuid.uuid4().hex.encode()).decode()
-        name, skey, warnings = await self._add(session, "", params, hashed=False)
+        key = ""
+        certificate = session.get("certificate")
+        if certificate:
+            # Dynamic mTLS: the key is named after its certificate, so that the
+            # certificate finds it (generateToken(org, certificate id)).
+            await self._check_certificate(certificate)
+            key = certificate
+            name = make_key(_org(session), key, self._hash_function)
+            if await self.gateway.store.get_session(self._storage_key(name)) is not None:
+                raise AdminError(500, "Failed to create key - Key with given certificate "
+                                      "already found:" + name)
+        name, skey, warnings = await self._add(session, key, params, hashed=False)
         return replies.modified(name, "added", skey if self._hash_keys else "", warnings)
+
+    async def _check_certificate(self, certificate: str) -> None:
+        if await self.gateway.store.get_certificate(certificate) is None:
+            raise AdminError(400, "Key must be used with an existent certificate")
 
     async def add(self, key: str, params: Mapping[str, str], body: bytes) -> bytes:
         """``POST /tyk/keys[/{key}]`` (Tyk's handleAddOrUpdate, POST)."""
@@ -381,6 +407,12 @@ class KeysApi:
         name, skey, original = found
         effective = self._effective(session)
         await self._check_bindings(session, original)
+        certificate = session.get("certificate") or ""
+        if certificate != (original.get("certificate") or ""):
+            # Tyk's rule for a key's certificate (dynamic mTLS).
+            if not certificate:
+                raise AdminError(400, "Key cannot be used without a certificate")
+            await self._check_certificate(certificate)
         if "date_created" in original:
             session["date_created"] = original["date_created"]
         reset = params.get("suppress_reset") != "1"

@@ -35,15 +35,36 @@ the header name); then a non-empty cookie overrides both (``use_cookie``:
   to this API has been disallowed" (an expired certificate never gets this
   far: the static-mTLS step answers 403 "Certificate has expired").  Without
   static mTLS on the API the bindings are not looked at (Tyk's rule).
+
+**Dynamic mTLS** (``auth_configs.authToken.use_certificate``, else the legacy
+``auth.use_certificate``): the key is found by the client certificate, never
+by a token (:class:`CertificateAuth`).  A key is made for a certificate with
+``POST /tyk/keys/create`` and ``"certificate": "<cert id>"`` (its name is
+``generateToken(org, cert id)``); per request, over a connection whose
+certificate has the hash ``h``: ``generateToken(org, org + h)``, then
+``org + h`` itself, as in Tyk.  Answers:
+
+* no certificate (or plain HTTP): 401 "Client certificate required";
+* past its notAfter: 403 "Certificate has expired" (before its notBefore:
+  403 "Certificate is not yet valid");
+* no key for it (an unknown or self-signed certificate): 401 "Access to
+  this API has been disallowed";
+* the certificate is not in the certificate store (removed since the key
+  was made): 403 "Access to this API has been disallowed".
+
+**fastgate differs**: a token header never stands in for the certificate --
+Tyk accepts the key's token without a certificate over plain HTTP, and with
+``security.allow_unsafe_dynamic_mtls_token`` over TLS; fastgate has neither.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from fastgate.auth.credentials import CredentialConfig
 from fastgate.auth.identity import Found, Identity, KeyNames, find_session
-from fastgate.auth.method import AuthMethodSpec
+from fastgate.auth.method import AuthMethod, AuthMethodSpec
 from fastgate.responses import error_response
 from fastgate.services import store_unavailable, then
 from fastgate.session import key_org, make_key, storage_key
@@ -55,22 +76,40 @@ if TYPE_CHECKING:
     from fastgate.config import FieldReader
     from fastgate.services import Outcome, Request, Services
 
-__all__ = ["METHOD", "AuthToken", "AuthTokenConfig"]
+__all__ = ["METHOD", "AuthToken", "AuthTokenConfig", "CertificateAuth"]
 
 MISSING = error_response(401, "Authorization field missing")
 DISALLOWED = error_response(403, "Access to this API has been disallowed")
 #: A key bound to other client certificates than the connection's (Tyk's
 #: ErrAuthCertMismatch: 401).
 CERT_MISMATCH = error_response(401, "Access to this API has been disallowed")
+CERT_REQUIRED = error_response(401, "Client certificate required")
+#: The key's certificate is no longer in the certificate store (Tyk's
+#: ErrAuthCertNotFound: 403).
+CERT_NOT_STORED = error_response(403, "Access to this API has been disallowed")
 
 
-#: Where the key is read (``auth_configs.authToken``, else the legacy ``auth``).
-AuthTokenConfig = CredentialConfig
+@dataclass(frozen=True, slots=True)
+class AuthTokenConfig:
+    """``auth_configs.authToken``, else the legacy ``auth``: where the key is
+    read, and whether the client certificate names it instead."""
+
+    credential: CredentialConfig
+    use_certificate: bool = False
 
 
 def parse_config(top: FieldReader) -> AuthTokenConfig:
     """The method's settings from an API definition (ConfigError names the field)."""
-    return CredentialConfig.of(top, "authToken")
+    configs = top.section("auth_configs")
+    section = configs.section("authToken") if configs.get("authToken") is not None \
+        else top.section("auth")
+    return AuthTokenConfig(CredentialConfig.read(section), section.boolean("use_certificate"))
+
+
+def _build(spec: ApiSpec, config: AuthTokenConfig, services: Services) -> AuthMethod:
+    if config.use_certificate:
+        return CertificateAuth(spec, services)
+    return AuthToken(spec, config, services)
 
 
 def token_candidates(org_id: str, *, hash_keys: bool,
@@ -103,7 +142,7 @@ class AuthToken:
     name: ClassVar[str] = "auth_token"
 
     def __init__(self, spec: ApiSpec, config: AuthTokenConfig, services: Services) -> None:
-        self.source = config.source(strip=spec.strip_auth_data)
+        self.source = config.credential.source(strip=spec.strip_auth_data)
         self.min_length = services.config.min_token_length
         self.sessions = services.sessions
         self.names = token_candidates(spec.org_id, hash_keys=services.hash_keys,
@@ -166,6 +205,67 @@ class AuthToken:
         return None if self.org_id + cert.sha256 in bound else CERT_MISMATCH
 
 
+class CertificateAuth:
+    """Dynamic mTLS: the session of the key made for the client's certificate."""
+
+    name: ClassVar[str] = "auth_token"
+
+    def __init__(self, spec: ApiSpec, services: Services) -> None:
+        org_id = spec.org_id
+        hash_keys, function = services.hash_keys, services.hash_key_function
+        self.org_id = org_id
+        self.sessions = services.sessions
+        self.certificates = services.certificates
+        self.clock = services.clock
+
+        def candidates(cert_hash: bytes) -> tuple[str, ...]:
+            name = cert_hash.decode("ascii")
+            return (storage_key(make_key(org_id, name, function), hash_keys=hash_keys,
+                                hash_key_function=function),
+                    storage_key(name, hash_keys=hash_keys, hash_key_function=function))
+
+        self.names = KeyNames(candidates)
+        self.identity = Identity(spec, METHOD.identity)
+
+    def process(self, req: Request) -> Outcome:
+        cert = req.client_certificate
+        if cert is None:
+            return CERT_REQUIRED
+        problem = cert.validity_error(self.clock())
+        if problem is not None:
+            return error_response(403, problem)
+        cert_id = self.org_id + cert.sha256
+        try:
+            search = find_session(self.sessions, self.names.of(cert_id.encode()), _token)
+        except StoreError as exc:
+            return store_unavailable(exc)
+        return then(search, lambda found: self._stored(req, found, cert_id))
+
+    def _stored(self, req: Request, found: Found, cert_id: str) -> Outcome:
+        if found is None:
+            return CERT_MISMATCH
+        records = self.certificates.cached((cert_id,))
+        if records is not None:
+            return self._accept(req, found, records[0] is not None, cert_id)
+        return self._read_then_accept(req, found, cert_id)
+
+    async def _read_then_accept(self, req: Request, found: tuple[str, CachedSession],
+                                cert_id: str) -> bytes | None:
+        try:
+            records = await self.certificates.get((cert_id,))
+        except StoreError as exc:
+            return store_unavailable(exc)
+        return self._accept(req, found, records[0] is not None, cert_id)
+
+    def _accept(self, req: Request, found: tuple[str, CachedSession],
+                stored: bool, cert_id: str) -> bytes | None:
+        if not stored:
+            return CERT_NOT_STORED
+        self.identity.accept(req, found)
+        req.certificate_id = cert_id  # the leaf's own id: more precise than a CA's
+        return None
+
+
 METHOD = AuthMethodSpec(
     name="auth_token",
     enabled_by=("use_standard_auth",),
@@ -173,6 +273,6 @@ METHOD = AuthMethodSpec(
     identity="auth_token",
     fields=frozenset({"auth"}),
     parse=parse_config,
-    build=AuthToken,
+    build=_build,
     fallback=True,
 )

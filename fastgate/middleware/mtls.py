@@ -48,13 +48,13 @@ class _AllowList:
 
     def __init__(self, records: Sequence[StoredCertificate | None], generation: int) -> None:
         self.generation = generation
-        #: sha256 of every certificate listed; of those that are CAs.
-        self.leaves: frozenset[str] = frozenset(
-            record.leaf_sha256 for record in records
-            if record is not None and record.leaf is not None)
-        self.cas: frozenset[str] = frozenset(
-            record.leaf_sha256 for record in records
-            if record is not None and record.leaf is not None and is_ca(record.leaf))
+        #: The id of every certificate listed by its sha256; of those that are CAs.
+        self.leaves: dict[str, str] = {
+            record.leaf_sha256: record.cert_id for record in records
+            if record is not None and record.leaf is not None}
+        self.cas: dict[str, str] = {
+            record.leaf_sha256: record.cert_id for record in records
+            if record is not None and record.leaf is not None and is_ca(record.leaf)}
 
 
 def allowed_cas(records: Sequence[StoredCertificate | None]) -> list[bytes]:
@@ -90,11 +90,11 @@ class CertificateCheck:
             generation = self.cache.generation
             records = self.cache.cached(self.ids)
             if records is None:
-                return self._fetch_and_check(cert)
+                return self._fetch_and_check(req, cert)
             allow = self._allow = _AllowList(records, generation)
-        return self._check(cert, allow)
+        return self._check(req, cert, allow)
 
-    async def _fetch_and_check(self, cert: ClientCertificate) -> bytes | None:
+    async def _fetch_and_check(self, req: Request, cert: ClientCertificate) -> bytes | None:
         generation = self.cache.generation
         try:
             records = await self.cache.get(self.ids)
@@ -103,14 +103,22 @@ class CertificateCheck:
         allow = _AllowList(records, generation)
         if generation == self.cache.generation:
             self._allow = allow
-        return self._check(cert, allow)
+        return self._check(req, cert, allow)
 
-    def _check(self, cert: ClientCertificate, allow: _AllowList) -> bytes | None:
-        if cert.sha256 in allow.leaves:
+    def _check(self, req: Request, cert: ClientCertificate, allow: _AllowList) -> bytes | None:
+        listed = allow.leaves.get(cert.sha256)
+        if listed is not None:
             problem = cert.validity_error(self.clock())
-            return None if problem is None else responses.error_response(403, problem)
-        if cert.chain_sha256 and not cert.chain_sha256.isdisjoint(allow.cas):
-            return None  # verified by OpenSSL through an allowed CA, dates included
+            if problem is not None:
+                return responses.error_response(403, problem)
+            req.certificate_id = listed
+            return None
+        for sha256 in cert.chain_sha256:
+            ca = allow.cas.get(sha256)
+            if ca is not None:
+                # Verified by OpenSSL through an allowed CA, dates included.
+                req.certificate_id = ca
+                return None
         problem = cert.validity_error(self.clock())
         if problem is not None:
             return responses.error_response(403, problem)

@@ -115,6 +115,8 @@ class Gateway:
                               fetch_timeout=config.jwks.fetch_timeout,
                               refetch_interval=config.jwks.refetch_interval)
         self.certificates = CertificateCache(self.store)
+        #: Allow-listed ids not in the certificate store (each logged once).
+        self._missing_certificates: set[str] = set()
         #: What the middleware chains use (never this Gateway itself).
         self.services = Services(config=config, store=self.store, sessions=self.sessions,
                                  limiter=self.limiter, http=self.http,
@@ -178,16 +180,22 @@ class Gateway:
     def client_certificate_ids(self) -> list[str] | None:
         """The certificate-store ids of every static-mTLS allow-list in
         service (with ``security.certificates.apis``); None when no API asks
-        for client certificates."""
+        for client certificates (static mTLS, or a method's
+        ``use_certificate``: dynamic mTLS)."""
         ids: dict[str, None] = {}
-        wanted = False
+        wanted = static = False
         for spec in self.specs:
-            if spec.active and spec.client_certificates is not None:
-                wanted = True
+            if not spec.active:
+                continue
+            if spec.client_certificates is not None:
+                wanted = static = True
                 ids.update(dict.fromkeys(spec.client_certificates))
+            if any(getattr(settings, "use_certificate", False) for _, settings in spec.auth):
+                wanted = True
         if not wanted:
             return None
-        ids.update(dict.fromkeys(self.config.api_client_certificates))
+        if static:
+            ids.update(dict.fromkeys(self.config.api_client_certificates))
         return list(ids)
 
     async def load_client_auth(self) -> None:
@@ -197,7 +205,8 @@ class Gateway:
         ids = self.client_certificate_ids()
         if self.tls is None:
             if ids is not None:
-                log.warning("APIs with use_mutual_tls_auth answer 403 \"TLS not enabled\": "
+                log.warning("APIs with client certificates (use_mutual_tls_auth, "
+                            "use_certificate) refuse every request: "
                             "http_server_options.use_ssl is off")
             return
         cas: list[bytes] | None = None
@@ -212,11 +221,12 @@ class Gateway:
                     # the store is back, not "certificate required".
                     self.tls.set_client_auth(())
                 return
-            missing = [cert_id for cert_id, record in zip(ids, records, strict=True)
-                       if record is None]
-            if missing:
+            missing = {cert_id for cert_id, record in zip(ids, records, strict=True)
+                       if record is None}
+            if missing - self._missing_certificates:
                 log.warning("client_certificates not in the certificate store: %s",
-                            ", ".join(missing))
+                            ", ".join(sorted(missing - self._missing_certificates)))
+            self._missing_certificates = missing
             cas = allowed_cas(records)
         problem = self.tls.set_client_auth(cas)
         if problem is not None:

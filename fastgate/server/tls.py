@@ -29,6 +29,14 @@ on reload (``/tyk/reload``, SIGHUP) the files are read again, and when one
 fails the certificates in service stay (the error is logged and answered).
 Connections already open keep the certificate they were made with.
 
+Client certificates (:mod:`fastgate.middleware.mtls`, dynamic mTLS in
+:mod:`fastgate.auth.auth_token`): when an API in service needs them, the
+gateway calls :meth:`ServerTls.set_client_auth` with the CAs of every
+allow-list; each handshake then asks for a certificate, accepts any (or
+none) and OpenSSL verifies the chain against those CAs
+(:mod:`fastgate.server.openssl`).  A request's middleware reads the result
+once per connection (:meth:`ServerTls.client_certificate`) and decides.
+
 A handshake is due within ``read_header_timeout``; a failed one (a plain
 HTTP request on the TLS port, an old version, no common cipher) closes that
 connection without an answer.  Lowering ``min_version`` below 771 lowers

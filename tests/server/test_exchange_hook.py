@@ -36,6 +36,7 @@ class InProcessGateway:
         self.loop = uvloop.new_event_loop()
         self.gateway = Gateway(load_gateway_config(str(root / "gateway.json")), self.loop)
         self.gateway.add_exchange_hook(self._record)
+        self.gateway.load_tls()
         self.gateway.load()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -49,11 +50,13 @@ class InProcessGateway:
                 "path": ex.path, "status": ex.status, "complete": ex.complete,
                 "session_key": ex.session_key, "bytes_in": ex.bytes_in,
                 "bytes_out": ex.bytes_out, "total": ex.total_time,
-                "upstream": ex.upstream_time,
+                "upstream": ex.upstream_time, "certificate_id": ex.certificate_id,
+                "client_certificate": ex.client_certificate,
             })
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "https" if self.gateway.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def wait_records(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

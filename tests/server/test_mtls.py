@@ -400,3 +400,200 @@ def test_a_binding_must_name_a_stored_certificate_of_the_keys_org(gw, pki, bound
     assert resp.status_code == 400
     after = admin(gw, "GET", f"/tyk/keys/{key}").json()
     assert after.get("mtls_static_certificate_bindings") in (None, [])
+
+
+# ---------------------------------------------------------------- dynamic mTLS
+
+
+@pytest.fixture(scope="module")
+def dynamic(gw: Any, pki: Pki, echo: Any) -> dict[str, str]:
+    """An API of org1 whose keys are found by the client certificate
+    (auth_configs.authToken.use_certificate); by_a's certificate stored for
+    org1 and a key made for it."""
+    api = {**mtls_api("dyn", "/dyn/", echo.base_url, []), "org_id": "org1",
+           "use_keyless": False, "use_mutual_tls_auth": False,
+           "auth_configs": {"authToken": {"use_certificate": True}}}
+    gw.write_api(api)
+    assert gw.reload().status_code == 200
+    by_a = add_certificate(gw, pki.pem("by_a"), org="org1")
+    inter = add_certificate(gw, pki.pem("by_inter"), org="org1")
+    rights = {"access_rights": {"dyn": {"api_id": "dyn", "versions": ["Default"]}},
+              "org_id": "org1"}
+    keys = {"by_a_cert": by_a, "by_inter_cert": inter}
+    for name, cert in (("by_a", by_a), ("by_inter", inter)):
+        resp = admin(gw, "POST", "/tyk/keys/create", {**rights, "certificate": cert})
+        assert resp.status_code == 200, resp.text
+        keys[name] = resp.json()["key"]
+    wait_for(lambda: get(gw, pki, "/dyn/x", "by_a").status_code == 200)
+    return keys
+
+
+def test_dynamic_mtls_finds_the_key_by_the_client_certificate(gw, pki, dynamic):
+    resp = get(gw, pki, "/dyn/x", "by_a")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["path"] == "/x"
+    # generateToken(org, cert id): the id already carries the org (Tyk trims it).
+    assert dynamic["by_a"] == dynamic["by_a_cert"]
+
+
+def test_dynamic_mtls_without_a_certificate_is_401_even_with_the_keys_token(gw, pki, dynamic):
+    for key in (None, dynamic["by_a"]):
+        resp = get(gw, pki, "/dyn/x", None, key)
+        assert resp.status_code == 401
+        assert error_of(resp) == "Client certificate required"
+    # Nor does the token of another certificate's key change who is calling.
+    resp = get(gw, pki, "/dyn/x", "stranger", dynamic["by_a"])
+    assert resp.status_code == 401
+
+
+@pytest.mark.parametrize("client", ["stranger", "unlisted_self_signed", "listed"])
+def test_dynamic_mtls_a_certificate_without_a_key_is_401(gw, pki, dynamic, client):
+    resp = get(gw, pki, "/dyn/x", client)
+    assert resp.status_code == 401
+    assert error_of(resp) == "Access to this API has been disallowed"
+
+
+@pytest.mark.parametrize(("client", "message"), [
+    ("expired_by_a", "Certificate has expired"),
+    ("future_by_a", "Certificate is not yet valid"),
+])
+def test_dynamic_mtls_a_certificate_outside_its_validity_is_403(gw, pki, dynamic, client,
+                                                                message):
+    resp = get(gw, pki, "/dyn/x", client)
+    assert resp.status_code == 403
+    assert error_of(resp) == message
+
+
+def test_dynamic_mtls_a_key_whose_certificate_left_the_store_is_403(gw, pki, dynamic):
+    assert get(gw, pki, "/dyn/x", "by_inter").status_code == 200
+    admin(gw, "DELETE", f"/tyk/certs/{dynamic['by_inter_cert']}")
+    try:
+        wait_for(lambda: get(gw, pki, "/dyn/x", "by_inter").status_code == 403)
+        assert error_of(get(gw, pki, "/dyn/x", "by_inter")) == \
+            "Access to this API has been disallowed"
+    finally:
+        add_certificate(gw, pki.pem("by_inter"), org="org1")
+    wait_for(lambda: get(gw, pki, "/dyn/x", "by_inter").status_code == 200)
+
+
+def test_dynamic_mtls_key_creation_follows_tyks_rules(gw, pki, dynamic):
+    rights = {"access_rights": {"dyn": {"api_id": "dyn", "versions": ["Default"]}},
+              "org_id": "org1"}
+    resp = admin(gw, "POST", "/tyk/keys/create", {**rights, "certificate": dynamic["by_a_cert"]})
+    assert resp.status_code == 500
+    assert resp.json()["message"] == ("Failed to create key - Key with given certificate "
+                                      "already found:" + dynamic["by_a"])
+    resp = admin(gw, "POST", "/tyk/keys/create", {**rights, "certificate": "org1nosuchcert"})
+    assert resp.status_code == 400
+    assert resp.json()["message"] == "Key must be used with an existent certificate"
+    key = dynamic["by_a"]
+    current = admin(gw, "GET", f"/tyk/keys/{key}").json()
+    assert current["certificate"] == dynamic["by_a_cert"]
+    for certificate, message in (("", "Key cannot be used without a certificate"),
+                                 ("org1nosuchcert",
+                                  "Key must be used with an existent certificate")):
+        resp = admin(gw, "PUT", f"/tyk/keys/{key}", {**current, "certificate": certificate})
+        assert resp.status_code == 400
+        assert resp.json()["message"] == message
+    assert admin(gw, "GET", f"/tyk/keys/{key}").json()["certificate"] == dynamic["by_a_cert"]
+    assert get(gw, pki, "/dyn/x", "by_a").status_code == 200
+
+
+def test_over_plain_http_dynamic_mtls_refuses_the_token(gateway_factory, echo, admin_for):
+    api = {**mtls_api("dyn", "/dyn/", echo.base_url, []), "use_keyless": False,
+           "use_mutual_tls_auth": False,
+           "auth_configs": {"authToken": {"use_certificate": True}}}
+    gateway = gateway_factory([api])
+    key = admin_for(gateway).add_key("plainkey1", {
+        "access_rights": {"dyn": {"api_id": "dyn", "versions": ["Default"]}}})["key"]
+    # Tyk admits the key's token here (no TLS, so no certificate check).
+    resp = requests.get(gateway.url("/dyn/x"), headers={"Authorization": key}, timeout=10)
+    assert resp.status_code == 401
+    assert error_of(resp) == "Client certificate required"
+
+
+# ---------------------------------------------------------------- what later steps see
+
+
+def test_the_admitting_certificate_reaches_the_exchange_hook(tmp_path, pki, echo, free_port):
+    """Static mTLS records the allow-list entry that admitted the request (the
+    CA here), dynamic mTLS the key's certificate; the hook also sees the
+    certificate itself (plain HTTP: none)."""
+    import json
+
+    from .test_exchange_hook import SECRET, InProcessGateway
+
+    root_a = cert_id(pki.ca_a.cert_pem.bytes())
+    dyn = {**mtls_api("dyn", "/dyn/", echo.base_url, []), "org_id": "org1",
+           "use_keyless": False, "use_mutual_tls_auth": False,
+           "auth_configs": {"authToken": {"use_certificate": True}}}
+    (tmp_path / "apps").mkdir()
+    for api in (mtls_api("m", "/m/", echo.base_url, [root_a]), dyn):
+        (tmp_path / "apps" / f"{api['api_id']}.json").write_text(json.dumps(api))
+    port = free_port()
+    (tmp_path / "gateway.json").write_text(json.dumps({
+        "listen_address": HOST, "listen_port": port, "secret": SECRET, "app_path": "apps",
+        "storage": {"type": "memory"}, "graceful_shutdown_timeout_duration": 1,
+        "http_server_options": {"use_ssl": True, "certificates": [
+            {"domain_name": "a.test", "cert_file": str(pki.server_crt),
+             "key_file": str(pki.server_key)}]}}))
+    gateway = InProcessGateway(tmp_path, port)
+    try:
+        def call(method: str, path: str, **kwargs: Any) -> requests.Response:
+            return requests.request(method, gateway.url(path), verify=str(pki.ca_file),
+                                    timeout=10, **kwargs)
+
+        admin_headers = {"X-Tyk-Authorization": SECRET}
+        assert call("POST", "/tyk/certs", data=pki.ca_a.cert_pem.bytes(),
+                    headers=admin_headers).status_code == 200
+        by_a = call("POST", "/tyk/certs?org_id=org1", data=pki.pem("by_a"),
+                    headers=admin_headers).json()["id"]
+        assert call("POST", "/tyk/keys/create", headers=admin_headers, json={
+            "org_id": "org1", "certificate": by_a,
+            "access_rights": {"dyn": {"api_id": "dyn", "versions": ["Default"]}}},
+        ).status_code == 200
+        cert = pki.clients["by_a"].pair
+        wait_for(lambda: call("GET", "/m/x", cert=cert).status_code == 200)
+        gateway.records.clear()
+        assert call("GET", "/m/x", cert=cert).status_code == 200
+        assert call("GET", "/dyn/x", cert=cert).status_code == 200
+        static, dynamic = gateway.take(2)
+        assert static["certificate_id"] == root_a
+        assert dynamic["certificate_id"] == by_a
+        assert static["client_certificate"].sha256 == pki.clients["by_a"].sha256
+    finally:
+        gateway.stop()
+
+
+def test_dynamic_mtls_chains_with_basic_auth_and_can_be_the_base_identity(gw, pki, dynamic,
+                                                                          echo):
+    """Both methods must pass; with base_identity_provided_by auth_token the
+    certificate's key decides access (the Basic user has no right to this API)."""
+    api = {**mtls_api("chain", "/chain/", echo.base_url, []), "org_id": "org1",
+           "use_keyless": False, "use_mutual_tls_auth": False, "use_basic_auth": True,
+           "use_standard_auth": True, "base_identity_provided_by": "auth_token",
+           "auth_configs": {"authToken": {"use_certificate": True}}}
+    gw.write_api(api)
+    assert gw.reload().status_code == 200
+    resp = admin(gw, "POST", "/tyk/keys/chainuser1", {
+        "org_id": "org1", "basic_auth_data": {"password": "pw-chain-1"},
+        "access_rights": {"tok": {"api_id": "tok", "versions": ["Default"]}}})
+    assert resp.status_code == 200, resp.text
+    key = dynamic["by_a"]
+    current = admin(gw, "GET", f"/tyk/keys/{key}").json()
+    rights = {**current["access_rights"],
+              "chain": {"api_id": "chain", "versions": ["Default"]}}
+    assert admin(gw, "PUT", f"/tyk/keys/{key}",
+                 {**current, "access_rights": rights}).status_code == 200
+    cert = pki.clients["by_a"].pair
+
+    def call(client_cert: Any, auth: Any) -> requests.Response:
+        return requests.get(gw.url("/chain/x"), cert=client_cert, auth=auth,
+                            verify=gw.verify, timeout=10)
+
+    wait_for(lambda: call(cert, ("chainuser1", "pw-chain-1")).status_code == 200)
+    assert call(cert, None).status_code == 401  # Basic auth missing
+    resp = call(None, ("chainuser1", "pw-chain-1"))
+    assert resp.status_code == 401
+    assert error_of(resp) == "Client certificate required"
+    assert call(pki.clients["by_inter"].pair, ("chainuser1", "pw-chain-1")).status_code == 403
