@@ -564,6 +564,75 @@ class TlsOptions:
     file: str = field(default="", compare=False)
 
 
+def tls_versions(reader: FieldReader, min_name: str, max_name: str) -> tuple[int, int]:
+    """Two TLS version fields (Tyk's numbers; 0 when unset).  Raises
+    ConfigError naming the field."""
+    versions = ", ".join(str(v) for v in TLS_VERSIONS)
+    found = []
+    for name in (min_name, max_name):
+        value = reader.integer(name, 0)
+        if value and value not in TLS_VERSIONS:
+            raise reader.error(name, f"must be one of {versions} (Tyk's numbers); got {value}")
+        found.append(value)
+    low, high = found
+    if low and high and low > high:
+        raise reader.error(min_name, f"{low} is above {max_name} {high}")
+    return low, high
+
+
+def tls_ciphers(reader: FieldReader, name: str) -> str:
+    """A cipher-suite list field by Go's names, as OpenSSL's cipher string ("": unset)."""
+    names = reader.string_list(name)
+    unknown = [n for n in names if n not in TLS_CIPHERS]
+    if unknown:
+        raise reader.error(name, f"unknown cipher suite {unknown[0]!r} "
+                           "(Go's names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)")
+    return ":".join(TLS_CIPHERS[n] for n in names)
+
+
+def string_map(reader: FieldReader, name: str) -> dict[str, str]:
+    """An object of strings (``{"host": "cert id"}``); {} when absent."""
+    value = reader.obj_field(name) or {}
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise ConfigError(reader.file, f"{reader.path(name)}.{key}",
+                              f"expected a string, got {json_type_name(item)}")
+    return dict(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTlsOptions:
+    """TLS towards upstreams, as the gateway (``proxy_ssl_*``,
+    ``security.certificates.upstream``, ``security.pinned_public_keys``) or
+    one API (``proxy.transport.ssl_*``, ``upstream_certificates``,
+    ``pinned_public_keys``) configures it (:mod:`fastgate.server.upstream_tls`)."""
+
+    insecure_skip_verify: bool = False
+    min_version: int = 0  # 0: unset
+    max_version: int = 0
+    ciphers: str = ""  # OpenSSL's cipher string; "": OpenSSL's defaults
+    #: PEM CA bundle trusted besides the system's (fastgate's own field).
+    ca_file: str = ""
+    #: Host pattern -> certificate-store id (or PEM file) of the client certificate.
+    certificates: dict[str, str] = field(default_factory=dict)
+    #: Host pattern -> comma-separated pinned keys (store ids or SHA-256 hex).
+    pinned_public_keys: dict[str, str] = field(default_factory=dict)
+
+
+def parse_upstream_tls(reader: FieldReader, prefix: str, resolve: Callable[[str], str], *,
+                       certificates: dict[str, str],
+                       pinned_public_keys: dict[str, str]) -> UpstreamTlsOptions:
+    """``<prefix>insecure_skip_verify``, ``<prefix>min_version``... of
+    ``reader`` (``proxy_ssl_`` in tyk.conf, ``ssl_`` in ``proxy.transport``)."""
+    low, high = tls_versions(reader, prefix + "min_version", prefix + "max_version")
+    ca_file = reader.string(prefix + "ca_file")
+    return UpstreamTlsOptions(
+        insecure_skip_verify=reader.boolean(prefix + "insecure_skip_verify"),
+        min_version=low, max_version=high, ciphers=tls_ciphers(reader, prefix + "ciphers"),
+        ca_file=resolve(ca_file) if ca_file else "",
+        certificates=certificates, pinned_public_keys=pinned_public_keys)
+
+
 def parse_tls_options(server: FieldReader, resolve: Callable[[str], str]) -> TlsOptions:
     """The TLS fields of ``http_server_options``; ``resolve(path)`` makes a
     configured path absolute.  Raises ConfigError naming the field."""
@@ -586,25 +655,16 @@ def parse_tls_options(server: FieldReader, resolve: Callable[[str], str]) -> Tls
             certificates.append(ServerCertificate(
                 item.string("domain_name").lower(), resolve(cert_file), resolve(key_file)))
     store_ids = server.string_list("ssl_certificates")
-    versions = ", ".join(str(v) for v in TLS_VERSIONS)
-    min_version = server.integer("min_version", 0) or DEFAULT_MIN_VERSION
-    max_version = server.integer("max_version", 0) or DEFAULT_MAX_VERSION
-    for name, value in (("min_version", min_version), ("max_version", max_version)):
-        if value not in TLS_VERSIONS:
-            raise server.error(name, f"must be one of {versions} (Tyk's numbers); got {value}")
+    min_version, max_version = tls_versions(server, "min_version", "max_version")
+    min_version = min_version or DEFAULT_MIN_VERSION
+    max_version = max_version or DEFAULT_MAX_VERSION
     if min_version > max_version:
         raise server.error("min_version", f"{min_version} is above max_version {max_version}")
-    names = server.string_list("ssl_ciphers")
     # TLS 1.0 and 1.1 have no AEAD suite: allowing them (min_version) adds
     # ECDHE with CBC, as Go's defaults have it.
-    ciphers = DEFAULT_TLS_CIPHERS if min_version >= 771 else \
-        DEFAULT_TLS_CIPHERS + ":" + LEGACY_TLS_CIPHERS
-    if names:
-        unknown = [n for n in names if n not in TLS_CIPHERS]
-        if unknown:
-            raise server.error("ssl_ciphers", f"unknown cipher suite {unknown[0]!r} "
-                               "(Go's names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)")
-        ciphers = ":".join(TLS_CIPHERS[n] for n in names)
+    ciphers = tls_ciphers(server, "ssl_ciphers") or (
+        DEFAULT_TLS_CIPHERS if min_version >= 771
+        else DEFAULT_TLS_CIPHERS + ":" + LEGACY_TLS_CIPHERS)
     if use_ssl and not certificates and not store_ids:
         raise server.error("use_ssl", "needs a certificate: http_server_options.certificates "
                            "(cert_file and key_file) or ssl_certificates (certificate store ids)")
@@ -710,6 +770,9 @@ class GatewayConfig:
     #: Tyk's ``security.certificates.apis``: certificate-store ids every API
     #: with ``use_mutual_tls_auth`` allows, besides its ``client_certificates``.
     api_client_certificates: tuple[str, ...] = ()
+    #: TLS towards upstreams (``proxy_ssl_*``, ``proxy_ssl_ca_file``,
+    #: ``security.certificates.upstream``, ``security.pinned_public_keys``).
+    upstream_tls: UpstreamTlsOptions = UpstreamTlsOptions()
     #: Dotted paths of Tyk's fields present in the file that fastgate does not
     #: implement (the CLI warns once, at start).
     ignored_fields: tuple[str, ...] = ()
@@ -835,7 +898,13 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
     jwks = _parse_jwks(top.section("jwks"))
     security = top.section("security")
     certificate_secret = security.string("private_certificate_encoding_secret")
-    api_client_certificates = security.section("certificates").string_list("apis")
+    security_certificates = security.section("certificates")
+    api_client_certificates = security_certificates.string_list("apis")
+    upstream_tls = parse_upstream_tls(
+        top, "proxy_ssl_", lambda value: _resolve(base, value),
+        certificates={host: _resolve(base, value) if "/" in value else value
+                      for host, value in string_map(security_certificates, "upstream").items()},
+        pinned_public_keys=string_map(security, "pinned_public_keys"))
     if top.boolean("enforce_org_quotas"):
         # /tyk/org/keys stores organisation sessions, but nothing enforces
         # them: a limit the operator asked for must not be silently ignored.
@@ -880,6 +949,7 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
         jwks=jwks,
         private_certificate_encoding_secret=certificate_secret,
         api_client_certificates=api_client_certificates,
+        upstream_tls=upstream_tls,
         ignored_fields=tuple(ignored + extra_ignored),
         unknown_fields=tuple(unknown),
     )

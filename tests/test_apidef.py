@@ -1306,7 +1306,7 @@ def test_auth_settings(fields: dict[str, Any], methods: tuple[str, ...],
         assert settings is None
     else:
         assert settings is not None
-        assert {f: getattr(settings, f) for f in token} == token
+        assert {f: getattr(settings.credential, f) for f in token} == token
 
 
 def test_basic_auth_settings() -> None:

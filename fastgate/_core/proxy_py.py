@@ -287,6 +287,24 @@ PROTO_HTTPS = b"https"
 _now = time.monotonic
 
 
+class UpstreamRefused(Exception):
+    """A pool's TLS settings refuse a new upstream connection (a pin that does
+    not match, a client certificate that cannot be had): the message is the
+    502's error."""
+
+
+def _upstream_error(exc: BaseException) -> str | None:
+    """The 502's error for a connection that failed, when it is worth naming
+    (TLS); None for the generic answer."""
+    if isinstance(exc, UpstreamRefused):
+        return str(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"upstream TLS: certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"upstream TLS handshake failed: {exc.reason or exc}"
+    return None
+
+
 class HeadersTooLarge(Exception):
     """Raised inside a parser callback: the head exceeds ``max_header_bytes``."""
 
@@ -1214,20 +1232,25 @@ class UpstreamPool:
     port = cython.declare(cython.int, visibility="public")
     max_idle: cython.Py_ssize_t
     ssl: Any
+    tls: Any  # fastgate.server.upstream_tls.UpstreamTls, or None
     server_hostname: Any
     idle = cython.declare(list, visibility="public")
     busy = cython.declare(set, visibility="public")
     closed = cython.declare(cython.bint, visibility="public")
     writes: UpstreamWrites
 
-    def __init__(self, loop: Any, scheme: str, host: str, port: int, max_idle: int) -> None:
+    def __init__(self, loop: Any, scheme: str, host: str, port: int, max_idle: int,
+                 tls: Any = None) -> None:
         self.loop = loop
         self.writes = UpstreamWrites.of(loop)
         self.host = host
         self.port = port
         self.max_idle = max_idle
-        self.ssl = ssl.create_default_context() if scheme == "https" else None
-        self.server_hostname = host if self.ssl is not None else None
+        # ``tls`` hands each new connection its context and checks it once
+        # made; without one, https gets the default (verifying) context.
+        self.tls = tls if scheme == "https" else None
+        self.ssl = ssl.create_default_context() if scheme == "https" and tls is None else None
+        self.server_hostname = host if scheme == "https" else None
         self.idle = []
         self.busy = set()
         self.closed = False
@@ -1265,10 +1288,17 @@ class UpstreamPool:
         task.add_done_callback(functools.partial(self._connected, ex))
 
     async def _connect(self) -> Any:
-        _, conn = await self.loop.create_connection(
+        tls = self.tls
+        context = self.ssl if tls is None else await tls.context()
+        transport, conn = await self.loop.create_connection(
             functools.partial(UpstreamConnection, self), self.host, self.port,
-            ssl=self.ssl, server_hostname=self.server_hostname,
+            ssl=context, server_hostname=self.server_hostname,
         )
+        if tls is not None:
+            problem = tls.check(transport)
+            if problem is not None:
+                transport.abort()
+                raise UpstreamRefused(problem)
         return conn
 
     def _connected(self, ex: Exchange, task: Any) -> None:
@@ -1276,7 +1306,12 @@ class UpstreamPool:
         exc = task.exception()
         if exc is not None:
             log.warning("upstream %s:%d unreachable: %s", self.host, self.port, exc)
-            client.upstream_failed(ex, responses.BAD_GATEWAY, responses.BAD_GATEWAY_CLOSE)
+            message = _upstream_error(exc)
+            if message is None:
+                client.upstream_failed(ex, responses.BAD_GATEWAY, responses.BAD_GATEWAY_CLOSE)
+            else:
+                client.upstream_failed(ex, responses.error_response(502, message),
+                                       responses.error_response(502, message, close=True))
             return
         conn: UpstreamConnection = task.result()
         if client.transport is None or self.closed:

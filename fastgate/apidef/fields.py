@@ -83,6 +83,9 @@ _CORE_FIELDS: frozenset[str] = frozenset(
     | {"enable_context_vars", "split_token"}
     # Static mTLS (fastgate.middleware.mtls): keyless APIs too.
     | {"use_mutual_tls_auth", "client_certificates"}
+    # TLS towards the upstream (fastgate.server.upstream_tls).
+    | {"upstream_certificates", "upstream_certificates_disabled", "pinned_public_keys",
+       "certificate_pinning_disabled"}
 )
 #: Fields of a version (``version_data.versions.<name>``) that fastgate applies.
 IMPLEMENTED_VERSION_FIELDS: frozenset[str] = frozenset(
@@ -121,7 +124,9 @@ IMPLEMENTED_FIELDS: frozenset[str] = frozenset(
     | {_switch_field(s) for m in REGISTRY if m.implemented for s in m.enabled_by}
 )
 IMPLEMENTED_PROXY_FIELDS: frozenset[str] = frozenset(
-    {"listen_path", "target_url", "strip_listen_path", "preserve_host_header"}
+    # transport: its ssl_* fields (proxy_url, ssl_force_common_name_check are
+    # reported by the parser when set).
+    {"listen_path", "target_url", "strip_listen_path", "preserve_host_header", "transport"}
 )
 
 # Settings that act only while one of these boolean fields is on.

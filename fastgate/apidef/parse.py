@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import os
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -25,7 +26,14 @@ from fastgate.apidef.fields import (
 from fastgate.apidef.spec import ApiSpec, AuthEntry
 from fastgate.auth import REGISTRY
 from fastgate.auth.jwt.split_token import parse_split_token
-from fastgate.config import ConfigError, FieldReader, json_type_name
+from fastgate.config import (
+    ConfigError,
+    FieldReader,
+    UpstreamTlsOptions,
+    json_type_name,
+    parse_upstream_tls,
+    string_map,
+)
 from fastgate.middleware.headers import parse_global_headers
 
 __all__ = ["parse_api_definition"]
@@ -96,6 +104,10 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
     headers_remove, headers = parse_global_headers(top, version_data)
     client_certificates = (top.string_list("client_certificates")
                            if top.boolean("use_mutual_tls_auth") else None)
+    upstream_tls = _upstream_tls(top, proxy, source)
+    transport = proxy.section("transport")
+    ignored += [f"{prefix}proxy.transport.{name}"
+                for name in ("proxy_url", "ssl_force_common_name_check") if transport.get(name)]
     split_token = parse_split_token(
         top, keyless=use_keyless,
         uses_auth_token=any(method.name == "auth_token" for method, _settings in auth))
@@ -132,7 +144,26 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
         global_headers=headers,
         split_token=split_token,
         client_certificates=client_certificates,
+        upstream_tls=upstream_tls,
     )
+
+
+def _upstream_tls(top: FieldReader, proxy: FieldReader, source: str) -> UpstreamTlsOptions:
+    """``proxy.transport.ssl_*``, ``upstream_certificates`` and
+    ``pinned_public_keys`` (each off with its ``*_disabled``); a relative
+    file name is taken from the definition's directory."""
+    where = os.path.dirname(source) if source else ""
+
+    def resolve(value: str) -> str:
+        return os.path.join(where, value) if where and not os.path.isabs(value) else value
+
+    certificates = {} if top.boolean("upstream_certificates_disabled") else {
+        host: resolve(value) if "/" in value else value
+        for host, value in string_map(top, "upstream_certificates").items()}
+    pins = {} if top.boolean("certificate_pinning_disabled") else \
+        string_map(top, "pinned_public_keys")
+    return parse_upstream_tls(proxy.section("transport"), "ssl_", resolve,
+                              certificates=certificates, pinned_public_keys=pins)
 
 
 def _auth(top: FieldReader, flags: Flags, use_keyless: bool) -> tuple[AuthEntry, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fastgate.config import UnknownField
+from fastgate.config import UnknownField, UpstreamTlsOptions
 
 if TYPE_CHECKING:
     from fastgate.auth.method import AuthMethodSpec
@@ -76,6 +76,8 @@ class ApiSpec:
     #: allow-list (certificate-store ids), or None when off.  Applies to
     #: keyless APIs too (:mod:`fastgate.middleware.mtls`).
     client_certificates: tuple[str, ...] | None = None
+    #: TLS towards an ``https://`` target (:mod:`fastgate.server.upstream_tls`).
+    upstream_tls: UpstreamTlsOptions = field(default_factory=UpstreamTlsOptions)
 
     def __post_init__(self) -> None:
         if not self.listen_path_bytes:

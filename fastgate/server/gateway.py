@@ -45,6 +45,7 @@ from fastgate.middleware.mtls import allowed_cas
 from fastgate.outbound import HttpClient
 from fastgate.policies import load_policies
 from fastgate.server.tls import ServerTls
+from fastgate.server.upstream_tls import UpstreamTls
 from fastgate.services import Services
 from fastgate.session.cache import SessionCache
 from fastgate.storage import create_store
@@ -98,7 +99,8 @@ class Gateway:
         #: rule 8): the one place metrics and analytics hang off.  Set before
         #: start(); None costs the request path nothing.
         self.exchange_finished: ExchangeHook | None = None
-        self.pools: dict[tuple[str, str, int], UpstreamPool] = {}
+        #: By (scheme, host, port) and, for https, the TLS settings' key.
+        self.pools: dict[tuple[Any, ...], UpstreamPool] = {}
         self.router = Router(())
         self.specs: list[ApiSpec] = []
         # Policies: from the policy files, and managed through the REST API
@@ -172,9 +174,7 @@ class Gateway:
         """(Re)read the listeners' ``ssl_certificates`` from the certificate store."""
         if self.tls is None or not self.tls.options.store_ids:
             return
-        config = self.config
-        password = (config.private_certificate_encoding_secret or config.secret).encode()
-        for problem in await self.tls.load_store(self.store, password):
+        for problem in await self.tls.load_store(self.store, self.certificate_password()):
             log.error("%s", problem)
 
     def client_certificate_ids(self) -> list[str] | None:
@@ -323,12 +323,24 @@ class Gateway:
         except StoreError as exc:
             log.error("cannot read policies from the store: %s", exc)
 
+    def certificate_password(self) -> bytes:
+        """The password of the certificate store's private keys."""
+        config = self.config
+        return (config.private_certificate_encoding_secret or config.secret).encode()
+
     def _compile(self, spec: ApiSpec) -> Route:
-        key = (spec.target_scheme, spec.target_host, spec.target_port)
+        tls = None
+        key: tuple[Any, ...] = (spec.target_scheme, spec.target_host, spec.target_port)
+        if spec.target_scheme == "https":
+            tls = UpstreamTls(self.config.upstream_tls, spec.upstream_tls, spec.target_host,
+                              spec.target_port, self.certificates, self.certificate_password())
+            # APIs share a pool only when they speak TLS to it alike.
+            key += tls.key
         pool = self.pools.get(key)
         if pool is None:
             pool = UpstreamPool(self.loop, spec.target_scheme, spec.target_host,
-                                spec.target_port, self.config.max_idle_connections_per_host)
+                                spec.target_port, self.config.max_idle_connections_per_host,
+                                tls)
             self.pools[key] = pool
         refusal = None
         if spec.unsupported_auth:
