@@ -444,9 +444,12 @@ class RedisStore(Store):
                 if ttl_ms == -2:  # the record is gone
                     await self.publish(EVENT_SESSION, key)
                     gone.append(key)
-                elif ttl_ms > 0:
+                elif ttl_ms >= 0:
+                    # Still there (0: it expires this very millisecond -- Redis
+                    # drops a key only once its time is past): filed again, so
+                    # that a later sweep announces it.
                     await self._call(scripts.SESSION_DEADLINE, SESSION_DEADLINES_KEY,
-                                     (key, ttl_ms))
+                                     (key, max(ttl_ms, 1)))
             if len(due) < MAX_BATCH:
                 return gone
 

@@ -311,3 +311,26 @@ def test_a_bad_deadline_is_corruption(journal_path, run, deadline):
     with pytest.raises(StoreError, match=r":2: corrupt journal record \('x' is not"):
         run(store.start())
     run(store.close())
+
+
+@REDIS_ONLY
+def test_a_record_expiring_the_moment_it_is_swept_is_still_announced(store_backend, run):
+    """Redis drops a key only once its expiry time is past: a sweep that claims
+    a deadline in the very millisecond the record expires sees PTTL 0, and
+    must file it again rather than forget it.  Many lifetimes ending while a
+    store sweeps every 2 ms make that millisecond come up."""
+    store = RedisStore(store_backend.config, sweep_interval=0.002)
+    store_backend.run(store.start())
+    store_backend.stores.append(store)
+    heard = Recorder()
+    store.subscribe(heard)
+    keys = [f"k{i}" for i in range(60)]
+
+    async def body() -> None:
+        for index, key in enumerate(keys):
+            await store.set_session(key, b"{}", ttl=0.2 + index * 0.0013)
+        for key in keys:
+            await heard.wait("session", key, timeout=3.0)
+        assert sorted(p for e, p in heard.events if e == "session") == sorted(keys)
+
+    run(body())
