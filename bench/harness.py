@@ -58,6 +58,7 @@ from bench.report import (
     render_table,
 )
 from bench.spec import (
+    CLIENT_CA_ID,
     NGINX_UPSTREAM,
     UPSTREAM_URL,
     PrepareContext,
@@ -234,6 +235,46 @@ def write_self_signed(cert_path: Path, key_path: Path) -> None:
     key_path.chmod(0o644)  # nginx's workers read it as an unprivileged user
 
 
+def write_client_pki(ca_path: Path, client_path: Path) -> str:
+    """A client CA (PEM at ``ca_path``) and a client certificate it issued,
+    with its key (one PEM at ``client_path``); the CA's certificate-store id
+    (no org: the sha256 hex of its DER)."""
+    import datetime
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fastgate bench client CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                       False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench-client")]))
+            .issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+            .sign(ca_key, hashes.SHA256()))
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    client_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    client_path.chmod(0o644)
+    return hashlib.sha256(ca.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
 def render_template(text: str, values: Mapping[str, object]) -> str:
     """Replace ``{{name}}`` placeholders; KeyError when one has no value."""
 
@@ -288,6 +329,9 @@ class Bench:
         self.upstream_url = ""
         self.upstream_kind = ""
         self.redis_port = 0
+        self._client_ca_id: str | None = None
+        #: Client-certificate relays of the scenario running (stopped with it).
+        self.relays: list[ManagedProcess] = []
 
     # -- processes
 
@@ -349,6 +393,35 @@ class Bench:
             write_self_signed(cert, key)
         return cert, key
 
+    def client_pki(self) -> tuple[Path, Path, str]:
+        """The bench's client CA file, client certificate+key file and the CA's
+        certificate-store id (made once per run)."""
+        ca, leaf = self.tmp / "tls" / "client-ca.pem", self.tmp / "tls" / "client.pem"
+        if self._client_ca_id is None:
+            ca.parent.mkdir(exist_ok=True)
+            self._client_ca_id = write_client_pki(ca, leaf)
+        return ca, leaf, self._client_ca_id
+
+    def start_relay(self, target: Target, work: Path) -> Target:
+        """``target`` reached through the client-certificate relay (the
+        target's own process stays the one measured)."""
+        assert self.tools.haproxy is not None
+        _, client_pem, _ = self.client_pki()
+        port = free_port()
+        directory = work / f"relay-{target.name}"
+        directory.mkdir(parents=True, exist_ok=True)
+        conf = directory / "haproxy.cfg"
+        conf.write_text(render_template((BENCH_DIR / "haproxy" / "relay.cfg").read_text(), {
+            "port": port, "target_port": target.url.rsplit(":", 1)[1],
+            "client_pem": client_pem}))
+        argv = [self.tools.haproxy, "-db", "-f", str(conf)]
+        proc = self.sup.start(f"{work.name}-relay-{target.name}",
+                              self.tools.pinned(self.tools.load_cpu, argv),
+                              directory / "process.log")
+        wait_ready(proc, lambda: port_open(port), f"the relay listened on {port}")
+        self.relays.append(proc)
+        return Target(target.name, f"http://127.0.0.1:{port}", target.proc)
+
     def start_nginx_proxy(self, scenario: Scenario, work: Path) -> Target:
         port = free_port()
         upstream_port = self.upstream_url.rsplit(":", 1)[1]
@@ -361,6 +434,10 @@ class Bench:
                          f"        ssl_protocols TLSv1.2 TLSv1.3;\n"
                          f"        ssl_ciphers {DEFAULT_TLS_CIPHERS};\n"
                          f"        ssl_prefer_server_ciphers on;\n")
+            if scenario.client_certificates:
+                client_ca, _, _ = self.client_pki()
+                ssl_block += (f"        ssl_client_certificate {client_ca};\n"
+                              f"        ssl_verify_client on;\n")
         proc = self._start_nginx(
             f"{work.name}-nginx-proxy", "proxy.conf", self.tools.proxy_cpu,
             {"port": port, "upstream_port": upstream_port, "upstream_name": NGINX_UPSTREAM,
@@ -413,6 +490,8 @@ class Bench:
                             UPSTREAM_URL, self.upstream_url)
         for n, api in enumerate(scenario.api_definitions):
             api = substitute(api, UPSTREAM_URL, self.upstream_url)
+            if scenario.client_certificates:
+                api = substitute(api, CLIENT_CA_ID, self.client_pki()[2])
             name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(api.get("api_id") or n))
             (apps / f"{n:03d}-{name}.json").write_text(json.dumps(api, indent=2) + "\n")
         for rel, text in scenario.files.items():
@@ -435,6 +514,13 @@ class Bench:
         url = f"{'https' if scenario.tls else 'http'}://127.0.0.1:{port}"
         wait_ready(proc, lambda: client.request(url, path="/hello").status == 200,
                    "GET /hello answered 200")
+        if scenario.client_certificates:
+            client_ca, _, ca_id = self.client_pki()
+            resp = client.request(url, "POST", "/tyk/certs", {"X-Tyk-Authorization": secret},
+                                  client_ca.read_bytes())
+            if resp.status != 200 or resp.json().get("id") != ca_id:
+                raise BenchError(f"fastgate did not store the client CA: {resp.status} "
+                                 f"{resp.body[:300]!r}")
         return Target(FASTGATE, url, proc), secret
 
     # -- load
@@ -564,6 +650,9 @@ class Bench:
             ), scenario)
         targets: list[Target] = []
         peer_notes: list[str] = []
+        if scenario.client_certificates and self.tools.haproxy is None:
+            raise BenchError(f"{scenario.name} needs HAProxy, the client-certificate relay "
+                             f"(wrk cannot present one): {self.tools.haproxy_missing}")
         try:
             if self.tools.nginx is not None:
                 targets.append(self.start_nginx_proxy(scenario, work))
@@ -586,6 +675,14 @@ class Bench:
                     scenario=scenario, gateway_url=fastgate.url, secret=secret,
                     upstream_url=self.upstream_url, work_dir=setup_dir, plan=plan,
                 ))
+            if scenario.client_certificates:
+                # Every target through the same kind of relay, which presents
+                # the client certificate wrk cannot.
+                targets = [self.start_relay(target, work) for target in targets]
+                # fastgate trusts the CA once its "certs" event is handled.
+                wait_ready(targets[-1].proc,
+                           lambda: client.request(targets[-1].url, path=scenario.path).status
+                           == 200, "fastgate admitted the client certificate")
             for target in targets:
                 self.probe(target, plan.probe)
 
@@ -610,6 +707,9 @@ class Bench:
         finally:
             for target in targets:
                 self.sup.stop(target.proc)
+            for relay in self.relays:
+                self.sup.stop(relay)
+            self.relays.clear()
 
         ordered = [summaries[t.name] for t in targets]
         result: dict[str, Any] = {

@@ -17,6 +17,7 @@ from typing import Any
 from bench import jwt
 from bench.luagen import write_rotating_requests_script
 from bench.spec import (
+    CLIENT_CA_ID,
     HAPROXY_PLAIN_PROXY,
     UPSTREAM_URL,
     HaproxyPeer,
@@ -109,6 +110,17 @@ SCENARIOS += [
         api_definitions=(keyless_api(),),
         tls=True,
         wrk_headers=("Connection: close",),
+    ),
+    Scenario(
+        name="mtls-static",
+        description=("static mTLS: a client certificate verified against an allowed CA on "
+                     "every connection (fastgate use_mutual_tls_auth, nginx "
+                     "ssl_verify_client on); wrk through a client-side HAProxy relay "
+                     "pinned with the load, kept-alive connections"),
+        api_definitions=(keyless_api(use_mutual_tls_auth=True,
+                                     client_certificates=[CLIENT_CA_ID]),),
+        tls=True,
+        client_certificates=True,
     ),
 ]
 

@@ -21,6 +21,10 @@ from bench import client
 #: (e.g. ``"target_url": UPSTREAM_URL``); replaced when the harness writes them.
 UPSTREAM_URL = "{{upstream_url}}"
 
+#: Written into API definitions wherever the bench client CA's certificate-store
+#: id belongs (``client_certificates: [CLIENT_CA_ID]``).
+CLIENT_CA_ID = "{{client_ca_id}}"
+
 #: The nginx baseline's upstream block name (``proxy_pass http://bench_upstream;``).
 NGINX_UPSTREAM = "bench_upstream"
 
@@ -190,3 +194,10 @@ class Scenario:
     tls: bool = False
     #: Extra request headers wrk sends (``-H``), e.g. ``Connection: close``.
     wrk_headers: tuple[str, ...] = ()
+    #: Static mTLS (needs ``tls``): the proxies require a client certificate
+    #: issued by the bench's client CA -- nginx with ``ssl_verify_client on``,
+    #: fastgate with ``use_mutual_tls_auth`` allowing that CA (its store id is
+    #: ``CLIENT_CA_ID`` in the API definitions).  wrk cannot present one, so it
+    #: reaches every target through the same HAProxy relay (``relay.cfg``),
+    #: pinned with the load, which does.
+    client_certificates: bool = False

@@ -113,3 +113,36 @@ def test_quick_defaults_and_overrides():
         parse_args(["--scenario", "nope"])
     with pytest.raises(SystemExit):
         parse_args(["--rounds", "0"])
+
+
+def test_mtls_static_gateway_config_allows_the_client_ca_it_is_given(tmp_path):
+    """The API definition names the client CA's store id, which is that CA's
+    sha256; the client certificate is issued by it for client auth; the relay
+    template renders completely."""
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    scenario = scenarios.by_name(["mtls-static"])[0]
+    assert scenario.tls and scenario.client_certificates
+    bench = Bench.__new__(Bench)
+    bench.upstream_url = "http://127.0.0.1:9"
+    bench.tmp = tmp_path
+    bench._client_ca_id = None
+    config_path = bench.write_gateway_config(scenario, tmp_path / "gw", 8000)
+    ca_file, client_file, ca_id = bench.client_pki()
+    ca = x509.load_pem_x509_certificate(ca_file.read_bytes())
+    assert ca_id == hashlib.sha256(ca.public_bytes(serialization.Encoding.DER)).hexdigest()
+    (api_file,) = (Path(json.loads(config_path.read_text())["app_path"])).iterdir()
+    api = json.loads(api_file.read_text())
+    assert api["use_mutual_tls_auth"] is True and api["client_certificates"] == [ca_id]
+    leaf = x509.load_pem_x509_certificate(client_file.read_bytes())
+    leaf.verify_directly_issued_by(ca)
+    usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in usage
+    assert b"PRIVATE KEY" in client_file.read_bytes()
+    rendered = render_template((BENCH_DIR / "haproxy" / "relay.cfg").read_text(),
+                               {"port": 1, "target_port": 2, "client_pem": client_file})
+    assert "{{" not in rendered and f"crt {client_file}" in rendered
