@@ -198,6 +198,7 @@ class Scenario:
     #: issued by the bench's client CA -- nginx with ``ssl_verify_client on``,
     #: fastgate with ``use_mutual_tls_auth`` allowing that CA (its store id is
     #: ``CLIENT_CA_ID`` in the API definitions).  wrk cannot present one, so it
-    #: reaches every target through the same HAProxy relay (``relay.cfg``),
+    #: reaches every target through the same HAProxy relay
+    #: (``bench/haproxy/relay.cfg``),
     #: pinned with the load, which does.
     client_certificates: bool = False
