@@ -770,6 +770,10 @@ class GatewayConfig:
     #: Tyk's ``security.certificates.apis``: certificate-store ids every API
     #: with ``use_mutual_tls_auth`` allows, besides its ``client_certificates``.
     api_client_certificates: tuple[str, ...] = ()
+    #: Tyk's ``security.control_api_use_mutual_tls``: ``/tyk/`` requests need a
+    #: client certificate allowed by ``security.certificates.control_api``.
+    control_api_use_mutual_tls: bool = False
+    control_api_certificates: tuple[str, ...] = ()
     #: TLS towards upstreams (``proxy_ssl_*``, ``proxy_ssl_ca_file``,
     #: ``security.certificates.upstream``, ``security.pinned_public_keys``).
     upstream_tls: UpstreamTlsOptions = UpstreamTlsOptions()
@@ -900,6 +904,8 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
     certificate_secret = security.string("private_certificate_encoding_secret")
     security_certificates = security.section("certificates")
     api_client_certificates = security_certificates.string_list("apis")
+    control_api_mtls = security.boolean("control_api_use_mutual_tls")
+    control_api_certificates = security_certificates.string_list("control_api")
     upstream_tls = parse_upstream_tls(
         top, "proxy_ssl_", lambda value: _resolve(base, value),
         certificates={host: _resolve(base, value) if "/" in value else value
@@ -949,6 +955,8 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
         jwks=jwks,
         private_certificate_encoding_secret=certificate_secret,
         api_client_certificates=api_client_certificates,
+        control_api_use_mutual_tls=control_api_mtls,
+        control_api_certificates=control_api_certificates,
         upstream_tls=upstream_tls,
         ignored_fields=tuple(ignored + extra_ignored),
         unknown_fields=tuple(unknown),

@@ -969,7 +969,7 @@ class ClientProtocol:
         body = b"".join(ex.body) if ex.body else b""
         ex.body = None
         result = self.gateway.admin.handle(ex.method, ex.path, ex.query,
-                                           ex.request_headers, body)
+                                           ex.request_headers, body, ex)
         if isinstance(result, bytes):
             ex.response = result if not ex.is_head else _strip_body(result)
             return

@@ -4,7 +4,13 @@ under ``/tyk/``.
 Requests arrive complete (body read) from the client protocol; a handler
 answers with the bytes of a complete response, or an awaitable of them when
 it needs I/O.  ``/tyk/`` requests must carry the gateway secret in
-``X-Tyk-Authorization``, compared in constant time.
+``X-Tyk-Authorization``, compared in constant time.  With
+``security.control_api_use_mutual_tls`` they must also come over a TLS
+connection whose client certificate ``security.certificates.control_api``
+allows (the leaf, or a chain verified to one of its CAs), checked before the
+secret; the refusals are static mTLS's 403s (:mod:`fastgate.middleware.mtls`).
+**fastgate differs**: Tyk fails the handshake instead; ``/hello`` stays open
+for health checks.
 
 Routes (trailing slashes are ignored, as Tyk's ``stripSlashes`` does):
 
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote_to_bytes
@@ -48,10 +55,12 @@ from fastgate.admin.keys import KeysApi
 from fastgate.admin.orgs import OrgKeysApi
 from fastgate.admin.policies import PoliciesApi
 from fastgate.admin.replies import AdminError, error, parse_query
+from fastgate.middleware.mtls import TLS_NOT_ENABLED, CertificateCheck
 from fastgate.storage.base import StoreError
 
 if TYPE_CHECKING:
     from fastgate.admin.control import Control
+    from fastgate.services import Request
 
 log = logging.getLogger("fastgate.admin")
 
@@ -93,13 +102,41 @@ class AdminApi:
         self.orgs = OrgKeysApi(gateway)
         self.cache = CacheApi(gateway)
         self.certs = CertsApi(gateway)
+        config = gateway.config
+        #: ``control_api_use_mutual_tls``: the client certificate a ``/tyk/``
+        #: request must present (static mTLS's check and answers).
+        self.client_certificate: CertificateCheck | None = None
+        if config.control_api_use_mutual_tls:
+            self.client_certificate = CertificateCheck(
+                config.control_api_certificates, gateway.certificates, time.time)
 
     def handle(self, method: bytes, path: bytes, query: bytes, headers: list[Header],
-               body: bytes) -> bytes | Awaitable[bytes]:
+               body: bytes, request: Request | None = None) -> bytes | Awaitable[bytes]:
+        """The answer to a request for ``/hello`` or ``/tyk/...``; ``request``
+        (the exchange) is what the client-certificate check reads."""
         if path == b"/hello":
             if method not in (b"GET", b"HEAD"):
                 return METHOD_NOT_ALLOWED
             return self.hello
+        check = self.client_certificate
+        if check is not None:
+            refusal = check.process(request) if request is not None else TLS_NOT_ENABLED
+            if refusal is not None:
+                if isinstance(refusal, bytes):
+                    return refusal
+                return self._checked(refusal, method, path, query, headers, body)
+        return self._handle(method, path, query, headers, body)
+
+    async def _checked(self, pending: Awaitable[bytes | None], method: bytes, path: bytes,
+                       query: bytes, headers: list[Header], body: bytes) -> bytes:
+        refusal = await pending
+        if refusal is not None:
+            return refusal
+        answer = self._handle(method, path, query, headers, body)
+        return answer if isinstance(answer, bytes) else await answer
+
+    def _handle(self, method: bytes, path: bytes, query: bytes, headers: list[Header],
+                body: bytes) -> bytes | Awaitable[bytes]:
         if not self._authorised(headers):
             return FORBIDDEN
         path = path.rstrip(b"/")

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from fastgate.config import GatewayConfig
     from fastgate.session.cache import SessionCache
     from fastgate.storage.base import Store
+    from fastgate.storage.certificates import CertificateCache
 
 __all__ = ["Control"]
 
@@ -39,6 +40,10 @@ class Control(Protocol):
     @property
     def jwks(self) -> JwksCache:
         """This worker's JWK Sets, by URL (flushed by ``/tyk/cache/jwks``)."""
+
+    @property
+    def certificates(self) -> CertificateCache:
+        """The certificate store's records, as this worker has read them."""
 
     @property
     def specs(self) -> Sequence[ApiSpec]:

@@ -82,7 +82,7 @@ def build_chain(spec: ApiSpec, services: Services) -> Chain | None:
     """The chain for ``spec``, or None when nothing applies (keyless, no limit)."""
     steps: list[Middleware] = []
     if spec.client_certificates is not None:
-        steps.append(CertificateCheck(spec, services))
+        steps.append(CertificateCheck.for_api(spec, services))
     if spec.global_rate_limit is not None:
         steps.append(GlobalRateLimit(spec, services))
     if spec.split_token is not None:

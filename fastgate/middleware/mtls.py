@@ -25,7 +25,7 @@ without mTLS.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from fastgate import responses
@@ -36,6 +36,7 @@ from fastgate.storage.base import StoreError
 if TYPE_CHECKING:
     from fastgate.apidef import ApiSpec
     from fastgate.services import Outcome, Request, Services
+    from fastgate.storage.certificates import CertificateCache
 
 __all__ = ["CertificateCheck", "allowed_cas"]
 
@@ -71,13 +72,19 @@ class CertificateCheck:
 
     __slots__ = ("_allow", "cache", "clock", "ids")
 
-    def __init__(self, spec: ApiSpec, services: Services) -> None:
-        assert spec.client_certificates is not None
-        self.ids = tuple(dict.fromkeys(
-            (*spec.client_certificates, *services.config.api_client_certificates)))
-        self.cache = services.certificates
-        self.clock = services.clock
+    def __init__(self, ids: Sequence[str], cache: CertificateCache,
+                 clock: Callable[[], float]) -> None:
+        self.ids = tuple(dict.fromkeys(ids))
+        self.cache = cache
+        self.clock = clock
         self._allow: _AllowList | None = None
+
+    @classmethod
+    def for_api(cls, spec: ApiSpec, services: Services) -> CertificateCheck:
+        """The API's ``client_certificates`` with ``security.certificates.apis``."""
+        assert spec.client_certificates is not None
+        return cls((*spec.client_certificates, *services.config.api_client_certificates),
+                   services.certificates, services.clock)
 
     def process(self, req: Request) -> Outcome:
         if not req.tls:

@@ -179,9 +179,10 @@ class Gateway:
 
     def client_certificate_ids(self) -> list[str] | None:
         """The certificate-store ids of every static-mTLS allow-list in
-        service (with ``security.certificates.apis``); None when no API asks
-        for client certificates (static mTLS, or a method's
-        ``use_certificate``: dynamic mTLS)."""
+        service (with ``security.certificates.apis``, and
+        ``security.certificates.control_api`` for the REST API); None when
+        nothing asks for client certificates (static mTLS, a method's
+        ``use_certificate``: dynamic mTLS, ``control_api_use_mutual_tls``)."""
         ids: dict[str, None] = {}
         wanted = static = False
         for spec in self.specs:
@@ -192,6 +193,9 @@ class Gateway:
                 ids.update(dict.fromkeys(spec.client_certificates))
             if any(getattr(settings, "use_certificate", False) for _, settings in spec.auth):
                 wanted = True
+        if self.config.control_api_use_mutual_tls:
+            wanted = True
+            ids.update(dict.fromkeys(self.config.control_api_certificates))
         if not wanted:
             return None
         if static:

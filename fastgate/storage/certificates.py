@@ -9,6 +9,10 @@ the store once its API's list is known.  ``/tyk/certs`` publishes a
 then :meth:`clears <CertificateCache.clear>` its cache, as it does on a
 ``"resync"``, and :attr:`~CertificateCache.generation` moves on so that what
 was built from the old records is rebuilt.
+
+An "id" with a ``/`` in it is a PEM file's path instead (store ids are an
+org and hex digits), read the same way: Tyk's certificate manager takes
+paths wherever it takes ids.  A file is read again after a clear.
 """
 
 from __future__ import annotations
@@ -22,6 +26,16 @@ __all__ = ["EVENT_CERTS", "CertificateCache"]
 
 #: The store event ``/tyk/certs`` publishes (payload: the certificate id).
 EVENT_CERTS = "certs"
+
+
+def _read_file(path: str) -> bytes | None:
+    """A PEM file named where an id is expected (Tyk's certificate manager
+    takes paths too), or None when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 class CertificateCache:
@@ -53,7 +67,8 @@ class CertificateCache:
             if cert_id in self._records:
                 found.append(self._records[cert_id])
                 continue
-            record = await self.store.get_certificate(cert_id)
+            record = _read_file(cert_id) if "/" in cert_id else \
+                await self.store.get_certificate(cert_id)
             try:
                 stored = read_record(cert_id, record) if record is not None else None
             except ValueError:

@@ -597,3 +597,45 @@ def test_dynamic_mtls_chains_with_basic_auth_and_can_be_the_base_identity(gw, pk
     assert resp.status_code == 401
     assert error_of(resp) == "Client certificate required"
     assert call(pki.clients["by_inter"].pair, ("chainuser1", "pw-chain-1")).status_code == 403
+
+
+# ---------------------------------------------------------------- the REST API
+
+
+def test_control_api_mutual_tls_guards_the_rest_api(gateway_factory, make_api, echo, pki):
+    """security.control_api_use_mutual_tls with security.certificates.control_api
+    (here a PEM file, as Tyk's certificate manager takes them): /tyk/ needs an
+    allowed client certificate as well as the secret; /hello and the APIs
+    do not.  An allow-list entry may be a file for an API too."""
+    listed_file = pki.root / "listed-only.pem"
+    listed_file.write_bytes(pki.pem("listed"))
+    gateway = gateway_factory(
+        [make_api("open", "/open/", echo.base_url),
+         mtls_api("byfile", "/byfile/", echo.base_url, [str(listed_file)])],
+        http_server_options={"use_ssl": True, "certificates": [
+            {"domain_name": "a.test", "cert_file": str(pki.server_crt),
+             "key_file": str(pki.server_key)}]},
+        tls_verify=str(pki.ca_file),
+        security={"control_api_use_mutual_tls": True,
+                  "certificates": {"control_api": [str(pki.ca_file)]}})
+
+    def rest(client: str | None, secret: str | None = None) -> requests.Response:
+        cert = pki.clients[client].pair if client else None
+        return requests.get(gateway.url("/tyk/apis"), cert=cert, verify=gateway.verify,
+                            headers={"X-Tyk-Authorization": secret or gateway.secret},
+                            timeout=10)
+
+    assert rest("by_a").status_code == 200
+    resp = rest(None)
+    assert resp.status_code == 403
+    assert error_of(resp) == "Client TLS certificate is required"
+    resp = rest("stranger")
+    assert resp.status_code == 403
+    assert "not allowed" in error_of(resp)
+    # The certificate does not replace the secret.
+    assert rest("by_a", secret="wrong").status_code == 403
+    assert requests.get(gateway.url("/hello"), verify=gateway.verify,
+                        timeout=10).status_code == 200
+    assert get(gateway, pki, "/open/x", None).status_code == 200
+    assert get(gateway, pki, "/byfile/x", "listed").status_code == 200
+    assert get(gateway, pki, "/byfile/x", "stranger").status_code == 403
