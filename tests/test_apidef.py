@@ -369,6 +369,15 @@ UNSUPPORTED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     # ... but not these (static mTLS applies to keyless APIs too, and is
     # implemented: fastgate.middleware.mtls).
     ("mtls on keyless", {"use_mutual_tls_auth": True}, ()),
+    # Tyk's signed auth tokens: not enforced yet, so refused, never ignored.
+    ("signed tokens", {"use_keyless": False, "use_standard_auth": True,
+                       "auth_configs": {"authToken": {"validate_signature": True}}},
+     ("auth_configs.authToken.validate_signature",)),
+    ("signed tokens, legacy auth", {"use_keyless": False,
+                                    "auth": {"validate_signature": True}},
+     ("auth.validate_signature",)),
+    ("signed tokens off", {"use_keyless": False,
+                           "auth_configs": {"authToken": {"validate_signature": False}}}, ()),
     ("internal", {"internal": True}, ("internal",)),
     (
         "ip allow list",

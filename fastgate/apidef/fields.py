@@ -222,6 +222,16 @@ def unsupported_auth(
     for name in ("internal",):
         if flags.on(name):
             found.append(name)
+    if not flags.use_keyless:
+        # Tyk's signed auth tokens (an HMAC of the key in a header): an
+        # access control of its own, refused until it is implemented.
+        configs = data.get("auth_configs")
+        sections = [(f"auth_configs.{name}", section) for name, section in configs.items()] \
+            if isinstance(configs, dict) else []
+        sections.append(("auth", data.get("auth")))
+        for where, section in sections:
+            if isinstance(section, dict) and section.get("validate_signature") is True:
+                found.append(f"{prefix}{where}.validate_signature")
     for switch, entries in (
         ("enable_ip_whitelisting", "allowed_ips"),
         ("enable_ip_blacklisting", "blacklisted_ips"),
