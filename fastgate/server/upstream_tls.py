@@ -105,7 +105,7 @@ class UpstreamTls:
         self.max_version = api.max_version or gateway.max_version or 772
         self.ciphers = api.ciphers or gateway.ciphers
         self.ca_files = tuple(f for f in (gateway.ca_file, api.ca_file) if f)
-        #: The client certificate: a store id, or (gateway only) a PEM file.
+        #: The client certificate: a store id, or a PEM file.
         self.certificate = for_host(host, port, (gateway.certificates, api.certificates))
         # Store ids are an org and hex digits: a value with a "/" is a file
         # (Tyk's certificate manager reads a path it is given, too).
