@@ -32,6 +32,8 @@ import datetime
 import functools
 import hashlib
 import re
+import ssl
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -320,6 +322,17 @@ def read_record(cert_id: str, record: bytes) -> StoredCertificate:
         elif kind.endswith("PRIVATE KEY"):
             has_private = True
     return StoredCertificate(cert_id, tuple(chain), public, has_private)
+
+
+def load_into(context: ssl.SSLContext, record: bytes, password: bytes) -> None:
+    """Serve (or present) a record's chain and private key from ``context``.
+    The record holds the key encrypted: OpenSSL decrypts it with the
+    password, and nothing decrypted is written anywhere.  Raises OSError or
+    ValueError when the record cannot be loaded (no key, wrong password)."""
+    with tempfile.NamedTemporaryFile(suffix=".pem") as pem:
+        pem.write(record)
+        pem.flush()
+        context.load_cert_chain(pem.name, password=password)
 
 
 def private_key(record: bytes, password: bytes) -> PrivateKeyTypes | None:

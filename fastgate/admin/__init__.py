@@ -43,7 +43,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from fastgate import responses
@@ -56,6 +56,7 @@ from fastgate.admin.orgs import OrgKeysApi
 from fastgate.admin.policies import PoliciesApi
 from fastgate.admin.replies import AdminError, error, parse_query
 from fastgate.middleware.mtls import TLS_NOT_ENABLED, CertificateCheck
+from fastgate.services import then
 from fastgate.storage.base import StoreError
 
 if TYPE_CHECKING:
@@ -119,21 +120,13 @@ class AdminApi:
                 return METHOD_NOT_ALLOWED
             return self.hello
         check = self.client_certificate
-        if check is not None:
-            refusal = check.process(request) if request is not None else TLS_NOT_ENABLED
-            if refusal is not None:
-                if isinstance(refusal, bytes):
-                    return refusal
-                return self._checked(refusal, method, path, query, headers, body)
-        return self._handle(method, path, query, headers, body)
-
-    async def _checked(self, pending: Awaitable[bytes | None], method: bytes, path: bytes,
-                       query: bytes, headers: list[Header], body: bytes) -> bytes:
-        refusal = await pending
-        if refusal is not None:
-            return refusal
-        answer = self._handle(method, path, query, headers, body)
-        return answer if isinstance(answer, bytes) else await answer
+        if check is None:
+            return self._handle(method, path, query, headers, body)
+        outcome = check.process(request) if request is not None else TLS_NOT_ENABLED
+        # The refusal, else the answer (never None: _handle always answers).
+        return cast("bytes | Awaitable[bytes]", then(
+            outcome, lambda refusal: refusal if refusal is not None
+            else self._handle(method, path, query, headers, body)))
 
     def _handle(self, method: bytes, path: bytes, query: bytes, headers: list[Header],
                 body: bytes) -> bytes | Awaitable[bytes]:

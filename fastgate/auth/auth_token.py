@@ -244,18 +244,10 @@ class CertificateAuth:
     def _stored(self, req: Request, found: Found, cert_id: str) -> Outcome:
         if found is None:
             return CERT_MISMATCH
-        records = self.certificates.cached((cert_id,))
-        if records is not None:
-            return self._accept(req, found, records[0] is not None, cert_id)
-        return self._read_then_accept(req, found, cert_id)
-
-    async def _read_then_accept(self, req: Request, found: tuple[str, CachedSession],
-                                cert_id: str) -> bytes | None:
-        try:
-            records = await self.certificates.get((cert_id,))
-        except StoreError as exc:
-            return store_unavailable(exc)
-        return self._accept(req, found, records[0] is not None, cert_id)
+        ids = (cert_id,)
+        records = self.certificates.cached(ids)
+        return then(records if records is not None else self.certificates.get(ids),
+                    lambda read: self._accept(req, found, read[0] is not None, cert_id))
 
     def _accept(self, req: Request, found: tuple[str, CachedSession],
                 stored: bool, cert_id: str) -> bytes | None:

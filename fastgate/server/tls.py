@@ -48,13 +48,12 @@ to the defaults.  The settings are parsed in :mod:`fastgate.config`
 from __future__ import annotations
 
 import ssl
-import tempfile
 from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from fastgate.certs import ClientCertificate, read_record
+from fastgate.certs import ClientCertificate, load_into, read_record
 from fastgate.config import TLS_VERSIONS, ConfigError, TlsOptions
 from fastgate.server.openssl import peer_verification, request_client_certificates
 from fastgate.storage.base import Store, StoreError
@@ -123,7 +122,8 @@ class ServerTls:
         previous, self.client_cas = self.client_cas, wanted
         try:
             files = self._load()
-            stored = [self._stored_context(*source) for source in self._stored_sources]
+            stored = [self._stored_context(record, password)
+                      for record, password, _ in self._stored_sources]
         except (ConfigError, OSError, ValueError) as exc:
             self.client_cas = previous
             return str(exc)
@@ -199,17 +199,11 @@ class ServerTls:
         self._install()
         return problems
 
-    def _stored_context(self, record: bytes, password: bytes,
-                        _names: object = None) -> ssl.SSLContext:
+    def _stored_context(self, record: bytes, password: bytes) -> ssl.SSLContext:
         """A context serving a certificate-store record; raises OSError or
         ValueError when it cannot be loaded."""
         context = self._new_context()
-        # The record holds the chain and the encrypted key: OpenSSL decrypts
-        # it with the password, nothing decrypted is written anywhere.
-        with tempfile.NamedTemporaryFile(suffix=".pem") as pem:
-            pem.write(record)
-            pem.flush()
-            context.load_cert_chain(pem.name, password=password)
+        load_into(context, record, password)
         return context
 
     def _client_auth(self, context: ssl.SSLContext) -> None:

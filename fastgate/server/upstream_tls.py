@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import hashlib
 import ssl
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,7 +48,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from fastgate._core.proxy import UpstreamRefused
-from fastgate.certs import StoredCertificate
+from fastgate.certs import StoredCertificate, load_into
 from fastgate.config import TLS_VERSIONS, UpstreamTlsOptions
 from fastgate.server.openssl import peer_verification
 from fastgate.storage.base import StoreError
@@ -173,16 +172,11 @@ class UpstreamTls:
                                   f"unavailable: {exc}") from None
         if record is None:
             raise UpstreamRefused(f"upstream certificate {name} is not in the certificate store")
-        # The record holds the chain and the encrypted key: OpenSSL decrypts
-        # it with the password; nothing decrypted is written anywhere.
-        with tempfile.NamedTemporaryFile(suffix=".pem") as pem:
-            pem.write(record)
-            pem.flush()
-            try:
-                context.load_cert_chain(pem.name, password=self.password)
-            except (OSError, ValueError) as exc:
-                raise UpstreamRefused(f"upstream certificate {name} has no usable private "
-                                      f"key: {exc}") from None
+        try:
+            load_into(context, record, self.password)
+        except (OSError, ValueError) as exc:
+            raise UpstreamRefused(f"upstream certificate {name} has no usable private "
+                                  f"key: {exc}") from None
 
     async def _resolve_pins(self) -> frozenset[str]:
         if not self.pins:
