@@ -15,7 +15,7 @@ from setuptools import Extension, setup
 HERE = Path(__file__).parent
 
 #: fastgate/_core modules whose source is the pure-Python twin itself.
-PURE_MODE_MODULES = ("jws", "proxy")
+PURE_MODE_MODULES = ("jws", "proxy", "signing")
 
 
 def _flag(name: str) -> bool:

@@ -332,11 +332,7 @@ UNSUPPORTED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("standard auth", {"use_keyless": False, "use_standard_auth": True}, ()),
     ("basic", {"use_keyless": False, "use_basic_auth": True}, ()),
     ("oauth2", {"use_keyless": False, "use_oauth2": True}, ("use_oauth2",)),
-    (
-        "hmac",
-        {"use_keyless": False, "enable_signature_checking": True},
-        ("enable_signature_checking",),
-    ),
+    ("hmac", {"use_keyless": False, "enable_signature_checking": True}, ()),
     ("openid", {"use_keyless": False, "use_openid": True}, ("use_openid",)),
     (
         "coprocess",
@@ -360,9 +356,9 @@ UNSUPPORTED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
         (),
     ),
     (
-        "hmac and token, chain order",
-        {"use_keyless": False, "use_standard_auth": True, "enable_signature_checking": True},
-        ("enable_signature_checking",),
+        "oauth2 and token, chain order",
+        {"use_keyless": False, "use_standard_auth": True, "use_oauth2": True},
+        ("use_oauth2",),
     ),
     # As in Tyk, keyless switches every auth method off ...
     ("keyless wins", {"use_basic_auth": True, "enable_jwt": True}, ()),
@@ -486,9 +482,9 @@ PLUGINS: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
                  "custom_middleware_bundle": "b.zip"},
      ("custom_middleware.pre", "custom_middleware.response", "custom_middleware_bundle")),
     # Hooks run on keyless APIs too, and after the auth method refusals.
-    ("protected", {"use_keyless": False, "enable_signature_checking": True,
+    ("protected", {"use_keyless": False, "use_oauth2": True,
                    "custom_middleware": {"pre": [HOOK]}},
-     ("enable_signature_checking", "custom_middleware.pre")),
+     ("use_oauth2", "custom_middleware.pre")),
 ]
 
 
@@ -548,11 +544,14 @@ IGNORED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("jwt settings while off", {"jwt_signing_method": "rsa", "jwt_source": "abc"}, ()),
     # An API refused for a method is not also said to ignore that method's settings.
     (
-        "hmac settings while on (refused)",
-        {"use_keyless": False, "enable_signature_checking": True,
-         "hmac_allowed_algorithms": ["hmac-sha256"]},
+        "oauth settings while on (refused)",
+        {"use_keyless": False, "use_oauth2": True,
+         "oauth_meta": {"allowed_access_types": ["client_credentials"]}},
         (),
     ),
+    ("hmac settings while on (implemented)",
+     {"use_keyless": False, "enable_signature_checking": True,
+      "hmac_allowed_algorithms": ["hmac-sha256"]}, ()),
     ("jwt settings while on (implemented)",
      {"use_keyless": False, "enable_jwt": True, "jwt_signing_method": "rsa"}, ()),
     ("jwt settings on a keyless API", {"enable_jwt": True, "jwt_source": "abc"}, ()),
@@ -656,9 +655,6 @@ REFUSED_ONCE: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("oauth", {"use_keyless": False, "use_oauth2": True,
                "oauth_meta": {"allowed_access_types": ["authorization_code"]},
                "notifications": {"shared_secret": "s"}}, ("use_oauth2",)),
-    ("hmac", {"use_keyless": False, "enable_signature_checking": True,
-              "hmac_allowed_algorithms": ["hmac-sha256"], "hmac_allowed_clock_skew": 500},
-     ("enable_signature_checking",)),
     ("openid", {"use_keyless": False, "use_openid": True,
                 "openid_options": {"providers": [{"issuer": "x"}]}}, ("use_openid",)),
     ("external oauth", {"use_keyless": False,
@@ -684,11 +680,11 @@ def test_refused_settings_are_not_also_ignored(fields: dict[str, Any],
 def test_refused_api_still_lists_its_other_ignored_fields() -> None:
     version = copy.deepcopy(BLACK_LIST_VERSION)
     version["versions"]["Default"]["extended_paths"]["hard_timeouts"] = [{"path": "/s"}]
-    spec = parse(api(use_keyless=False, enable_signature_checking=True,
-                     hmac_allowed_clock_skew=500,
+    spec = parse(api(use_keyless=False, use_oauth2=True,
+                     oauth_meta={"allowed_access_types": ["client_credentials"]},
                      enable_batch_request_support=True, version_data=version))
     assert spec.unsupported_auth == (
-        "enable_signature_checking", "version_data.versions.Default.extended_paths.black_list")
+        "use_oauth2", "version_data.versions.Default.extended_paths.black_list")
     assert spec.ignored_fields == (
         "enable_batch_request_support",
         "version_data.versions.Default.extended_paths.hard_timeouts",
@@ -784,10 +780,11 @@ def test_tyk_lists_hold_what_fastgate_implements() -> None:
     )
 
     # A name implemented but not Tyk's would be a typo in fastgate ("_id" is
-    # the Dashboard's; jwt_issuer, jwt_audience and split_token are
-    # fastgate's own, in the README).
+    # the Dashboard's; jwt_issuer, jwt_audience, split_token and auth_mode
+    # are fastgate's own, in the README).
     not_tyks = IMPLEMENTED_FIELDS - API_DEFINITION_FIELDS
-    assert not_tyks == {"_id", "jwt_issuer", "jwt_audience", "split_token"}
+    assert not_tyks == {"_id", "jwt_issuer", "jwt_audience", "split_token", "auth_mode",
+                        "hmac_accept_path_only_target", "hmac_replay_protection"}
     assert IMPLEMENTED_PROXY_FIELDS <= PROXY_FIELDS
     assert not SCHEMA_ONLY_FIELDS & API_DEFINITION_FIELDS
     # Read at TykTechnologies/tyk@31e219be: the sizes of the structs there.
@@ -1368,6 +1365,20 @@ def test_base_identity(value: str, expected: str) -> None:
 def test_base_identity_unknown_value_refused() -> None:
     err = refusal(api(use_keyless=False, base_identity_provided_by="nonsense"))
     assert err.field == "base_identity_provided_by"
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({}, "all"), ({"auth_mode": "all"}, "all"), ({"auth_mode": "any"}, "any")])
+def test_auth_mode(fields: dict[str, Any], expected: str) -> None:
+    spec = parse(api(use_keyless=False, use_basic_auth=True, use_standard_auth=True, **fields))
+    assert spec.auth_mode == expected
+    assert spec.unknown_fields == ()  # fastgate's own field, known
+
+
+@pytest.mark.parametrize("value", ["or", "ANY", "", 1, True])
+def test_auth_mode_other_values_refused(value: object) -> None:
+    err = refusal(api(use_keyless=False, use_standard_auth=True, auth_mode=value))
+    assert err.field == "auth_mode"
 
 
 @pytest.mark.parametrize(

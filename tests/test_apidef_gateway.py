@@ -105,13 +105,13 @@ def test_warnings_are_said_once_per_change(gateway_factory, make_api, echo):
 
 def test_refused_api_is_said_once_without_its_settings(gateway_factory, make_api, echo):
     gw = gateway_factory(apis=[make_api(
-        "hmac", "/hmac/", echo.base_url, use_keyless=False, enable_signature_checking=True,
-        hmac_allowed_algorithms=["hmac-sha256"], hmac_allowed_clock_skew=500)])
-    assert requests.get(gw.url("/hmac/x"), timeout=10).status_code == 501
+        "oidc", "/oidc/", echo.base_url, use_keyless=False, use_openid=True,
+        openid_options={"segregate_by_client": True})])
+    assert requests.get(gw.url("/oidc/x"), timeout=10).status_code == 501
     text = stderr_of(gw)
     assert text.count(
-        "'hmac' is refused (its requests get 501): it enables enable_signature_checking") == 1
-    assert "hmac_allowed" not in text
+        "'oidc' is refused (its requests get 501): it enables use_openid") == 1
+    assert "segregate" not in text
     assert "ignored" not in text
 
 

@@ -53,11 +53,13 @@ __all__ = [
     "limiter",
     "murmur3",
     "proxy",
+    "signing",
     "twin",
 ]
 
 #: Every module of this package, in import order (a module after those it cimports).
-MODULES: tuple[str, ...] = ("compare", "http", "jws", "limiter", "murmur3", "proxy")
+MODULES: tuple[str, ...] = ("compare", "http", "jws", "limiter", "murmur3", "proxy",
+                            "signing")
 
 
 def _extensions_disabled() -> bool:
@@ -114,6 +116,7 @@ if TYPE_CHECKING:
     from fastgate._core import compare, http, limiter, murmur3
     from fastgate._core import jws_py as jws
     from fastgate._core import proxy_py as proxy
+    from fastgate._core import signing_py as signing
 else:
     compare = _select("compare")
     http = _select("http")
@@ -121,3 +124,4 @@ else:
     limiter = _select("limiter")
     murmur3 = _select("murmur3")
     proxy = _select("proxy")
+    signing = _select("signing")

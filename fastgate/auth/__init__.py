@@ -20,7 +20,7 @@ lookup, the hand-off to the request).
 
 from __future__ import annotations
 
-from fastgate.auth import auth_token, basic_auth, jwt
+from fastgate.auth import auth_token, basic_auth, hmac, jwt
 from fastgate.auth.method import AuthMethod, AuthMethodSpec
 
 __all__ = ["REGISTRY", "AuthMethod", "AuthMethodSpec", "by_identity"]
@@ -30,8 +30,7 @@ REGISTRY: tuple[AuthMethodSpec, ...] = tuple(sorted((
                    frozenset({"oauth_meta", "notifications"})),
     AuthMethodSpec("external_oauth", ("external_oauth.enabled",), 20, ""),
     basic_auth.METHOD,
-    AuthMethodSpec("hmac", ("enable_signature_checking",), 40, "hmac_key",
-                   frozenset({"hmac_allowed_clock_skew", "hmac_allowed_algorithms"})),
+    hmac.METHOD,
     jwt.METHOD,
     AuthMethodSpec("oidc", ("use_openid",), 60, "oidc_user",
                    frozenset({"openid_options", "scopes", "idp_client_id_mapping_disabled"})),

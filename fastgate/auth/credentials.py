@@ -103,14 +103,15 @@ class CredentialConfig:
             return cls.read(configs.section(method))
         return cls.read(top.section("auth"))
 
-    def source(self, *, strip: bool) -> CredentialSource:
-        """The reader of these settings (``strip``: the API's ``strip_auth_data``)."""
+    def source(self, *, strip: bool, bearer: bool = True) -> CredentialSource:
+        """The reader of these settings (``strip``: the API's ``strip_auth_data``;
+        ``bearer``: a leading ``Bearer `` is stripped from the header's value)."""
         header_name = self.auth_header_name or "Authorization"
         return CredentialSource(
             header=None if self.disable_header else header_name,
             param=(self.param_name or header_name) if self.use_param else None,
             cookie=(self.cookie_name or header_name) if self.use_cookie else None,
-            strip=strip)
+            strip=strip, bearer=bearer)
 
 
 class CredentialSource:
@@ -154,3 +155,20 @@ class CredentialSource:
                     if rest:
                         req.add_header(b"Cookie", rest)
         return found
+
+    def peek(self, req: Request) -> bytes | None:
+        """What :meth:`read` would answer, without stripping anything (the
+        credential's presence, for ``auth_mode: "any"``)."""
+        if self.cookie is not None:
+            value = cookie_value(req.header(b"cookie"), self.cookie)
+            if value:
+                return value
+        if self.param is not None and req.query:
+            value = query_param(req.query, self.param)
+            if value:
+                return value
+        if self.header is not None:
+            value = req.header(self.header)
+            if value:
+                return strip_bearer(value) if self.strip_bearer else value
+        return None

@@ -240,6 +240,15 @@ class Store(abc.ABC):
     async def reset_quota(self, key: str) -> None:
         """Forget ``key``'s quota period: its next request starts a new one."""
 
+    # -- replay protection --
+    @abc.abstractmethod
+    async def claim_once(self, key: str, ttl: float) -> bool:
+        """Remember ``key`` for ``ttl`` seconds; True when it was not already
+        remembered (the first claim wins, atomically on every node sharing the
+        store: Redis ``SET NX PX``).  For replay guards: ``key`` is a short
+        opaque name (a digest of the nonce or signature), never a secret.
+        ValueError unless ``ttl`` > 0."""
+
     @abc.abstractmethod
     async def register_worker(self, worker_id: str, ttl: float) -> None:
         """Heartbeat: ``worker_id`` counts as live for ``ttl`` seconds from now."""

@@ -108,6 +108,10 @@ class MemoryStore(Store):
         self._bind_tables()
         self._rates = limiter.RateLimiter(max_limit_keys)
         self._quotas = limiter.QuotaCounter(max_limit_keys)
+        # Replay guards (claim_once): key -> monotonic deadline, and the
+        # deadlines in order, so expired claims leave as new ones come.
+        self._claims: dict[str, float] = {}
+        self._claim_expiry: list[tuple[float, str]] = []
 
     @property
     def shared(self) -> bool:
@@ -385,6 +389,24 @@ class MemoryStore(Store):
 
     async def reset_quota(self, key: str) -> None:
         self._quotas.reset(key)
+
+    async def claim_once(self, key: str, ttl: float) -> bool:
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        now = time.monotonic()
+        claims = self._claims
+        heap = self._claim_expiry
+        while heap and heap[0][0] <= now:
+            deadline, old = heapq.heappop(heap)
+            if claims.get(old) == deadline:
+                del claims[old]
+        held = claims.get(key)
+        if held is not None and held > now:
+            return False
+        deadline = now + ttl
+        claims[key] = deadline
+        heapq.heappush(heap, (deadline, key))
+        return True
 
     async def register_worker(self, worker_id: str, ttl: float) -> None:
         if ttl <= 0:

@@ -113,6 +113,8 @@ EVENTS_CHANNEL = "fastgate-events"
 RATE_LIMIT_PREFIX = "rl-"
 QUOTA_PREFIX = "quota-"
 WORKERS_KEY = "fastgate-workers"
+#: Replay guards (Store.claim_once): one key each, with its TTL.
+CLAIM_PREFIX = "fastgate-once-"
 
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_PING_INTERVAL = 5.0
@@ -712,6 +714,13 @@ class RedisStore(Store):
 
     async def reset_quota(self, key: str) -> None:
         await self.execute("DEL", self.client.delete(QUOTA_PREFIX + "{" + key + "}"))
+
+    async def claim_once(self, key: str, ttl: float) -> bool:
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        claimed = await self.execute("SET", self.client.set(
+            CLAIM_PREFIX + key, b"1", nx=True, px=max(1, int(ttl * 1000))))
+        return bool(claimed)
 
     async def register_worker(self, worker_id: str, ttl: float) -> None:
         if ttl <= 0:

@@ -423,3 +423,30 @@ def test_concurrent_lookups_share_round_trips(store, run, redis_server):
     stats = raw.info("commandstats")
     assert "cmdstat_get" not in stats
     assert stats["cmdstat_mget"]["calls"] == 1
+
+
+# --------------------------------------------------------------------------- replay guards
+
+
+def test_claim_once_first_claim_wins_until_its_ttl(store, run):
+    async def body():
+        assert await store.claim_once("sig-a", 0.3) is True
+        assert await store.claim_once("sig-a", 0.3) is False  # a replay inside the window
+        assert await store.claim_once("sig-b", 0.3) is True  # another key is independent
+        for key in ODD_KEYS:
+            assert await store.claim_once(key, 5) is True
+            assert await store.claim_once(key, 5) is False
+        await asyncio.sleep(0.45)
+        assert await store.claim_once("sig-a", 0.3) is True  # the window passed
+        with pytest.raises(ValueError):
+            await store.claim_once("sig-c", 0)
+
+    run(body())
+
+
+def test_claim_once_races_have_one_winner(store, run):
+    async def body():
+        results = await asyncio.gather(*(store.claim_once("race", 5) for _ in range(20)))
+        assert results.count(True) == 1
+
+    run(body())
