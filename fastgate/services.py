@@ -35,11 +35,23 @@ if TYPE_CHECKING:
     from fastgate.storage.base import Store
     from fastgate.storage.certificates import CertificateCache
 
-__all__ = ["Outcome", "Request", "Services", "store_unavailable", "then"]
+__all__ = ["BodyCheck", "Outcome", "Request", "Services", "store_unavailable", "then"]
 
 #: What a middleware answers: go on (None), a complete response (refused), or
 #: an awaitable of either.
 Outcome = bytes | None | Awaitable[bytes | None]
+
+
+class BodyCheck(Protocol):
+    """A check over a request body as it streams through the proxy
+    (:class:`fastgate.auth.hmac.digest.DigestCheck`): see :meth:`Request.check_body`."""
+
+    def update(self, data: bytes, /) -> None:
+        """The next piece of the body (after transfer decoding), in order."""
+
+    def finish(self) -> bytes | None:
+        """The body has ended: None to forward its end, or a complete
+        response refusing the request."""
 
 
 class Request(Protocol):
@@ -93,6 +105,18 @@ class Request(Protocol):
     def read_body(self) -> Awaitable[bytes | None]:
         """The whole body (None when larger than the proxy buffers); call it
         from ``process()`` itself, before awaiting anything else."""
+
+    def check_body(self, check: BodyCheck, /) -> bytes | None:
+        """Run ``check`` over the body as it arrives, without buffering it:
+        every byte goes to ``check.update`` and on upstream as usual, except
+        the last piece received, held back until ``check.finish()`` accepts
+        it; a refusal answers the client instead and the upstream connection
+        (holding an incomplete request) is closed.  Bytes that arrived before
+        the call (the chain waited) are fed first.  When the body is already
+        complete (none, or all of it received), returns ``check.finish()`` at
+        once; else None.  Call it before the chain decides (from
+        ``process()``, or after an await in it); RuntimeError once the
+        request is being forwarded."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

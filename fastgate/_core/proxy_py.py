@@ -94,6 +94,17 @@ How the rest works
   forwarded (or a middleware reads the body); a request refused before that is
   answered without a 100 and the connection closes after it (lingering), since
   the client may or may not send the body it announced.
+* A middleware may put a check on the body (:meth:`Exchange.check_body`: a
+  digest, :mod:`fastgate.auth.hmac.digest`).  Every piece of the body (after
+  transfer decoding) is fed to it as it arrives and streams upstream as usual,
+  but the last piece received is *held back*: it joins ``pending`` only when
+  the next one arrives, or at the end of the body once the check accepted it.
+  So the upstream never sees the end of a body the check refuses: its
+  connection, inside an incomplete request, is abandoned (never reused) and
+  the client gets the refusal.  The connection to the client stays open: its
+  framing was sound and the request was read to its end, so the next request
+  starts where it should.  The held piece is at most one read, and is not
+  counted in ``pending_bytes``: it never holds flow control (rule 5).
 
 Hop-by-hop fields (RFC 9110 §7.6.1) are never forwarded: ``Connection`` and
 every field it names, ``Keep-Alive``, ``Proxy-*``, ``TE``, ``Trailer``,
@@ -318,7 +329,8 @@ class Exchange:
     ``method``, ``path``, ``query``, ``client_ip``, :meth:`header`, and the
     changes :meth:`remove_header`, :meth:`add_header`, :meth:`set_query`, and
     :meth:`read_body`; it records who is calling in ``session`` and
-    ``session_key``.
+    ``session_key``.  :meth:`check_body` puts a check on the body as it
+    streams through.
 
     When the exchange has ended (rule 8) the hook also reads ``route``,
     ``status`` (0: no answer was started), ``complete``, ``bytes_in`` (request head and
@@ -365,6 +377,11 @@ class Exchange:
     collected: list | None
     collected_bytes: cython.Py_ssize_t
     body_waiter: Any
+    #: A check over the body as it arrives (:meth:`check_body`), or None.
+    body_check = cython.declare(object, visibility="readonly")
+    #: The last piece of the body received while ``body_check`` is set, kept
+    #: from the upstream until the next one arrives or the check accepts it.
+    held: bytes | None
     pending: list
     pending_bytes: cython.Py_ssize_t
     body_kind: cython.int
@@ -415,6 +432,8 @@ class Exchange:
         self.collected = None
         self.collected_bytes = 0
         self.body_waiter = None
+        self.body_check = None
+        self.held = None
         #: Bytes for the upstream not yet written (the head, then body pieces).
         self.pending = []
         self.pending_bytes = 0
@@ -501,6 +520,91 @@ class Exchange:
             self.client.transport.write(CONTINUE_100)
             self.expect_continue = False
         return waiter
+
+    def check_body(self, check: Any) -> Any:
+        """Run ``check`` (``update(data)``, ``finish() -> bytes | None``) over
+        the body as it arrives, without buffering it: every piece (after
+        transfer decoding) goes to ``check.update`` and on upstream, except
+        the last one received, held back until ``check.finish()`` returns
+        None at the end of the body.  A refusal answers the client instead,
+        and the upstream connection is abandoned (it holds an incomplete
+        request).  Bytes received before the call (while the chain waited)
+        are fed first.  Returns ``check.finish()`` at once when the body is
+        already complete (no body, or all of it received), else None.
+
+        Raises RuntimeError when the request is already being forwarded
+        (call it from a middleware, before the chain decides)."""
+        if self.started:
+            raise RuntimeError("check_body() must be called from a middleware, before the "
+                               "request is forwarded")
+        if self.response is not None:
+            return None  # answered: nothing of the body goes anywhere
+        if self.body_kind == BODY_NONE:
+            return check.finish()
+        # Not started: pending is the head, then every piece of body so far
+        # (chunked: size line, data, CRLF; the last chunk after them).
+        pieces: list = self.pending[1:]
+        if self.body_kind == BODY_CHUNKED:
+            pieces = pieces[1::3]
+        if self.held is not None:
+            pieces.append(self.held)
+        piece: bytes
+        for piece in pieces:
+            check.update(piece)
+        if self.request_done:
+            return check.finish()
+        if self.body_check is not None:
+            self.body_check = _BodyChecks(self.body_check, check)
+            return None
+        self.body_check = check
+        pending: list = self.pending
+        if len(pending) > 1:
+            held: bytes
+            if self.body_kind == BODY_CHUNKED:
+                held = pending[-2]
+                del pending[-3:]
+            else:
+                held = pending.pop()
+            self.pending_bytes -= len(held)
+            self.held = held
+        return None
+
+    @cython.cfunc
+    def _hold_back(self, data: bytes) -> None:
+        """A piece of a checked body: checked, and held; the one held before
+        it goes on."""
+        self.body_check.update(data)
+        held: bytes | None = self.held
+        self.held = data
+        if held is not None:
+            self._release(held)
+
+    @cython.cfunc
+    def _release(self, data: bytes) -> None:
+        if self.body_kind == BODY_CHUNKED:
+            self.pending += (b"%x\r\n" % len(data), data, b"\r\n")
+        else:
+            self.pending.append(data)
+        self.pending_bytes += len(data)
+
+
+class _BodyChecks:
+    """Two checks on one body (two middleware each put one), run as one."""
+
+    __slots__ = ("first", "second")
+
+    def __init__(self, first: Any, second: Any) -> None:
+        self.first = first
+        self.second = second
+
+    def update(self, data: bytes) -> None:
+        self.first.update(data)
+        self.second.update(data)
+
+    def finish(self) -> Any:
+        refusal = self.first.finish()
+        second = self.second.finish()
+        return refusal if refusal is not None else second
 
 
 @cython.cclass
@@ -664,7 +768,8 @@ class ClientProtocol:
         ex: Exchange
         if queue:
             ex = queue[0]
-            if not ex.started:
+            if not ex.started or ex.response is not None:
+                # (A started exchange has a response when a body check refused it.)
                 self._advance()
             elif ex.pending and ex.upstream is not None:
                 ex.upstream.send_pending()
@@ -741,11 +846,14 @@ class ClientProtocol:
                 ex.body = None
                 self._answer(ex, responses.ADMIN_BODY_TOO_LARGE_CLOSE, True)
             return
-        if ex.body_kind == BODY_CHUNKED:
-            ex.pending += (b"%x\r\n" % len(data), data, b"\r\n")
+        if ex.body_check is not None:
+            ex._hold_back(data)
         else:
-            ex.pending.append(data)
-        ex.pending_bytes += len(data)
+            if ex.body_kind == BODY_CHUNKED:
+                ex.pending += (b"%x\r\n" % len(data), data, b"\r\n")
+            else:
+                ex.pending.append(data)
+            ex.pending_bytes += len(data)
         if ex.collected is not None:
             ex.collected.append(data)
             ex.collected_bytes += len(data)
@@ -768,8 +876,38 @@ class ClientProtocol:
             if ex.admin and ex.body is not None:
                 self._dispatch_admin(ex)
             return
+        if ex.body_check is not None and not self._body_accepted(ex):
+            return
         if ex.body_kind == BODY_CHUNKED:
             ex.pending.append(b"0\r\n\r\n")
+
+    @cython.cfunc
+    def _body_accepted(self, ex: Exchange) -> cython.bint:
+        """The end of a checked body: release the piece held back, or refuse."""
+        check = ex.body_check
+        held: bytes | None = ex.held
+        ex.body_check = None
+        ex.held = None
+        refusal = check.finish()
+        if refusal is None:
+            if held is not None:
+                ex._release(held)
+            return True
+        upstream: UpstreamConnection | None = ex.upstream
+        if upstream is not None:
+            # Inside a request whose end it never got: closed, never reused.
+            upstream.abandon()
+            ex.upstream = None
+            self.resume_reading(PAUSE_UPSTREAM)
+        if ex.response_started:
+            # The upstream answered before the body ended and that answer is
+            # being relayed: it cannot become the refusal.
+            self.abort()
+            return False
+        # Answered by data_received once the parser returns (and kept alive:
+        # the request was framed soundly and read to its end).
+        self._answer(ex, refusal, False)
+        return False
 
     # -- routing ---------------------------------------------------------------
 
@@ -924,6 +1062,8 @@ class ClientProtocol:
         ex.response = response
         ex.pending = []
         ex.pending_bytes = 0
+        ex.body_check = None
+        ex.held = None
         if not close and ex.expect_continue and not ex.request_done:
             # Refused before its 100 Continue: the client may or may not send
             # the body it announced, so the stream cannot be trusted after it.
@@ -962,6 +1102,8 @@ class ClientProtocol:
         ex.response = response
         ex.close_after = True
         ex.pending = []
+        ex.body_check = None
+        ex.held = None
         self._advance()
 
     @cython.cfunc
@@ -1316,6 +1458,12 @@ class UpstreamPool:
         conn: UpstreamConnection = task.result()
         if client.transport is None or self.closed:
             conn.close()
+            return
+        if ex.response is not None:
+            # Answered while connecting (a body check refused it, the rest of
+            # the request was malformed): nothing to send, the fresh
+            # connection waits for the next request.
+            self.release(conn)
             return
         self.busy.add(conn)
         conn.attach(ex)
