@@ -155,7 +155,6 @@ class HmacAuth:
 
     def __init__(self, spec: ApiSpec, config: HmacConfig, services: Services) -> None:
         self.source = config.credential.source(strip=spec.strip_auth_data, bearer=False)
-        self.probe = config.credential.source(strip=False, bearer=False)
         self.allowed = frozenset(config.algorithms)
         self.only = config.algorithms[0] if len(config.algorithms) == 1 else ""
         self.skew = config.clock_skew
@@ -174,7 +173,7 @@ class HmacAuth:
 
     def present(self, req: Request) -> bool:
         """Whether the request carries a signature (``auth_mode: any``)."""
-        return bool(self.probe.read(req))
+        return bool(self.source.peek(req))
 
     def process(self, req: Request) -> Outcome:
         # The target as received, before a credential parameter is stripped.
