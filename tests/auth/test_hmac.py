@@ -334,3 +334,41 @@ def test_rsa_refusals_are_401_never_500(gw, rsa_key):
         resp = get(gw, target, headers)
         assert resp.status_code == 401, (key_id, resp.text)
         assert resp.json() == {"error": MESSAGE}
+
+
+# --------------------------------------------------------------------------- body digests
+
+
+def _digest_headers(target: str, body: bytes, name: str = "Digest",
+                    value: str | None = None) -> dict[str, str]:
+    import base64
+    import hashlib
+
+    if value is None:
+        encoded = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        value = f"SHA-256={encoded}" if name == "Digest" else f"sha-256=:{encoded}:"
+    return signed_headers(target, method="POST",
+                          signed=["(request-target)", "date", name.lower()],
+                          extra_headers={name: value})
+
+
+@pytest.mark.parametrize("name", ["Digest", "Content-Digest"])
+def test_signed_digest_is_checked_against_the_body(gw, name):
+    body = b"amount=10&to=alice" * 1000
+    headers = _digest_headers("/h/pay", body, name)
+    resp = requests.post(gw.url("/h/pay"), data=body, headers=headers, timeout=10)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["body_length"] == len(body)
+    # the same signed headers over another body: the upstream never gets it whole
+    tampered = body.replace(b"alice", b"mallo")
+    resp = requests.post(gw.url("/h/pay"), data=tampered, headers=headers, timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert "does not match" in resp.json()["error"]
+
+
+def test_unsigned_digest_is_not_a_signature_concern(gw):
+    body = b"payload"
+    headers = signed_headers("/h/pay", method="POST", signed=["(request-target)", "date"],
+                             extra_headers={"Digest": "SHA-256=bm90LXRoZS1kaWdlc3Q="})
+    resp = requests.post(gw.url("/h/pay"), data=body, headers=headers, timeout=10)
+    assert resp.status_code == 200, resp.text
