@@ -75,6 +75,8 @@ _CORE_FIELDS: frozenset[str] = frozenset(
     | {"id", "_id", "slug"}
     # Shared by every auth method.
     | {"auth_configs", "strip_auth_data", "base_identity_provided_by"}
+    # fastgate's own: all methods must pass, or any one (fastgate.middleware.any_auth).
+    | {"auth_mode"}
     # Limits.
     | {"global_rate_limit"}
     # Key lifetime in the store.

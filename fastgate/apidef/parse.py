@@ -35,6 +35,7 @@ from fastgate.config import (
     string_map,
 )
 from fastgate.middleware.headers import parse_global_headers
+from fastgate.middleware.any_auth import AUTH_MODES
 
 __all__ = ["parse_api_definition"]
 
@@ -95,6 +96,8 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
     strip_auth_data = top.boolean("strip_auth_data")
     base_identity = _base_identity(top, auth)
     limit_section = top.section("global_rate_limit")
+    # fastgate's own: "any" is the OR of TykTechnologies/tyk#2623.
+    auth_mode = top.string("auth_mode", "all", choices=AUTH_MODES)
     global_rate = limit_section.number("rate", 0)
     global_per = limit_section.number("per", 0)
     global_rate_limit = (global_rate, global_per) if global_rate > 0 and global_per > 0 else None
@@ -138,6 +141,7 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
         base_identity=base_identity,
         global_rate_limit=global_rate_limit,
         session_lifetime=session_lifetime,
+        auth_mode=auth_mode,
         session_lifetime_respects_key_expiration=respects_expiration,
         enable_context_vars=context_vars,
         global_headers_remove=headers_remove,

@@ -55,6 +55,10 @@ class ApiSpec:
     #: "basic_auth_user", ...) of the method whose session drives access
     #: rights and limits when several are chained; "" when any may set it.
     base_identity: str = ""
+    #: fastgate's ``auth_mode``: "all" (Tyk's: every method in ``auth`` must
+    #: pass) or "any" (the first method whose credential the request carries
+    #: decides: :mod:`fastgate.middleware.any_auth`).
+    auth_mode: str = "all"
     #: API-wide rate limit ``(rate, per)`` for every caller, keyless APIs
     #: included; None when unset (rate or per <= 0, as in Tyk).
     global_rate_limit: tuple[float, float] | None = None

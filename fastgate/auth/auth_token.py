@@ -152,6 +152,10 @@ class AuthToken:
         self.bindings = spec.client_certificates is not None
         self.org_id = spec.org_id
 
+    def present(self, req: Request) -> bool:
+        """Whether the request carries a key where it is read (``auth_mode: any``)."""
+        return bool(self.source.peek(req))
+
     def process(self, req: Request) -> Outcome:
         key = self.source.read(req)
         if not key:
@@ -171,10 +175,11 @@ class AuthToken:
                 refusal = self._certificate_binding(req, found)
                 if refusal is not None:
                     return refusal
-            if self.identity.base or req.session is None:
+            if self.identity.base:
                 req.session_key = skey
                 req.session = found
-            return None
+                return None
+            return self.identity.accept(req, (skey, found))
         try:
             search = find_session(sessions, names, _token, found)
         except StoreError as exc:
@@ -188,8 +193,7 @@ class AuthToken:
             refusal = self._certificate_binding(req, found[1])
             if refusal is not None:
                 return refusal
-        self.identity.accept(req, found)
-        return None
+        return self.identity.accept(req, found)
 
     def _certificate_binding(self, req: Request, entry: CachedSession) -> bytes | None:
         """Tyk's ``validateCertificateBinding``: a key with
@@ -227,6 +231,10 @@ class CertificateAuth:
         self.names = KeyNames(candidates)
         self.identity = Identity(spec, METHOD.identity)
 
+    def present(self, req: Request) -> bool:
+        """Whether the connection has a client certificate (``auth_mode: any``)."""
+        return req.client_certificate is not None
+
     def process(self, req: Request) -> Outcome:
         cert = req.client_certificate
         if cert is None:
@@ -253,9 +261,10 @@ class CertificateAuth:
                 stored: bool, cert_id: str) -> bytes | None:
         if not stored:
             return CERT_NOT_STORED
-        self.identity.accept(req, found)
-        req.certificate_id = cert_id  # the leaf's own id: more precise than a CA's
-        return None
+        refusal = self.identity.accept(req, found)
+        if refusal is None:
+            req.certificate_id = cert_id  # the leaf's own id: more precise than a CA's
+        return refusal
 
 
 METHOD = AuthMethodSpec(

@@ -144,6 +144,17 @@ class BasicAuth:
         self.in_flight: dict[bytes, asyncio.Future[bool]] = {}
         self._digest_key = secrets.token_bytes(32)
 
+    def present(self, req: Request) -> bool:
+        """Whether the request carries Basic credentials (``auth_mode: any``):
+        its header in the Basic scheme, or -- with ``extract_from_body`` -- a
+        body to read them from."""
+        header = req.header(self.header)
+        if header and header.lstrip()[:6].lower() == b"basic ":
+            return True
+        return self.body_user is not None and (
+            req.header(b"transfer-encoding") is not None
+            or (req.header(b"content-length") or b"0").strip() not in (b"0", b""))
+
     def process(self, req: Request) -> Outcome:
         credentials = self._from_header(req)
         if isinstance(credentials, bytes):
@@ -204,8 +215,7 @@ class BasicAuth:
             remembered = self.verified.get(digest)
             if remembered is not None and remembered[0] is stored and \
                     remembered[1] > time.monotonic():
-                self.identity.accept(req, found)
-                return None
+                return self.identity.accept(req, found)
         return self._verify(req, found, entry, password, stored, digest)
 
     async def _verify(self, req: Request, found: tuple[str, CachedSession],
@@ -229,8 +239,7 @@ class BasicAuth:
             if len(self.verified) >= MAX_VERIFIED:
                 self.verified.popitem(last=False)
             self.verified[digest] = (stored, time.monotonic() + self.ttl)
-        self.identity.accept(req, found)
-        return None
+        return self.identity.accept(req, found)
 
 
 def _build(spec: ApiSpec, config: BasicAuthConfig, services: Services) -> BasicAuth:

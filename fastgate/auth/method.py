@@ -12,7 +12,12 @@ chain builder read the registry and never name a method.
 The middleware a factory builds is an :class:`AuthMethod`: ``process(request)``
 answers synchronously when it can and hands back an awaitable only when it
 needs I/O (a session not cached, a JWKS fetch).  It finds a session and hands
-it to the request through :class:`fastgate.auth.identity.Identity`.
+it to the request through :class:`fastgate.auth.identity.Identity` -- and
+returns what ``Identity.accept`` answers: a key that is not the base identity
+may still be refused there (expired, inactive).  ``present(request)`` says,
+without running the method, whether the request carries its credential: an
+API with ``auth_mode: "any"`` (:mod:`fastgate.middleware.any_auth`) hands the
+request to the first method whose credential is present.
 """
 
 from __future__ import annotations
@@ -34,7 +39,28 @@ class AuthMethod(Protocol):
 
     name: ClassVar[str]
 
-    def process(self, req: Request, /) -> Outcome: ...
+    def process(self, req: Request, /) -> Outcome:
+        """Refuse (a prepared response), go on (None) or wait (an awaitable).
+
+        The session found goes to the request through
+        :meth:`fastgate.auth.identity.Identity.accept`, whose answer is
+        returned (a refusal of a non-base key that is expired or inactive).
+        """
+
+    def present(self, req: Request, /) -> bool:
+        """Whether the request carries this method's credential -- where
+        ``process`` would read it, without reading, stripping or verifying
+        anything: cheap, synchronous, no I/O and no side effect.
+
+        False exactly when ``process`` would answer its "missing credential"
+        refusal; a credential that is present but wrong is present.  Used by
+        ``auth_mode: "any"``: the first method (in chain order) whose
+        credential is present decides the request.  Every method implements
+        it: the auth token and JWT (their credential source reads something;
+        JWT: something shaped like a JWS), Basic (its header in the Basic
+        scheme, or a body to extract from), HMAC (its signature header), the
+        client certificate for the mTLS methods.
+        """
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,11 @@ mTLS (the client certificate's allow-list, when on), the API-wide rate
 limit, the split-token endpoint (when on), then the authentication methods
 the definition enables -- ``spec.auth``, which the definition loader took
 from :data:`fastgate.auth.REGISTRY`, filtered and sorted by Tyk's chain
-order; all of them must pass -- then the checks on the session they found
-(inactive, expiry, access rights), its limits, and last the headers sent
-upstream (the split token's JWT, the global headers).
-Nothing here names a method.
+order; all of them must pass (with ``auth_mode: "any"`` one step tries them
+instead, static mTLS among them: :mod:`fastgate.middleware.any_auth`) --
+then the checks on the session they found (inactive, expiry, access rights),
+its limits, and last the headers sent upstream (the split token's JWT, the
+global headers).  Nothing here names a method.
 
 Running the chain costs no Task while every step answers synchronously; the
 first step that needs I/O turns the rest of the chain into one coroutine.
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from fastgate.auth.jwt.split_token import SplitTokenEndpoint, SplitTokenUpstream
 from fastgate.middleware.headers import GlobalHeaders
+from fastgate.middleware.any_auth import Alternative, AnyOf, WhenSession
 from fastgate.middleware.limits import GlobalRateLimit, SessionLimits
 from fastgate.middleware.mtls import CertificateCheck
 from fastgate.middleware.session_checks import SessionChecks
@@ -81,20 +83,30 @@ class Chain:
 def build_chain(spec: ApiSpec, services: Services) -> Chain | None:
     """The chain for ``spec``, or None when nothing applies (keyless, no limit)."""
     steps: list[Middleware] = []
-    if spec.client_certificates is not None:
-        steps.append(CertificateCheck.for_api(spec, services))
+    mtls = CertificateCheck.for_api(spec, services) \
+        if spec.client_certificates is not None else None
+    auth: list[Alternative] = []
+    for method, settings in spec.auth:
+        assert method.build is not None  # the loader keeps implemented methods only
+        auth.append(method.build(spec, settings, services))
+    any_of = spec.auth_mode == "any" and len(auth) + (mtls is not None) > 1
+    if mtls is not None and not any_of:
+        steps.append(mtls)
     if spec.global_rate_limit is not None:
         steps.append(GlobalRateLimit(spec, services))
     if spec.split_token is not None:
         steps.append(SplitTokenEndpoint(spec, spec.split_token, services))
-    auth: list[Middleware] = []
-    for method, settings in spec.auth:
-        assert method.build is not None  # the loader keeps implemented methods only
-        auth.append(method.build(spec, settings, services))
     if auth:
-        steps += auth
-        steps.append(SessionChecks(spec, services))
-        steps.append(SessionLimits(spec, services))
+        checks: list[Middleware] = [SessionChecks(spec, services), SessionLimits(spec, services)]
+        if not any_of:
+            steps += auth
+        elif mtls is None:
+            steps.append(AnyOf(auth))
+        else:
+            steps.append(AnyOf([mtls, *auth]))
+            # A request static mTLS admitted on its own has no session to check.
+            checks = [WhenSession(step) for step in checks]
+        steps += checks
     if spec.split_token is not None:
         steps.append(SplitTokenUpstream())
     if spec.global_headers or spec.global_headers_remove:

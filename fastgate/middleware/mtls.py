@@ -86,6 +86,11 @@ class CertificateCheck:
         return cls((*spec.client_certificates, *services.config.api_client_certificates),
                    services.certificates, services.clock)
 
+    def present(self, req: Request) -> bool:
+        """Whether the connection has a client certificate: static mTLS is one
+        of the alternatives of ``auth_mode: "any"`` (:mod:`.any_auth`)."""
+        return req.client_certificate is not None
+
     def process(self, req: Request) -> Outcome:
         if not req.tls:
             return TLS_NOT_ENABLED

@@ -366,8 +366,7 @@ class _Check:
 
     def accept(self) -> Outcome:
         assert self.entry is not None
-        self.auth.identity.accept(self.req, (self.skey, self.entry))
-        return None
+        return self.auth.identity.accept(self.req, (self.skey, self.entry))
 
 
 METHOD = AuthMethodSpec(

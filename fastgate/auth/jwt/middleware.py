@@ -169,6 +169,13 @@ class JwtAuth:
 
     # -- the request ------------------------------------------------------------
 
+    def present(self, req: Request) -> bool:
+        """Whether the request carries a JWT where it is read (``auth_mode:
+        any``): something with a JWS's shape (two dots), so that a JWT and an
+        auth token may share a header."""
+        raw = self.source.peek(req)
+        return raw is not None and raw.count(b".") == 2
+
     def process(self, req: Request) -> Outcome:
         raw = self.source.read(req)
         if not raw:
@@ -179,8 +186,7 @@ class JwtAuth:
             return self._verify(req, raw, now)
         found = self.sessions.lookup(plan.skey)
         if found.__class__ is CachedSession and self._current(found, plan):
-            self._accept(req, plan, found)
-            return None
+            return self._accept(req, plan, found)
         return self._verify(req, raw, now)
 
     def _current(self, found: CachedSession, plan: _Plan) -> bool:
@@ -200,15 +206,19 @@ class JwtAuth:
             return False
         return (session.get("oauth_client_id") or "") == plan.client_id
 
-    def _accept(self, req: Request, plan: _Plan, found: CachedSession) -> None:
+    def _accept(self, req: Request, plan: _Plan, found: CachedSession) -> bytes | None:
+        """Hands the session to the request (a non-base key may be refused)."""
         plan.entry = found
-        self.identity.accept(req, (plan.skey, found))
+        refusal = self.identity.accept(req, (plan.skey, found))
+        if refusal is not None:
+            return refusal
         if plan.context is not None:
             context = req.context
             if context is None:
                 req.context = dict(plan.context)
             else:
                 context.update(plan.context)
+        return None
 
     # -- verification -------------------------------------------------------------
 
@@ -259,8 +269,7 @@ class JwtAuth:
             return refusal
         plan = _Plan(skey, 0, "", secret, self._context(token), self._deadline(token))
         self.cache.put(token.raw, plan, key, plan.deadline)
-        self._accept(req, plan, found)
-        return None
+        return self._accept(req, plan, found)
 
     def _secret_key(self, secret: str) -> keys.VerifyKey | None:
         known = self._secret_keys.get(secret, False)
@@ -381,8 +390,7 @@ class JwtAuth:
             # The same identity, session and inputs as a token accepted before:
             # reconciling would find the session right again.
             plan.policies = last.policies
-            self._remember(req, token, key, plan, name, found)
-            return None
+            return self._remember(req, token, key, plan, name, found)
         return self._settle(req, token, key, plan, name, found)
 
     async def _after_base(self, pending: Awaitable[str], req: Request, token: jws.Token,
@@ -438,12 +446,11 @@ class JwtAuth:
         except Refusal as refusal:
             return _refuse(refusal.status, refusal.message)
         if wanted is None and found is not None:
-            self._remember(req, token, key, plan, name, found)
-            return None
+            return self._remember(req, token, key, plan, name, found)
         return self._store(req, token, key, plan, name, wanted or {})
 
     def _remember(self, req: Request, token: jws.Token, key: keys.VerifyKey, plan: _Plan,
-                  name: _Name | None, found: CachedSession) -> None:
+                  name: _Name | None, found: CachedSession) -> bytes | None:
         """Accepts the session found right for the token, and caches the token
         with the policies that session has (if it can be used at all)."""
         if found.refusal is None:
@@ -453,7 +460,7 @@ class JwtAuth:
                 self.cache.put(token.raw, plan, key, plan.deadline)
                 if name is not None:
                     name.last = plan
-        self._accept(req, plan, found)
+        return self._accept(req, plan, found)
 
     async def _store(self, req: Request, token: jws.Token, key: keys.VerifyKey, plan: _Plan,
                      name: _Name, session: dict[str, Any]) -> bytes | None:
@@ -480,8 +487,7 @@ class JwtAuth:
             return store_unavailable(exc)
         if found is None:
             return NOT_AUTHORIZED
-        self._remember(req, token, key, plan, name, found)
-        return None
+        return self._remember(req, token, key, plan, name, found)
 
 
 def _first_policy(hit: tuple[str, CachedSession] | None) -> str:
