@@ -46,7 +46,6 @@ except ImportError:  # pragma: no cover - the compiled build always has Cython
 from fastgate._core.compare import constant_time_equals
 
 __all__ = [
-    "HMAC_ALGORITHMS",
     "decode_signature",
     "encode_signature",
     "parse_parameters",
@@ -93,6 +92,19 @@ def _skip_ows(value: bytes, pos: cython.Py_ssize_t, end: cython.Py_ssize_t) -> c
     return pos
 
 
+def _unescape(text: bytes) -> bytes:
+    # The quoted-pairs of a quoted-string already checked: "\\x" -> "x".
+    out = bytearray()
+    pos: cython.Py_ssize_t = 0
+    end: cython.Py_ssize_t = len(text)
+    while pos < end:
+        if text[pos] == 0x5C:
+            pos += 1
+        out.append(text[pos])
+        pos += 1
+    return bytes(out)
+
+
 def parse_parameters(value: bytes) -> tuple[str, str, list[str], bytes]:
     """``(keyId, algorithm, headers, signature)`` from a Signature header value.
 
@@ -108,6 +120,10 @@ def parse_parameters(value: bytes) -> tuple[str, str, list[str], bytes]:
     unknown or repeated parameter, an empty value or list element, a bad
     quoted-string, trailing bytes.
     """
+    # Locals: compiled, indexing them is C (a module global is a dict lookup).
+    tchar: bytes = _TCHAR
+    qdtext: bytes = _QDTEXT
+    quotable: bytes = _QUOTABLE
     end: cython.Py_ssize_t = len(value)
     pos: cython.Py_ssize_t = _skip_ows(value, 0, end)
     # The auth-scheme, when the field carries one (Authorization does; a
@@ -120,7 +136,7 @@ def parse_parameters(value: bytes) -> tuple[str, str, list[str], bytes]:
     c: cython.int
     while True:
         start = pos
-        while pos < end and _TCHAR[value[pos]]:
+        while pos < end and tchar[value[pos]]:
             pos += 1
         if pos == start:
             raise ValueError("expected a parameter name")
@@ -135,28 +151,30 @@ def parse_parameters(value: bytes) -> tuple[str, str, list[str], bytes]:
         pos = _skip_ows(value, pos + 1, end)
         if pos < end and value[pos] == 0x22:  # quoted-string
             pos += 1
-            parts = bytearray()
+            start = pos
+            escaped: cython.bint = False
             while True:
                 if pos >= end:
                     raise ValueError(f"unterminated quoted value of {name!r}")
                 c = value[pos]
                 if c == 0x22:
-                    pos += 1
                     break
                 if c == 0x5C:  # "\" quoted-pair
-                    if pos + 1 >= end or not _QUOTABLE[value[pos + 1]]:
+                    if pos + 1 >= end or not quotable[value[pos + 1]]:
                         raise ValueError(f"bad escape in the value of {name!r}")
-                    parts.append(value[pos + 1])
+                    escaped = True
                     pos += 2
                     continue
-                if not _QDTEXT[c]:
+                if not qdtext[c]:
                     raise ValueError(f"control byte in the value of {name!r}")
-                parts.append(c)
                 pos += 1
-            text = bytes(parts)
+            text = value[start:pos]
+            pos += 1
+            if escaped:
+                text = _unescape(text)
         else:
             start = pos
-            while pos < end and _TCHAR[value[pos]]:
+            while pos < end and tchar[value[pos]]:
                 pos += 1
             text = value[start:pos]
         if not text:
@@ -224,6 +242,7 @@ def decode_signature(presented: bytes) -> bytes | None:
         return None
     raw = presented
     if b"%" in presented:
+        hexval: bytes = _HEX
         out = bytearray()
         pos: cython.Py_ssize_t = 0
         hi: cython.int
@@ -233,8 +252,8 @@ def decode_signature(presented: bytes) -> bytes | None:
             if c == 0x25:  # "%"
                 if pos + 2 >= end:
                     return None
-                hi = _HEX[presented[pos + 1]]
-                lo = _HEX[presented[pos + 2]]
+                hi = hexval[presented[pos + 1]]
+                lo = hexval[presented[pos + 2]]
                 if hi == 0xFF or lo == 0xFF:
                     return None
                 out.append(hi * 16 + lo)
