@@ -85,6 +85,9 @@ _CORE_FIELDS: frozenset[str] = frozenset(
     | {"enable_context_vars", "split_token"}
     # Static mTLS (fastgate.middleware.mtls): keyless APIs too.
     | {"use_mutual_tls_auth", "client_certificates"}
+    # Tyk's request_signing: the gateway signs what it sends upstream
+    # (fastgate.auth.hmac.request_signing).
+    | {"request_signing"}
     # TLS towards the upstream (fastgate.server.upstream_tls).
     | {"upstream_certificates", "upstream_certificates_disabled", "pinned_public_keys",
        "certificate_pinning_disabled"}

@@ -25,6 +25,7 @@ from fastgate.apidef.fields import (
 )
 from fastgate.apidef.spec import ApiSpec, AuthEntry
 from fastgate.auth import REGISTRY
+from fastgate.auth.hmac.request_signing import parse_request_signing
 from fastgate.auth.jwt.split_token import parse_split_token
 from fastgate.config import (
     ConfigError,
@@ -34,8 +35,8 @@ from fastgate.config import (
     parse_upstream_tls,
     string_map,
 )
-from fastgate.middleware.headers import parse_global_headers
 from fastgate.middleware.any_auth import AUTH_MODES
+from fastgate.middleware.headers import parse_global_headers
 
 __all__ = ["parse_api_definition"]
 
@@ -95,9 +96,9 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
     auth = _auth(top, flags, use_keyless)
     strip_auth_data = top.boolean("strip_auth_data")
     base_identity = _base_identity(top, auth)
-    limit_section = top.section("global_rate_limit")
     # fastgate's own: "any" is the OR of TykTechnologies/tyk#2623.
     auth_mode = top.string("auth_mode", "all", choices=AUTH_MODES)
+    limit_section = top.section("global_rate_limit")
     global_rate = limit_section.number("rate", 0)
     global_per = limit_section.number("per", 0)
     global_rate_limit = (global_rate, global_per) if global_rate > 0 and global_per > 0 else None
@@ -111,6 +112,7 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
     transport = proxy.section("transport")
     ignored += [f"{prefix}proxy.transport.{name}"
                 for name in ("proxy_url", "ssl_force_common_name_check") if transport.get(name)]
+    request_signing = parse_request_signing(top)
     split_token = parse_split_token(
         top, keyless=use_keyless,
         uses_auth_token=any(method.name == "auth_token" for method, _settings in auth))
@@ -139,14 +141,15 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
         auth=auth,
         strip_auth_data=strip_auth_data,
         base_identity=base_identity,
+        auth_mode=auth_mode,
         global_rate_limit=global_rate_limit,
         session_lifetime=session_lifetime,
-        auth_mode=auth_mode,
         session_lifetime_respects_key_expiration=respects_expiration,
         enable_context_vars=context_vars,
         global_headers_remove=headers_remove,
         global_headers=headers,
         split_token=split_token,
+        request_signing=request_signing,
         client_certificates=client_certificates,
         upstream_tls=upstream_tls,
     )

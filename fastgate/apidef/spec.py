@@ -76,6 +76,8 @@ class ApiSpec:
     global_headers: tuple[Any, ...] = ()
     #: The ``split_token`` section (:mod:`fastgate.auth.jwt.split_token`), or None.
     split_token: Any = None
+    #: Tyk's ``request_signing`` (:mod:`fastgate.auth.hmac.request_signing`), or None.
+    request_signing: Any = None
     #: Static mTLS (``use_mutual_tls_auth``): the ``client_certificates``
     #: allow-list (certificate-store ids), or None when off.  Applies to
     #: keyless APIs too (:mod:`fastgate.middleware.mtls`).

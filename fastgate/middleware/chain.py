@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
+from fastgate.auth.hmac.request_signing import RequestSigning
 from fastgate.auth.jwt.split_token import SplitTokenEndpoint, SplitTokenUpstream
-from fastgate.middleware.headers import GlobalHeaders
 from fastgate.middleware.any_auth import Alternative, AnyOf, WhenSession
+from fastgate.middleware.headers import GlobalHeaders
 from fastgate.middleware.limits import GlobalRateLimit, SessionLimits
 from fastgate.middleware.mtls import CertificateCheck
 from fastgate.middleware.session_checks import SessionChecks
@@ -111,4 +112,6 @@ def build_chain(spec: ApiSpec, services: Services) -> Chain | None:
         steps.append(SplitTokenUpstream())
     if spec.global_headers or spec.global_headers_remove:
         steps.append(GlobalHeaders(spec))
+    if spec.request_signing is not None:
+        steps.append(RequestSigning(spec, spec.request_signing, services))
     return Chain(steps) if steps else None
