@@ -71,6 +71,11 @@ class Request(Protocol):
     def query(self) -> bytes: ...
     @property
     def client_ip(self) -> bytes: ...
+    @property
+    def request_headers(self) -> list[tuple[bytes, bytes, bytes]]:
+        """Every field of the header section as received, in order:
+        ``(lower-cased name, name, value)`` (RFC 9421 signs all the values
+        of a field, not only the first)."""
 
     session: CachedSession | None
     session_key: str | None

@@ -784,7 +784,8 @@ def test_tyk_lists_hold_what_fastgate_implements() -> None:
     # are fastgate's own, in the README).
     not_tyks = IMPLEMENTED_FIELDS - API_DEFINITION_FIELDS
     assert not_tyks == {"_id", "jwt_issuer", "jwt_audience", "split_token", "auth_mode",
-                        "hmac_accept_path_only_target", "hmac_replay_protection"}
+                        "hmac_accept_path_only_target", "hmac_replay_protection",
+                        "http_message_signatures"}
     assert IMPLEMENTED_PROXY_FIELDS <= PROXY_FIELDS
     assert not SCHEMA_ONLY_FIELDS & API_DEFINITION_FIELDS
     # Read at TykTechnologies/tyk@31e219be: the sizes of the structs there.

@@ -21,6 +21,7 @@ lookup, the hand-off to the request).
 from __future__ import annotations
 
 from fastgate.auth import auth_token, basic_auth, hmac, jwt
+from fastgate.auth.hmac import message_signatures
 from fastgate.auth.method import AuthMethod, AuthMethodSpec
 
 __all__ = ["REGISTRY", "AuthMethod", "AuthMethodSpec", "by_identity"]
@@ -31,6 +32,7 @@ REGISTRY: tuple[AuthMethodSpec, ...] = tuple(sorted((
     AuthMethodSpec("external_oauth", ("external_oauth.enabled",), 20, ""),
     basic_auth.METHOD,
     hmac.METHOD,
+    message_signatures.METHOD,
     jwt.METHOD,
     AuthMethodSpec("oidc", ("use_openid",), 60, "oidc_user",
                    frozenset({"openid_options", "scopes", "idp_client_id_mapping_disabled"})),
