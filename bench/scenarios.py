@@ -12,13 +12,17 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import replace
 from email.utils import formatdate
 from typing import Any
 
-from bench import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from bench import client, jwt
 from bench.luagen import write_rotating_requests_script
 from bench.spec import (
     CLIENT_CA_ID,
@@ -202,6 +206,63 @@ SCENARIOS.append(
                                      hmac_allowed_clock_skew=SIGNATURE_SKEW_MS),),
         gateway_config={"hash_keys": True},
         setup=create_hmac_keys,
+    )
+)
+
+
+#: Keys (each its own Ed25519 key pair) the RFC 9421 scenario rotates through.
+RFC9421_KEYS = 1_000
+
+
+def create_rfc9421_keys(ctx: SetupContext) -> WrkPlan:
+    """RFC9421_KEYS keys, each naming its own Ed25519 public key in the
+    certificate store, and one pre-computed signature per key over
+    ``("@method" "@authority" "@path")`` created at setup time (written here
+    from RFC 9421 §2.5, independently of fastgate's code)."""
+    authority = urllib.parse.urlsplit(ctx.gateway_url).netloc.lower()
+    created = int(time.time())
+    session = {
+        "access_rights": {"bench": {"api_id": "bench", "api_name": "bench",
+                                    "versions": ["Default"]}},
+        "rate": 0, "per": 0, "quota_max": -1, "expires": 0,
+        "enable_http_signature_validation": True,
+    }
+    header_sets = []
+    for index in range(RFC9421_KEYS):
+        private = ed25519.Ed25519PrivateKey.generate()
+        pem = private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        added = client.request(ctx.gateway_url, "POST", "/tyk/certs",
+                               {"X-Tyk-Authorization": ctx.secret}, pem, timeout=30.0)
+        if added.status != 200:
+            raise RuntimeError(f"storing a public key failed: {added.status} {added.body!r}")
+        key_id = f"sig-bench-{index:05d}"
+        resp = ctx.admin("POST", f"/tyk/keys/{key_id}",
+                         {**session, "rsa_certificate_id": added.json()["id"]})
+        if resp.status != 200:
+            raise RuntimeError(f"creating a key failed: {resp.status} {resp.body!r}")
+        params = (f'("@method" "@authority" "@path");created={created};'
+                  f'keyid="{key_id}";alg="ed25519"')
+        base = (f'"@method": GET\n"@authority": {authority}\n"@path": /\n'
+                f'"@signature-params": {params}').encode()
+        signature = base64.b64encode(private.sign(base)).decode()
+        header_sets.append({"Signature-Input": f"sig1={params}",
+                            "Signature": f"sig1=:{signature}:"})
+    script = write_rotating_requests_script(ctx.work_dir / "rfc9421.lua", header_sets)
+    return replace(ctx.plan, script=script, probe=Probe(headers=header_sets[0]))
+
+
+SCENARIOS.append(
+    Scenario(
+        name="rfc9421-ed25519",
+        description=(f"RFC 9421 HTTP Message Signatures, ed25519 over @method @authority "
+                     f"@path, {RFC9421_KEYS:,} keys (one public key each) rotating"),
+        api_definitions=(keyless_api(use_keyless=False, http_message_signatures={
+            "enabled": True, "algorithms": ["ed25519"],
+            "required_components": ["@method", "@authority", "@path"],
+            "max_age": SIGNATURE_SKEW_MS // 1000}),),
+        gateway_config={"hash_keys": True},
+        setup=create_rfc9421_keys,
     )
 )
 
