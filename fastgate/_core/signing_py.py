@@ -48,6 +48,7 @@ from fastgate._core.compare import constant_time_equals
 __all__ = [
     "decode_signature",
     "encode_signature",
+    "matches",
     "parse_parameters",
     "sign_hmac",
     "signing_string",
@@ -283,12 +284,17 @@ def sign_hmac(algorithm: str, key: bytes, message: bytes) -> bytes:
     return hmac.digest(key, message, digest)
 
 
-def verify_hmac(algorithm: str, key: bytes, message: bytes, presented: bytes) -> bool:
-    """Whether ``presented`` (as the client sent it, encoded) is the MAC of
-    ``message`` under ``key``; compared in constant time.  ValueError for an
-    algorithm that is not an HMAC one."""
-    expected = sign_hmac(algorithm, key, message)
+def matches(expected: bytes, presented: bytes) -> bool:
+    """Whether ``presented`` (as the client sent it, encoded) decodes to the
+    MAC ``expected``; compared in constant time."""
     decoded = decode_signature(presented)
     if decoded is None:
         decoded = b""
     return constant_time_equals(expected, decoded)
+
+
+def verify_hmac(algorithm: str, key: bytes, message: bytes, presented: bytes) -> bool:
+    """Whether ``presented`` (as the client sent it, encoded) is the MAC of
+    ``message`` under ``key``; compared in constant time.  ValueError for an
+    algorithm that is not an HMAC one."""
+    return matches(sign_hmac(algorithm, key, message), presented)

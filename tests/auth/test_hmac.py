@@ -372,3 +372,15 @@ def test_unsigned_digest_is_not_a_signature_concern(gw):
                              extra_headers={"Digest": "SHA-256=bm90LXRoZS1kaWdlc3Q="})
     resp = requests.post(gw.url("/h/pay"), data=body, headers=headers, timeout=10)
     assert resp.status_code == 200, resp.text
+
+
+def test_a_changed_secret_takes_effect_at_once(gw):
+    admin = _admin(gw)
+    admin.add_key("rotating", session(("h",), hmac_enabled=True, hmac_string="first-secret"))
+    assert get(gw, "/h/x", signed_headers("/h/x", key_id="rotating",
+                                          secret="first-secret")).status_code == 200
+    admin.update_key("rotating", session(("h",), hmac_enabled=True,
+                                         hmac_string="second-secret"))
+    refused(get(gw, "/h/x", signed_headers("/h/x", key_id="rotating", secret="first-secret")))
+    assert get(gw, "/h/x", signed_headers("/h/x", key_id="rotating",
+                                          secret="second-secret")).status_code == 200

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import hmac
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -94,6 +95,17 @@ INVALID = error_response(401, _MESSAGE)
 
 #: Parsed Date values remembered (a busy gateway sees one per second).
 _MAX_DATES = 1024
+#: Keyed HMAC contexts remembered (one per key secret in use).
+_MAX_KEYED = 100_000
+#: Tyk's HMAC algorithm names -> the hash.
+_DIGESTS = {"hmac-sha1": "sha1", "hmac-sha256": "sha256", "hmac-sha384": "sha384",
+                   "hmac-sha512": "sha512"}
+
+
+def _mac(keyed: Any, message: bytes) -> bytes:
+    mac = keyed.copy()
+    mac.update(message)
+    return mac.digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +180,7 @@ class HmacAuth:
                                       hash_function=services.hash_key_function)
         self.identity = Identity(spec, METHOD.identity)
         self._dates: dict[bytes, float | None] = {}
+        self._macs: dict[tuple[str, str], Any] = {}
         # rsa_certificate_id -> (certificate generation, public key or None)
         self._public_keys: dict[str, tuple[int, rsa.RSAPublicKey | None]] = {}
 
@@ -240,6 +253,18 @@ class HmacAuth:
         from fastgate.auth.hmac.digest import watch_body
 
         return watch_body(req, name, value)
+
+    def keyed(self, algorithm: str, secret: str) -> Any:
+        """An HMAC context keyed with ``secret``, to copy per message: OpenSSL
+        derives the padded key once per key, not per request (bounded)."""
+        macs = self._macs
+        keyed = macs.get((algorithm, secret))
+        if keyed is None:
+            keyed = hmac.new(secret.encode(), digestmod=_DIGESTS[algorithm])
+            if len(macs) >= _MAX_KEYED:
+                macs.clear()
+            macs[(algorithm, secret)] = keyed
+        return keyed
 
     def public_key(self, cert_id: str) -> Any:
         """The RSA public key ``cert_id`` names (None when the store has none),
@@ -320,10 +345,10 @@ class _Check:
                 session.get("hmac_enabled") or session.get("enable_http_signature_validation")):
             log.info("HMAC: key has no hmac_string or HMAC not enabled for it")
             return INVALID
-        key_bytes = secret.encode()
-        if not signing.verify_hmac(self.algorithm, key_bytes, self.message, self.signature) \
-                and not (self.fallback and signing.verify_hmac(
-                    self.algorithm, key_bytes, self.fallback, self.signature)):
+        keyed = self.auth.keyed(self.algorithm, secret)
+        if not signing.matches(_mac(keyed, self.message), self.signature) \
+                and not (self.fallback and signing.matches(_mac(keyed, self.fallback),
+                                                           self.signature)):
             log.info("HMAC: signature does not match")
             return INVALID
         return self.verified()
