@@ -206,6 +206,7 @@ SCENARIOS.append(
                                      hmac_allowed_clock_skew=SIGNATURE_SKEW_MS),),
         gateway_config={"hash_keys": True},
         setup=create_hmac_keys,
+        rps_goal_vs_nginx=0.5,
     )
 )
 
