@@ -97,9 +97,6 @@ INVALID = error_response(401, _MESSAGE)
 _MAX_DATES = 1024
 #: Keyed HMAC contexts remembered (one per key secret in use).
 _MAX_KEYED = 100_000
-#: Tyk's HMAC algorithm names -> the hash.
-_DIGESTS = {"hmac-sha1": "sha1", "hmac-sha256": "sha256", "hmac-sha384": "sha384",
-                   "hmac-sha512": "sha512"}
 
 
 def _mac(keyed: Any, message: bytes) -> bytes:
@@ -260,7 +257,7 @@ class HmacAuth:
         macs = self._macs
         keyed = macs.get((algorithm, secret))
         if keyed is None:
-            keyed = hmac.new(secret.encode(), digestmod=_DIGESTS[algorithm])
+            keyed = hmac.new(secret.encode(), digestmod=signing.HMAC_ALGORITHMS[algorithm])
             if len(macs) >= _MAX_KEYED:
                 macs.clear()
             macs[(algorithm, secret)] = keyed
