@@ -84,6 +84,15 @@ def check_event(event: str) -> None:
         raise ValueError(f"invalid store event name {event!r}: non-empty, no ':'")
 
 
+def check_table(table: str) -> None:
+    """Refuse record-table names that are not short lower-case words."""
+    if not (0 < len(table) <= 32 and all(c in _TABLE_CHARS for c in table)):
+        raise ValueError(f"invalid record table name {table!r}: a-z, 0-9 and '-' only")
+
+
+_TABLE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
 def check_value(value: bytes) -> None:
     """Refuse values that are not bytes (a str would be silently encoded by some stores)."""
     if not isinstance(value, bytes):
@@ -239,6 +248,36 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def reset_quota(self, key: str) -> None:
         """Forget ``key``'s quota period: its next request starts a new one."""
+
+    # -- records: the features' own small tables --
+    @abc.abstractmethod
+    async def get_record(self, table: str, key: str) -> bytes | None:
+        """The record ``key`` of ``table``, or None (none, or its lifetime ended).
+
+        Records hold what a feature keeps beside sessions (OAuth clients,
+        authorization codes, refresh tokens, cached introspection results).
+        ``table`` is a short lower-case name (letters, digits, ``-``;
+        ValueError otherwise); ``key`` is any string the caller chooses.
+        """
+
+    @abc.abstractmethod
+    async def set_record(self, table: str, key: str, value: bytes, ttl: float = 0) -> None:
+        """Create or replace a record; ``ttl`` > 0: it is gone ``ttl`` seconds
+        from now, otherwise it is kept until deleted."""
+
+    @abc.abstractmethod
+    async def take_record(self, table: str, key: str) -> bytes | None:
+        """Read and delete a record in one atomic step: of every caller on
+        every node sharing the store, exactly one gets it (single-use codes)."""
+
+    @abc.abstractmethod
+    async def delete_record(self, table: str, key: str) -> bool:
+        """Delete a record; True if it existed."""
+
+    @abc.abstractmethod
+    async def list_records(self, table: str, prefix: str = "") -> list[str]:
+        """The keys of ``table``'s live records starting with ``prefix`` (in no
+        particular order; on Redis a SCAN, so for the admin API, not per request)."""
 
     # -- replay protection --
     @abc.abstractmethod

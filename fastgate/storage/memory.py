@@ -35,7 +35,14 @@ import logging
 import time
 
 from fastgate._core import limiter
-from fastgate.storage.base import EVENT_SESSION, Store, StoreError, check_event, check_value
+from fastgate.storage.base import (
+    EVENT_SESSION,
+    Store,
+    StoreError,
+    check_event,
+    check_table,
+    check_value,
+)
 from fastgate.storage.journal import (
     DEFAULT_COMPACT_MIN_BYTES,
     DEFAULT_COMPACT_RATIO,
@@ -61,6 +68,8 @@ SESSION_TABLE = "session"
 POLICY_TABLE = "policy"
 ORG_TABLE = "orgkey"
 CERT_TABLE = "cert"
+#: Store.set_record's tables live in the journal as "record.<table>".
+RECORD_TABLE_PREFIX = "record."
 DEFAULT_MAX_LIMIT_KEYS = 1_000_000  # identities per limiter structure
 DEFAULT_SWEEP_INTERVAL = 1.0  # seconds between two sweeps of expired records
 
@@ -389,6 +398,43 @@ class MemoryStore(Store):
 
     async def reset_quota(self, key: str) -> None:
         self._quotas.reset(key)
+
+    # -- records (journalled like every table) --
+    async def get_record(self, table: str, key: str) -> bytes | None:
+        check_table(table)
+        return self._live(RECORD_TABLE_PREFIX + table, key)
+
+    async def set_record(self, table: str, key: str, value: bytes, ttl: float = 0) -> None:
+        check_table(table)
+        ack = self._table_set(RECORD_TABLE_PREFIX + table, key, value,
+                              time.time() + ttl if ttl > 0 else 0.0)
+        if ack is not None:
+            await ack
+
+    async def take_record(self, table: str, key: str) -> bytes | None:
+        check_table(table)
+        name = RECORD_TABLE_PREFIX + table
+        value = self._live(name, key)
+        if value is None:
+            return None
+        _existed, ack = self._table_delete(name, key)  # before any await: atomic here
+        if ack is not None:
+            await ack
+        return value
+
+    async def delete_record(self, table: str, key: str) -> bool:
+        check_table(table)
+        existed, ack = self._table_delete(RECORD_TABLE_PREFIX + table, key)
+        if ack is not None:
+            await ack
+        return existed
+
+    async def list_records(self, table: str, prefix: str = "") -> list[str]:
+        check_table(table)
+        name = RECORD_TABLE_PREFIX + table
+        now = time.time()
+        return [key for key in self._tables.get(name, {})
+                if key.startswith(prefix) and self._live(name, key, now) is not None]
 
     async def claim_once(self, key: str, ttl: float) -> bool:
         if ttl <= 0:

@@ -73,6 +73,7 @@ from fastgate.storage.base import (
     Store,
     StoreError,
     check_event,
+    check_table,
     check_value,
 )
 from fastgate.storage.pipe import Pipe, ReplyError, encode
@@ -95,6 +96,7 @@ __all__ = [
     "POLICIES_KEY",
     "QUOTA_PREFIX",
     "RATE_LIMIT_PREFIX",
+    "RECORD_PREFIX",
     "SESSION_DEADLINES_KEY",
     "SESSION_PREFIX",
     "WORKERS_KEY",
@@ -115,6 +117,8 @@ QUOTA_PREFIX = "quota-"
 WORKERS_KEY = "fastgate-workers"
 #: Replay guards (Store.claim_once): one key each, with its TTL.
 CLAIM_PREFIX = "fastgate-once-"
+#: Store.set_record: "fastgate-record-<table>:<key>", one key each.
+RECORD_PREFIX = "fastgate-record-"
 
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_PING_INTERVAL = 5.0
@@ -714,6 +718,40 @@ class RedisStore(Store):
 
     async def reset_quota(self, key: str) -> None:
         await self.execute("DEL", self.client.delete(QUOTA_PREFIX + "{" + key + "}"))
+
+    # -- records --
+    async def get_record(self, table: str, key: str) -> bytes | None:
+        check_table(table)
+        value: bytes | None = await self.execute(
+            "GET", self.client.get(RECORD_PREFIX + table + ":" + key))
+        return value
+
+    async def set_record(self, table: str, key: str, value: bytes, ttl: float = 0) -> None:
+        check_table(table)
+        check_value(value)
+        name = RECORD_PREFIX + table + ":" + key
+        if ttl > 0:
+            await self.execute("SET", self.client.set(name, value,
+                                                      px=max(1, math.ceil(ttl * 1000))))
+        else:
+            await self.execute("SET", self.client.set(name, value))
+
+    async def take_record(self, table: str, key: str) -> bytes | None:
+        check_table(table)
+        name = RECORD_PREFIX + table + ":" + key
+        value: bytes | None = await self._call(scripts.RECORD_TAKE, name, ())
+        return value
+
+    async def delete_record(self, table: str, key: str) -> bool:
+        check_table(table)
+        deleted: int = await self.execute(
+            "DEL", self.client.delete(RECORD_PREFIX + table + ":" + key))
+        return deleted > 0
+
+    async def list_records(self, table: str, prefix: str = "") -> list[str]:
+        check_table(table)
+        return [prefix + key
+                for key in await self._scan_prefix(RECORD_PREFIX + table + ":" + prefix)]
 
     async def claim_once(self, key: str, ttl: float) -> bool:
         if ttl <= 0:

@@ -19,6 +19,7 @@ from importlib import resources
 __all__ = [
     "ALL",
     "LIMITS",
+    "RECORD_TAKE",
     "SESSIONS_DUE",
     "SESSION_DEADLINE",
     "WORKERS_COUNT",
@@ -47,4 +48,5 @@ WORKERS_REGISTER = LuaScript.load("workers_register")
 WORKERS_COUNT = LuaScript.load("workers_count")
 SESSION_DEADLINE = LuaScript.load("session_deadline")
 SESSIONS_DUE = LuaScript.load("sessions_due")
-ALL = (LIMITS, WORKERS_REGISTER, WORKERS_COUNT, SESSION_DEADLINE, SESSIONS_DUE)
+RECORD_TAKE = LuaScript.load("record_take")
+ALL = (LIMITS, WORKERS_REGISTER, WORKERS_COUNT, SESSION_DEADLINE, SESSIONS_DUE, RECORD_TAKE)

@@ -450,3 +450,105 @@ def test_claim_once_races_have_one_winner(store, run):
         assert results.count(True) == 1
 
     run(body())
+
+
+# --------------------------------------------------------------------------- records
+
+
+def test_record_lifecycle(store, run):
+    async def body():
+        assert await store.get_record("oauth-client", "api1.c1") is None
+        await store.set_record("oauth-client", "api1.c1", b'{"id":"c1"}')
+        await store.set_record("oauth-client", "api1.c2", b"two")
+        await store.set_record("oauth-client", "api2.c1", b"other api")
+        await store.set_record("oauth-code", "api1.c1", b"a code")  # another table
+        assert await store.get_record("oauth-client", "api1.c1") == b'{"id":"c1"}'
+        assert sorted(await store.list_records("oauth-client", "api1.")) == ["api1.c1", "api1.c2"]
+        assert sorted(await store.list_records("oauth-client")) == ["api1.c1", "api1.c2",
+                                                                    "api2.c1"]
+        await store.set_record("oauth-client", "api1.c1", b"replaced")
+        assert await store.get_record("oauth-client", "api1.c1") == b"replaced"
+        assert await store.delete_record("oauth-client", "api1.c1") is True
+        assert await store.delete_record("oauth-client", "api1.c1") is False
+        assert await store.get_record("oauth-client", "api1.c1") is None
+        assert await store.get_record("oauth-code", "api1.c1") == b"a code"
+        for key in ODD_KEYS:
+            await store.set_record("odd", key, key.encode())
+            assert await store.get_record("odd", key) == key.encode()
+        assert sorted(await store.list_records("odd")) == sorted(ODD_KEYS)
+        assert await store.list_records("odd", "glob*") == ["glob*?[x]\\"]
+
+    run(body())
+
+
+def test_record_ttl_and_take(store, run):
+    async def body():
+        await store.set_record("codes", "short", b"x", ttl=0.3)
+        await store.set_record("codes", "kept", b"y", ttl=30)
+        assert await store.get_record("codes", "short") == b"x"
+        await asyncio.sleep(0.45)
+        assert await store.get_record("codes", "short") is None
+        assert await store.list_records("codes") == ["kept"]
+        assert await store.take_record("codes", "short") is None
+        assert await store.take_record("codes", "kept") == b"y"
+        assert await store.take_record("codes", "kept") is None  # single use
+        await store.set_record("codes", "kept", b"z", ttl=0.2)
+        await store.set_record("codes", "kept", b"z2")  # a plain set keeps it for good
+        await asyncio.sleep(0.3)
+        assert await store.get_record("codes", "kept") == b"z2"
+
+    run(body())
+
+
+def test_take_record_races_have_one_winner(store, run):
+    async def body():
+        await store.set_record("codes", "race", b"the code", ttl=5)
+        results = await asyncio.gather(*(store.take_record("codes", "race") for _ in range(20)))
+        assert [r for r in results if r is not None] == [b"the code"]
+
+    run(body())
+
+
+def test_record_table_names_and_values_are_checked(store, run):
+    async def body():
+        for table in ("", "Upper", "with space", "a:b", "x" * 33):
+            with pytest.raises(ValueError):
+                await store.get_record(table, "k")
+        with pytest.raises(TypeError):
+            await store.set_record("codes", "k", "not bytes")  # type: ignore[arg-type]
+
+    run(body())
+
+
+def test_records_survive_a_restart_of_a_journalled_memory_store(tmp_path, run):
+    async def body():
+        path = str(tmp_path / "journal")
+        first = MemoryStore(path)
+        await first.start()
+        await first.set_record("oauth-client", "api.c", b"client")
+        await first.set_record("oauth-code", "gone", b"x", ttl=0.1)
+        await first.close()
+        await asyncio.sleep(0.2)
+        second = MemoryStore(path)
+        await second.start()
+        try:
+            assert await second.get_record("oauth-client", "api.c") == b"client"
+            assert await second.get_record("oauth-code", "gone") is None
+        finally:
+            await second.close()
+
+    run(body())
+
+
+@SHARED_KINDS
+def test_records_written_on_one_node_are_read_on_the_other(store_backend, run):
+    one, two = store_backend.new(), store_backend.new()
+
+    async def body():
+        await one.set_record("oauth-refresh", "tok", b"r", ttl=30)
+        assert await two.get_record("oauth-refresh", "tok") == b"r"
+        taken = await asyncio.gather(one.take_record("oauth-refresh", "tok"),
+                                     two.take_record("oauth-refresh", "tok"))
+        assert sorted(taken, key=lambda v: v is None) == [b"r", None]
+
+    run(body())
