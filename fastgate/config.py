@@ -706,6 +706,27 @@ class HttpServerOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class OAuthConfig:
+    """The gateway's ``oauth_*`` fields: the OAuth 2.0 provider's lifetimes
+    and answers (:mod:`fastgate.auth.oauth2`)."""
+
+    #: ``oauth_token_expire``: access-token lifetime, seconds (0 in the file: 3600).
+    token_expire: int = 3600
+    #: ``oauth_refresh_token_expire``: refresh-token lifetime (0 in the file: 14 days).
+    refresh_token_expire: int = 1_209_600
+    #: ``oauth_token_expired_retain_period``: seconds a client's expired tokens
+    #: stay listed (0: until ``DELETE /tyk/oauth/tokens?scope=lapsed``).
+    expired_retain_period: int = 0
+    #: ``oauth_redirect_uri_separator``: splits a client's ``redirect_uri``
+    #: into several ("": one URI).
+    redirect_uri_separator: str = ""
+    #: ``oauth_error_status_code``: the status of every OAuth error answer;
+    #: 0 (fastgate's default): RFC 6749's (400, or 401 for a client that
+    #: failed to authenticate); Tyk's default is 403.
+    error_status_code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class JwksConfig:
     """The ``jwks`` section: how JWK Sets are fetched and cached
     (:mod:`fastgate.auth.jwt.jwks`)."""
@@ -764,6 +785,7 @@ class GatewayConfig:
     #: with this (Tyk's enable_hashed_keys_listing, default false).
     enable_hashed_keys_listing: bool = False
     jwks: JwksConfig = JwksConfig()
+    oauth: OAuthConfig = OAuthConfig()
     #: Tyk's ``security.private_certificate_encoding_secret``: the password of
     #: the private keys in the certificate store ("": the gateway ``secret``).
     private_certificate_encoding_secret: str = field(default="", repr=False)
@@ -900,6 +922,16 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
                         or DEFAULT_MIN_TOKEN_LENGTH)
     enable_hashed_keys_listing = top.boolean("enable_hashed_keys_listing")
     jwks = _parse_jwks(top.section("jwks"))
+    oauth = OAuthConfig(
+        token_expire=top.integer("oauth_token_expire", 0, minimum=0) or 3600,
+        refresh_token_expire=(top.integer("oauth_refresh_token_expire", 0, minimum=0)
+                              or 1_209_600),
+        expired_retain_period=top.integer("oauth_token_expired_retain_period", 0, minimum=0),
+        redirect_uri_separator=top.string("oauth_redirect_uri_separator"),
+        error_status_code=top.integer("oauth_error_status_code", 0, minimum=0, maximum=599))
+    if oauth.error_status_code and oauth.error_status_code < 400:
+        raise top.error("oauth_error_status_code", "must be an error status (400-599), "
+                        "or 0 for RFC 6749's")
     security = top.section("security")
     certificate_secret = security.string("private_certificate_encoding_secret")
     security_certificates = security.section("certificates")
@@ -953,6 +985,7 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
         min_token_length=min_token_length,
         enable_hashed_keys_listing=enable_hashed_keys_listing,
         jwks=jwks,
+        oauth=oauth,
         private_certificate_encoding_secret=certificate_secret,
         api_client_certificates=api_client_certificates,
         control_api_use_mutual_tls=control_api_mtls,

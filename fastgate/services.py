@@ -27,6 +27,7 @@ from fastgate.storage.base import StoreError
 
 if TYPE_CHECKING:
     from fastgate.auth.jwt.jwks import JwksCache
+    from fastgate.auth.oauth2.model import OAuthStore
     from fastgate.certs import ClientCertificate
     from fastgate.config import GatewayConfig
     from fastgate.limits import Limiter
@@ -141,6 +142,9 @@ class Services:
     jwks: JwksCache
     #: The certificate store's records (:mod:`fastgate.storage.certificates`).
     certificates: CertificateCache
+    #: The OAuth 2.0 provider's clients, codes and tokens
+    #: (:mod:`fastgate.auth.oauth2.model`).
+    oauth: OAuthStore
 
     @property
     def hash_keys(self) -> bool:

@@ -38,6 +38,7 @@ from fastgate._core.proxy import (
 )
 from fastgate.apidef import ApiSpec, load_api_definitions
 from fastgate.auth.jwt.jwks import JwksCache
+from fastgate.auth.oauth2.model import CLIENT_EVENT, OAuthStore
 from fastgate.config import ConfigError, GatewayConfig
 from fastgate.limits import Limiter
 from fastgate.middleware.chain import build_chain
@@ -117,13 +118,16 @@ class Gateway:
                               fetch_timeout=config.jwks.fetch_timeout,
                               refetch_interval=config.jwks.refetch_interval)
         self.certificates = CertificateCache(self.store)
+        self.oauth = OAuthStore(self.store, self.sessions, lambda: self.policies,
+                                settings=config.oauth, hash_keys=config.hash_keys,
+                                hash_key_function=config.hash_key_function)
         #: Allow-listed ids not in the certificate store (each logged once).
         self._missing_certificates: set[str] = set()
         #: What the middleware chains use (never this Gateway itself).
         self.services = Services(config=config, store=self.store, sessions=self.sessions,
                                  limiter=self.limiter, http=self.http,
                                  policies=lambda: self.policies, jwks=self.jwks,
-                                 certificates=self.certificates)
+                                 certificates=self.certificates, oauth=self.oauth)
         self.admin = AdminApi(self)
         self.shutting_down = False
         self.servers: list[asyncio.AbstractServer] = []
@@ -307,9 +311,12 @@ class Gateway:
             self.reload()
         elif event == EVENT_CERTS:
             self._certificates_changed()
+        elif event == CLIENT_EVENT:
+            self.oauth.forget_client(payload)
         elif event == "resync":
             # Notifications may have been lost: trust nothing cached.
             self.sessions.clear()
+            self.oauth.forget_client()
             self._certificates_changed()
             self.loop.create_task(self._refresh_policies_logged())
 

@@ -125,6 +125,8 @@ def test_bcrypt_runs_once_for_repeated_requests(monkeypatch):
         return real_check(password, stored_session)
 
     monkeypatch.setattr(basic_auth_module, "check_password", counting_check)
+    from fastgate.auth.oauth2.model import OAuthStore
+
     spec = parse_api_definition({"api_id": "b", "name": "B", "use_basic_auth": True,
                                  "proxy": {"listen_path": "/b/",
                                            "target_url": "http://127.0.0.1:1"}}, "")
@@ -132,9 +134,12 @@ def test_bcrypt_runs_once_for_repeated_requests(monkeypatch):
     store = MemoryStore(None)
 
     http = HttpClient()
-    services = Services(config=config, store=store, sessions=SessionCache(store, lambda: {}),
+    sessions = SessionCache(store, lambda: {})
+    services = Services(config=config, store=store, sessions=sessions,
                         limiter=Limiter(config, store), http=http, policies=dict,
-                        jwks=JwksCache(http), certificates=CertificateCache(store))
+                        jwks=JwksCache(http), certificates=CertificateCache(store),
+                        oauth=OAuthStore(store, sessions, dict, settings=config.oauth,
+                                         hash_keys=True, hash_key_function=""))
 
     async def scenario() -> list[Any]:
         await store.start()
