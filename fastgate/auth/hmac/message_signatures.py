@@ -63,12 +63,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fastgate.auth.auth_token import token_candidates
@@ -89,10 +88,10 @@ from fastgate.responses import json_response
 from fastgate.services import store_unavailable, then
 from fastgate.session.cache import CachedSession
 from fastgate.storage.base import StoreError
+from fastgate.storage.certificates import PublicKey
 
 if TYPE_CHECKING:
     from fastgate.apidef import ApiSpec
-    from fastgate.certs import StoredCertificate
     from fastgate.config import FieldReader
     from fastgate.services import Outcome, Request, Services
 
@@ -244,8 +243,6 @@ class MessageSignatureAuth:
         self.names = token_candidates(spec.org_id, hash_keys=services.hash_keys,
                                       hash_function=services.hash_key_function)
         self.identity = Identity(spec, METHOD.identity)
-        # rsa_certificate_id -> (certificate generation, key or None, not before, not after)
-        self._public_keys: dict[str, tuple[int, Any, float, float]] = {}
 
     def present(self, req: Request) -> bool:
         """Whether the request carries a signature (``auth_mode: any``)."""
@@ -344,40 +341,22 @@ class MessageSignatureAuth:
     def public_key(self, cert_id: str, now: float) -> Any:
         """The public key ``cert_id`` names (None: none, or its certificate is
         not valid now), or an awaitable of it when the record must be read."""
-        generation = self.certificates.generation
-        known = self._public_keys.get(cert_id)
-        if known is not None and known[0] == generation:
-            return known[1] if known[2] <= now <= known[3] else None
-        records = self.certificates.cached((cert_id,))
-        if records is not None:
-            return self._remember(cert_id, generation, records[0], now)
-        return self._read_public_key(cert_id, generation, now)
+        found = self.certificates.public_key(cert_id)
+        if isinstance(found, PublicKey):
+            return _usable_key(cert_id, found, now)
+        return self._read_public_key(cert_id, found, now)
 
-    async def _read_public_key(self, cert_id: str, generation: int, now: float) -> Any:
-        records = await self.certificates.get((cert_id,))
-        return self._remember(cert_id, generation, records[0], now)
+    async def _read_public_key(self, cert_id: str, pending: Awaitable[PublicKey],
+                               now: float) -> Any:
+        return _usable_key(cert_id, await pending, now)
 
-    def _remember(self, cert_id: str, generation: int, record: StoredCertificate | None,
-                  now: float) -> Any:
-        key: Any = None
-        not_before, not_after = -math.inf, math.inf
-        if record is not None:
-            try:
-                if record.public_key is not None:
-                    key = serialization.load_der_public_key(record.public_key)
-                elif record.leaf is not None:
-                    key = record.leaf.public_key()
-                    not_before = record.leaf.not_valid_before_utc.timestamp()
-                    not_after = record.leaf.not_valid_after_utc.timestamp()
-            except ValueError:
-                key = None
-        if key is None:
-            log.warning("HTTP message signature: rsa_certificate_id %s names no usable "
-                        "public key in the certificate store", cert_id)
-        if len(self._public_keys) >= _MAX_KEYS:
-            self._public_keys.clear()
-        self._public_keys[cert_id] = (generation, key, not_before, not_after)
-        return key if not_before <= now <= not_after else None
+
+def _usable_key(cert_id: str, found: PublicKey, now: float) -> Any:
+    """The record's key, when its certificate is valid at ``now``."""
+    if found.key is None:
+        log.info("HTTP message signature: rsa_certificate_id %s names no usable "
+                 "public key in the certificate store", cert_id)
+    return found.valid_at(now)
 
 
 class _Check:

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from fastgate._core import signing
@@ -72,10 +72,10 @@ from fastgate.responses import error_response, json_response
 from fastgate.services import store_unavailable, then
 from fastgate.session.cache import CachedSession
 from fastgate.storage.base import StoreError
+from fastgate.storage.certificates import PublicKey
 
 if TYPE_CHECKING:
     from fastgate.apidef import ApiSpec
-    from fastgate.certs import StoredCertificate
     from fastgate.config import FieldReader
     from fastgate.services import Outcome, Request, Services
 
@@ -178,8 +178,6 @@ class HmacAuth:
         self.identity = Identity(spec, METHOD.identity)
         self._dates: dict[bytes, float | None] = {}
         self._macs: dict[tuple[str, str], Any] = {}
-        # rsa_certificate_id -> (certificate generation, public key or None)
-        self._public_keys: dict[str, tuple[int, rsa.RSAPublicKey | None]] = {}
 
     def present(self, req: Request) -> bool:
         """Whether the request carries a signature (``auth_mode: any``)."""
@@ -264,40 +262,16 @@ class HmacAuth:
         return keyed
 
     def public_key(self, cert_id: str) -> Any:
-        """The RSA public key ``cert_id`` names (None when the store has none),
-        or an awaitable of it when the record must be read."""
-        generation = self.certificates.generation
-        known = self._public_keys.get(cert_id)
-        if known is not None and known[0] == generation:
-            return known[1]
-        records = self.certificates.cached((cert_id,))
-        if records is not None:
-            return self._remember(cert_id, generation, records[0])
-        return self._read_public_key(cert_id, generation)
+        """The RSA public key ``cert_id`` names (None when the store has none,
+        or not an RSA one), or an awaitable of it when the record must be read."""
+        found = self.certificates.public_key(cert_id)
+        if isinstance(found, PublicKey):
+            return _rsa_key(cert_id, found)
+        return self._read_public_key(cert_id, found)
 
     async def _read_public_key(self, cert_id: str,
-                               generation: int) -> rsa.RSAPublicKey | None:
-        records = await self.certificates.get((cert_id,))
-        return self._remember(cert_id, generation, records[0])
-
-    def _remember(self, cert_id: str, generation: int,
-                  record: StoredCertificate | None) -> rsa.RSAPublicKey | None:
-        key: Any = None
-        if record is not None:
-            if record.public_key is not None:
-                key = serialization.load_der_public_key(record.public_key)
-            elif record.leaf is not None:
-                key = record.leaf.public_key()
-        if key is not None and not isinstance(key, rsa.RSAPublicKey):
-            log.warning("HMAC: certificate %s holds no RSA public key", cert_id)
-            key = None
-        elif key is None:
-            log.warning("HMAC: rsa_certificate_id %s names no certificate in the store",
-                        cert_id)
-        if len(self._public_keys) > 10_000:
-            self._public_keys.clear()
-        self._public_keys[cert_id] = (generation, key)
-        return key
+                               pending: Awaitable[PublicKey]) -> rsa.RSAPublicKey | None:
+        return _rsa_key(cert_id, await pending)
 
 
 class _Check:
@@ -404,3 +378,15 @@ METHOD = AuthMethodSpec(
     parse=parse_config,
     build=HmacAuth,
 )
+
+
+def _rsa_key(cert_id: str, found: PublicKey) -> rsa.RSAPublicKey | None:
+    """The record's key when it is an RSA one (Tyk checks no validity dates here)."""
+    key = found.key
+    if isinstance(key, rsa.RSAPublicKey):
+        return key
+    if key is None:
+        log.info("HMAC: rsa_certificate_id %s names no certificate in the store", cert_id)
+    else:
+        log.info("HMAC: certificate %s holds no RSA public key", cert_id)
+    return None
