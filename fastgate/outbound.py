@@ -140,8 +140,11 @@ class HttpClient:
         host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
         if parts.port is not None:
             host += f":{parts.port}"
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", f"User-Agent: {USER_AGENT}"]
-        for name, value in (headers or {}).items():
+        given = headers or {}
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+        if not any(name.lower() == "user-agent" for name in given):
+            lines.append(f"User-Agent: {USER_AGENT}")
+        for name, value in given.items():
             if "\r" in name + value or "\n" in name + value:
                 raise OutboundError(f"header {name!r} holds a line break")
             lines.append(f"{name}: {value}")

@@ -331,7 +331,7 @@ UNSUPPORTED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("implicit standard auth", {"use_keyless": False}, ()),
     ("standard auth", {"use_keyless": False, "use_standard_auth": True}, ()),
     ("basic", {"use_keyless": False, "use_basic_auth": True}, ()),
-    ("oauth2", {"use_keyless": False, "use_oauth2": True}, ("use_oauth2",)),
+    ("oauth2", {"use_keyless": False, "use_oauth2": True}, ()),
     ("hmac", {"use_keyless": False, "enable_signature_checking": True}, ()),
     ("openid", {"use_keyless": False, "use_openid": True}, ("use_openid",)),
     (
@@ -347,8 +347,9 @@ UNSUPPORTED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ),
     (
         "external oauth",
-        {"use_keyless": False, "external_oauth": {"enabled": True, "providers": []}},
-        ("external_oauth",),
+        {"use_keyless": False, "external_oauth": {"enabled": True, "providers": [
+            {"jwt": {"enabled": True, "signing_method": "hmac", "source": "c2VjcmV0"}}]}},
+        (),
     ),
     (
         "external oauth off",
@@ -356,9 +357,9 @@ UNSUPPORTED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
         (),
     ),
     (
-        "oauth2 and token, chain order",
-        {"use_keyless": False, "use_standard_auth": True, "use_oauth2": True},
-        ("use_oauth2",),
+        "openid and token, chain order",
+        {"use_keyless": False, "use_standard_auth": True, "use_openid": True},
+        ("use_openid",),
     ),
     # As in Tyk, keyless switches every auth method off ...
     ("keyless wins", {"use_basic_auth": True, "enable_jwt": True}, ()),
@@ -482,9 +483,9 @@ PLUGINS: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
                  "custom_middleware_bundle": "b.zip"},
      ("custom_middleware.pre", "custom_middleware.response", "custom_middleware_bundle")),
     # Hooks run on keyless APIs too, and after the auth method refusals.
-    ("protected", {"use_keyless": False, "use_oauth2": True,
+    ("protected", {"use_keyless": False, "use_openid": True,
                    "custom_middleware": {"pre": [HOOK]}},
-     ("use_oauth2", "custom_middleware.pre")),
+     ("use_openid", "custom_middleware.pre")),
 ]
 
 
@@ -544,9 +545,16 @@ IGNORED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("jwt settings while off", {"jwt_signing_method": "rsa", "jwt_source": "abc"}, ()),
     # An API refused for a method is not also said to ignore that method's settings.
     (
-        "oauth settings while on (refused)",
+        "openid settings while on (refused)",
+        {"use_keyless": False, "use_openid": True,
+         "openid_options": {"providers": [{"issuer": "x"}]}},
+        (),
+    ),
+    (
+        "oauth settings while on (implemented)",
         {"use_keyless": False, "use_oauth2": True,
-         "oauth_meta": {"allowed_access_types": ["client_credentials"]}},
+         "oauth_meta": {"allowed_access_types": ["client_credentials"]},
+         "notifications": {"shared_secret": "s"}},
         (),
     ),
     ("hmac settings while on (implemented)",
@@ -652,14 +660,8 @@ def test_ignored_fields(fields: dict[str, Any], expected: tuple[str, ...]) -> No
 # An API refused for an access control is said to be refused, once: the
 # settings of what refuses it are not listed as ignored too.
 REFUSED_ONCE: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
-    ("oauth", {"use_keyless": False, "use_oauth2": True,
-               "oauth_meta": {"allowed_access_types": ["authorization_code"]},
-               "notifications": {"shared_secret": "s"}}, ("use_oauth2",)),
     ("openid", {"use_keyless": False, "use_openid": True,
                 "openid_options": {"providers": [{"issuer": "x"}]}}, ("use_openid",)),
-    ("external oauth", {"use_keyless": False,
-                        "external_oauth": {"enabled": True, "providers": [{}]}},
-     ("external_oauth",)),
     ("internal", {"internal": True}, ("internal",)),
     ("ip allow list", {"enable_ip_whitelisting": True, "allowed_ips": ["10.0.0.0/8"]},
      ("enable_ip_whitelisting",)),
@@ -680,11 +682,11 @@ def test_refused_settings_are_not_also_ignored(fields: dict[str, Any],
 def test_refused_api_still_lists_its_other_ignored_fields() -> None:
     version = copy.deepcopy(BLACK_LIST_VERSION)
     version["versions"]["Default"]["extended_paths"]["hard_timeouts"] = [{"path": "/s"}]
-    spec = parse(api(use_keyless=False, use_oauth2=True,
-                     oauth_meta={"allowed_access_types": ["client_credentials"]},
+    spec = parse(api(use_keyless=False, use_openid=True,
+                     openid_options={"providers": [{"issuer": "x"}]},
                      enable_batch_request_support=True, version_data=version))
     assert spec.unsupported_auth == (
-        "use_oauth2", "version_data.versions.Default.extended_paths.black_list")
+        "use_openid", "version_data.versions.Default.extended_paths.black_list")
     assert spec.ignored_fields == (
         "enable_batch_request_support",
         "version_data.versions.Default.extended_paths.hard_timeouts",

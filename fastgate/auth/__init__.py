@@ -20,15 +20,14 @@ lookup, the hand-off to the request).
 
 from __future__ import annotations
 
-from fastgate.auth import auth_token, basic_auth, hmac, jwt
+from fastgate.auth import auth_token, basic_auth, hmac, jwt, oauth2
 from fastgate.auth.hmac import message_signatures
 from fastgate.auth.method import AuthMethod, AuthMethodSpec
 
 __all__ = ["REGISTRY", "AuthMethod", "AuthMethodSpec", "by_identity"]
 
 REGISTRY: tuple[AuthMethodSpec, ...] = tuple(sorted((
-    AuthMethodSpec("oauth2", ("use_oauth2",), 10, "oauth_key",
-                   frozenset({"oauth_meta", "notifications"})),
+    oauth2.METHOD,
     AuthMethodSpec("external_oauth", ("external_oauth.enabled",), 20, ""),
     basic_auth.METHOD,
     hmac.METHOD,
