@@ -29,6 +29,7 @@ path                              methods                     module
 ``/tyk/cache/{api_id}``           DELETE                      :mod:`.cache`
 ``/tyk/cache/jwks[/{api_id}]``    DELETE                      :mod:`.cache`
 ``/tyk/certs[/{id}[,{id}...]]``   GET POST DELETE             :mod:`.certs`
+``/tyk/oauth/...``                (see the module)            :mod:`.oauth`
 ================================  ==========================  ==================
 
 Anything else under ``/tyk/`` is 404; a known path with another method is
@@ -52,6 +53,7 @@ from fastgate.admin.apis import ApisApi
 from fastgate.admin.cache import CacheApi
 from fastgate.admin.certs import CertsApi
 from fastgate.admin.keys import KeysApi
+from fastgate.admin.oauth import OAuthApi
 from fastgate.admin.orgs import OrgKeysApi
 from fastgate.admin.policies import PoliciesApi
 from fastgate.admin.replies import AdminError, error, parse_query
@@ -103,6 +105,7 @@ class AdminApi:
         self.orgs = OrgKeysApi(gateway)
         self.cache = CacheApi(gateway)
         self.certs = CertsApi(gateway)
+        self.oauth = OAuthApi(gateway)
         config = gateway.config
         #: ``control_api_use_mutual_tls``: the client certificate a ``/tyk/``
         #: request must present (static mTLS's check and answers).
@@ -148,6 +151,8 @@ class AdminApi:
             return NOT_FOUND
         collection, sep, rest = path.removeprefix(b"/tyk/").partition(b"/")
         params = parse_query(query)
+        if collection == b"oauth":
+            return self.oauth.route(method, rest, params, body) if sep else NOT_FOUND
         if collection == b"org" or b"/" in rest:
             return self._route_deep(method, collection, rest, params, body)
         item = None

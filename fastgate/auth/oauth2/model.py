@@ -167,16 +167,19 @@ class OAuthClient:
         return hmac.compare_digest(given, digest_hex)
 
     def admin_json(self, secret: str = "") -> dict[str, Any]:
-        """Tyk's REST shape; ``secret`` only when just created or rotated
+        """Tyk's REST shape (``NewClientRequest``: ``policy_id`` only when set,
+        as its ``omitempty``); ``secret`` only when just created or rotated
         (it is not kept: GET answers ``"secret": ""``)."""
-        return {
+        body: dict[str, Any] = {
             "client_id": self.client_id,
-            "secret": secret,
             "redirect_uri": self.redirect_uri,
-            "policy_id": self.policy_id,
-            "meta_data": dict(self.meta_data),
-            "description": self.description,
         }
+        if self.policy_id:
+            body["policy_id"] = self.policy_id
+        body["secret"] = secret
+        body["meta_data"] = dict(self.meta_data)
+        body["description"] = self.description
+        return body
 
     def record(self) -> bytes:
         return orjson.dumps({
@@ -374,12 +377,15 @@ class OAuthStore:
         await self.store.publish(CLIENT_EVENT, name)
 
     async def delete_client(self, api_id: str, client_id: str) -> bool:
-        """Delete a client; its tokens stay, and are refused ("OAuth client access
-        was revoked") while it does not exist.  True if it existed."""
+        """Delete a client; its tokens' sessions stay, and are refused ("OAuth
+        client access was revoked") while it does not exist.  Its token
+        listing goes, as Tyk's ``DeleteClient`` deletes it.  True if it existed."""
         name = api_id + "/" + client_id
         existed = await self.store.delete_record(CLIENT_TABLE, name)
         self.forget_client(name)
         await self.store.publish(CLIENT_EVENT, name)
+        for listed in await self.store.list_records(TOKEN_TABLE, name + "/"):
+            await self.store.delete_record(TOKEN_TABLE, listed)
         return existed
 
     async def clients(self, api_id: str) -> list[OAuthClient]:
@@ -574,8 +580,14 @@ class OAuthStore:
 
     async def purge_lapsed(self) -> int:
         """Drop the token listings expired longer than the retain period
-        (``DELETE /tyk/oauth/tokens?scope=lapsed``); how many."""
-        cutoff = self.clock() - max(self.settings.expired_retain_period, 0)
+        (``DELETE /tyk/oauth/tokens?scope=lapsed``); how many.
+
+        A retain period of 0 purges nothing, as Tyk's ``purgeLapsedOAuthTokens``
+        (the listings of expired tokens are then kept for ever)."""
+        retain = self.settings.expired_retain_period
+        if retain <= 0:
+            return 0
+        cutoff = self.clock() - retain
         count = 0
         for name in await self.store.list_records(TOKEN_TABLE):
             data = await self.store.get_record(TOKEN_TABLE, name)
@@ -591,8 +603,14 @@ class OAuthStore:
         return count
 
     async def delete_client_tokens(self, api_id: str, client_id: str) -> int:
-        """A policy change deletes the client's tokens (Tyk)."""
-        return await self.revoke_all(api_id, client_id)
+        """A policy change deletes the client's access tokens (Tyk's
+        ``invalidateTokens``); its refresh tokens stay, and mint tokens of
+        the new policy.  How many."""
+        count = 0
+        for skey, _expires in await self.tokens(api_id, client_id, include_expired=True):
+            await self.delete_access(api_id, client_id, skey)
+            count += 1
+        return count
 
     def with_secret(self, client: OAuthClient, secret: str) -> OAuthClient:
         """``client`` with a new secret (hashed)."""
