@@ -369,6 +369,105 @@ for _alg in ("RS256", "ES256"):
     )
 
 
+# ---------------------------------------------------------------- OAuth 2.0 provider
+
+#: The policy of the benchmark's OAuth client: access to the bench API, a rate
+#: limit and a quota high enough that nothing is refused (both are counted).
+OAUTH_POLICY = "bench-oauth"
+#: Access tokens the bearer scenario issues (client-credentials grants) and rotates.
+OAUTH_TOKENS = 10_000
+OAUTH_FILES = {"policies.json": json.dumps({OAUTH_POLICY: {
+    "id": OAUTH_POLICY, "name": OAUTH_POLICY, "org_id": "", "active": True,
+    "rate": 1_000_000, "per": 1, "quota_max": 1_000_000_000, "quota_renewal_rate": 3600,
+    "access_rights": {"bench": {"api_id": "bench", "api_name": "bench",
+                                "versions": ["Default"]}},
+}}, indent=2) + "\n"}
+OAUTH_GATEWAY_CONFIG = {**JWT_GATEWAY_CONFIG, "hash_keys": True,
+                        "oauth_token_expire": 86_400}
+OAUTH_API = keyless_api(
+    use_keyless=False, use_oauth2=True,
+    oauth_meta={"allowed_access_types": ["client_credentials"],
+                "allowed_authorize_types": ["code"],
+                "auth_login_redirect": "http://127.0.0.1/login"},
+)
+CLIENT_CREDENTIALS = b"grant_type=client_credentials"
+
+
+def create_oauth_client(ctx: SetupContext) -> tuple[str, str]:
+    """A client of the bench API with the bench policy, through the REST API:
+    (client_id, secret)."""
+    resp = ctx.admin("POST", "/tyk/oauth/clients/create", {
+        "api_id": "bench", "policy_id": OAUTH_POLICY,
+        "redirect_uri": "http://127.0.0.1/callback", "description": "bench"})
+    if resp.status != 200:
+        raise RuntimeError(f"creating the OAuth client failed: {resp.status} {resp.body!r}")
+    data = resp.json()
+    return data["client_id"], data["secret"]
+
+
+def basic_credentials(client_id: str, secret: str) -> str:
+    """``Authorization: Basic`` for a client (RFC 6749 §2.3.1: form-encoded first)."""
+    pair = f"{urllib.parse.quote(client_id, safe='')}:{urllib.parse.quote(secret, safe='')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
+def token_request_headers(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": basic_credentials(client_id, secret),
+            "Content-Type": "application/x-www-form-urlencoded"}
+
+
+def issue_oauth_tokens(ctx: SetupContext) -> WrkPlan:
+    """OAUTH_TOKENS access tokens from ``/oauth/token`` (client credentials), one
+    per request in turn."""
+    headers = token_request_headers(*create_oauth_client(ctx))
+    tokens = []
+    for _ in range(OAUTH_TOKENS):
+        resp = client.request(ctx.gateway_url, "POST", "/oauth/token", headers,
+                              CLIENT_CREDENTIALS, timeout=30.0)
+        if resp.status != 200:
+            raise RuntimeError(f"a token request failed: {resp.status} {resp.body!r}")
+        tokens.append(resp.json()["access_token"])
+    script = write_rotating_requests_script(
+        ctx.work_dir / "tokens.lua", [bearer(token) for token in tokens])
+    return replace(ctx.plan, script=script, probe=Probe(headers=bearer(tokens[0])))
+
+
+def token_endpoint_plan(ctx: SetupContext) -> WrkPlan:
+    """Every request a client-credentials grant (a new token each) from one client."""
+    headers = token_request_headers(*create_oauth_client(ctx))
+    script = write_rotating_requests_script(ctx.work_dir / "grant.lua", [headers],
+                                            method="POST", request_path="/oauth/token",
+                                            body=CLIENT_CREDENTIALS)
+    probe = Probe(method="POST", path="/oauth/token", headers=headers,
+                  body=CLIENT_CREDENTIALS)
+    return replace(ctx.plan, script=script, probe=probe)
+
+
+SCENARIOS += [
+    Scenario(
+        name="oauth-bearer",
+        description=(f"OAuth 2.0 bearer tokens: {OAUTH_TOKENS:,} tokens issued by fastgate's "
+                     "/oauth/token (client credentials) rotating per request, the client's "
+                     "policy with a rate limit and a quota (hash_keys)"),
+        api_definitions=(OAUTH_API,),
+        gateway_config=OAUTH_GATEWAY_CONFIG,
+        files=OAUTH_FILES,
+        setup=issue_oauth_tokens,
+        rps_goal_vs_nginx=0.55,
+    ),
+    Scenario(
+        name="oauth-token-cc",
+        description=("OAuth 2.0 token endpoint: every request a client-credentials grant "
+                     "(client authenticated, a new token and session stored); req/s = "
+                     "grants/s, nginx's column is plain proxying, for scale only"),
+        api_definitions=(OAUTH_API,),
+        gateway_config=OAUTH_GATEWAY_CONFIG,
+        files=OAUTH_FILES,
+        setup=token_endpoint_plan,
+    ),
+]
+
+
 def by_name(names: list[str]) -> list[Scenario]:
     """The named scenarios in the order given (all when empty); KeyError names unknown ones."""
     if not names:
