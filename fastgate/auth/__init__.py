@@ -20,7 +20,7 @@ lookup, the hand-off to the request).
 
 from __future__ import annotations
 
-from fastgate.auth import auth_token, basic_auth, hmac, jwt, oauth2
+from fastgate.auth import auth_token, basic_auth, external_oauth, hmac, jwt, oauth2
 from fastgate.auth.hmac import message_signatures
 from fastgate.auth.method import AuthMethod, AuthMethodSpec
 
@@ -28,7 +28,7 @@ __all__ = ["REGISTRY", "AuthMethod", "AuthMethodSpec", "by_identity"]
 
 REGISTRY: tuple[AuthMethodSpec, ...] = tuple(sorted((
     oauth2.METHOD,
-    AuthMethodSpec("external_oauth", ("external_oauth.enabled",), 20, ""),
+    external_oauth.METHOD,
     basic_auth.METHOD,
     hmac.METHOD,
     message_signatures.METHOD,
