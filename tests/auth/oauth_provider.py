@@ -14,7 +14,8 @@ whose token and introspection endpoints are authlib's.
   (``"active": "true"``), ``no-active``;
 * ``GET /jwks`` -- the public keys of the JWTs.
 
-``Provider.calls`` counts the introspection requests per path and
+``Provider.calls`` counts the introspection requests per path (and the
+JWKS fetches, ``/jwks``) and
 ``Provider.received`` keeps each one's form and ``Authorization`` header;
 ``Provider.issue()`` mints a token without HTTP (same store, same
 generator), ``revoke()`` revokes one; ``stop()`` closes the listening socket
@@ -346,6 +347,8 @@ def start_provider() -> Provider:
         def do_GET(self) -> None:
             provider = state["provider"]
             if self.path == "/jwks":
+                with provider.lock:
+                    provider.calls["/jwks"] += 1
                 self._answer(200, json.dumps(provider.jwks()).encode())
             else:
                 self._answer(404, b"{}")
