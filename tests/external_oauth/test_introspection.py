@@ -42,7 +42,7 @@ def gw(oauth_gateway: Any, provider: Provider, resource_server: Client, echo: An
                                   resource_server.client_id, resource_server.client_secret,
                                   auth_configs={"externalOAuth": {
                                       "auth_header_name": "X-Access-Token"}}))
-    return oauth_gateway(apis)  # type: ignore[no-any-return]
+    return oauth_gateway(apis)
 
 
 def asked(provider: Provider, token: str) -> int:
@@ -53,7 +53,7 @@ def asked(provider: Provider, token: str) -> int:
 
 def error(resp: Any) -> str:
     assert resp.headers["Content-Type"].startswith("application/json"), resp.headers
-    return resp.json()["error"]  # type: ignore[no-any-return]
+    return resp.json()["error"]
 
 
 # -- tokens from a real OAuth client -----------------------------------------------
@@ -267,3 +267,14 @@ def test_a_slow_server_is_504_within_the_request_timeout(gw, provider):
     assert took < provider.delay
     # the gateway keeps serving its other APIs meanwhile
     assert gw.get("cached", provider.issue(unique("fast"))).status_code == 200
+
+
+def test_a_key_provisioned_after_the_identity_was_seen_takes_effect_at_once(gw, provider):
+    identity = unique("late")
+    token = provider.issue(identity)
+    assert [gw.get("cached", token).status_code for _ in range(3)] == [200] * 3
+    gw.provision(identity, ("uncached",))  # a key without access to this API
+    assert gw.get("cached", token).status_code == 403
+    resp = gw.admin("DELETE", f"/tyk/keys/{identity_key(identity)}")
+    assert resp.status_code == 200, resp.text
+    assert gw.get("cached", token).status_code == 200  # Tyk's session again

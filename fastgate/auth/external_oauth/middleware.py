@@ -351,11 +351,12 @@ class ExternalIntrospection(_ExternalOAuth):
         caller = self._caller(identity)
         if self.caching:
             until = cache_until(now, exp, self.config.cache_timeout)
-            if until > self.clock():
+            left = until - self.clock()  # the call itself took some of it
+            if left > 0:
                 self._remember(raw, caller, until)
                 record = orjson.dumps({"until": until, "claims": claims})
                 try:
-                    await self.store.set_record(TABLE, digest, record, until - now)
+                    await self.store.set_record(TABLE, digest, record, left)
                 except StoreError as exc:
                     self.faults("the answer cannot be stored", str(exc))
         return caller
