@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -130,6 +132,21 @@ class OAuthGateway:
             return redis_dump(self.store.redis.client())
         assert self.journal is not None
         return self.journal.read_bytes()
+
+    def record_lifetime(self, table: str, key: str) -> float | None:
+        """Seconds the store keeps record ``key`` of ``table`` from now (None:
+        no such record, or kept until deleted): Redis's PTTL, or the deadline
+        the memory store journalled with it."""
+        if self.store.redis is not None:
+            ms = int(self.store.redis.client().pttl(f"fastgate-record-{table}:{key}"))
+            return ms / 1000 if ms >= 0 else None
+        assert self.journal is not None
+        deadline = None
+        for line in self.journal.read_bytes().splitlines():
+            entry = json.loads(line)
+            if entry.get("t") == "record." + table and entry.get("k") == key:
+                deadline = entry.get("x") if entry.get("op") == "set" else None
+        return None if deadline is None else deadline - time.time()
 
     def logs(self) -> str:
         return self.gateway.logs()
