@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from authlib.integrations.requests_client import OAuth2Session
 
-from tests.auth.oauth_provider import Client, Provider
+from fastgate.auth.external_oauth.config import IntrospectionConfig
+from fastgate.auth.external_oauth.middleware import record_key, server_tag
+from tests.auth.oauth_provider import Client, Provider, start_provider
 
 from .conftest import ORG, OAuthGateway, identity_key, introspection_api, unique
 
@@ -31,7 +34,16 @@ APIS: dict[str, tuple[str, bool, int, dict[str, Any]]] = {
 
 
 @pytest.fixture(scope="module")
-def gw(oauth_gateway: Any, provider: Provider, resource_server: Client, echo: Any) -> OAuthGateway:
+def elsewhere() -> Iterator[Provider]:
+    """A second, unrelated authorization server."""
+    server = start_provider()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(oauth_gateway: Any, provider: Provider, resource_server: Client, echo: Any,
+       elsewhere: Provider) -> OAuthGateway:
     apis = [introspection_api(api_id, echo.base_url, provider.introspection_url(fault),
                               resource_server.client_id, resource_server.client_secret,
                               cache=cache, timeout=timeout, introspection=extra)
@@ -42,6 +54,9 @@ def gw(oauth_gateway: Any, provider: Provider, resource_server: Client, echo: An
                                   resource_server.client_id, resource_server.client_secret,
                                   auth_configs={"externalOAuth": {
                                       "auth_header_name": "X-Access-Token"}}))
+    stranger = elsewhere.client()
+    apis.append(introspection_api("elsewhere", echo.base_url, elsewhere.introspection_url(),
+                                  stranger.client_id, stranger.client_secret))
     return oauth_gateway(apis)
 
 
@@ -168,9 +183,12 @@ def test_timeout_0_keeps_an_answer_until_the_tokens_exp_never_longer(gw, provide
     assert asked(provider, token) == 2
 
 
-def test_an_answer_in_the_store_lives_until_exp_or_the_timeout(gw, provider):
+def test_an_answer_in_the_store_lives_until_exp_or_the_timeout(gw, provider, resource_server):
+    tag = server_tag(IntrospectionConfig(provider.introspection_url(),
+                                         resource_server.client_id))
+
     def lifetime(token: str) -> float:
-        left = gw.record_lifetime("introspection", hashlib.sha256(token.encode()).hexdigest())
+        left = gw.record_lifetime("introspection", record_key(tag, token.encode()))
         assert left is not None, "no lifetime: kept forever"
         return left
 
@@ -263,6 +281,14 @@ def test_a_slow_server_is_504_within_the_request_timeout(gw, provider):
     assert took < provider.delay
     # the gateway keeps serving its other APIs meanwhile
     assert gw.get("cached", provider.issue(unique("fast"))).status_code == 200
+
+
+def test_an_answer_of_one_server_is_never_taken_for_another(gw, provider):
+    token = provider.issue(unique("theirs"))
+    assert gw.get("cached", token).status_code == 200  # stored, under this server's tag
+    # The API trusting the other server asks it, which never issued the token.
+    resp = gw.get("elsewhere", token)
+    assert (resp.status_code, error(resp)) == (401, "access token is not valid")
 
 
 def test_a_key_provisioned_after_the_identity_was_seen_takes_effect_at_once(gw, provider):

@@ -19,7 +19,8 @@ def apis(provider: Provider, echo: Any) -> list[dict[str, Any]]:
 
 def test_a_killed_server_cached_tokens_still_pass_new_ones_are_502(
         oauth_gateway_now, lone_provider, echo):
-    gw = oauth_gateway_now(apis(lone_provider, echo))
+    definitions = apis(lone_provider, echo)
+    gw = oauth_gateway_now(definitions)
     known = lone_provider.issue(unique("known"))
     assert gw.get("io", known).status_code == 200  # asked once, cached
     assert gw.get("io", known).status_code == 200  # the connection to it is kept alive
@@ -35,9 +36,9 @@ def test_a_killed_server_cached_tokens_still_pass_new_ones_are_502(
     assert fresh not in gw.logs() and "cannot connect" in gw.logs()
 
     if gw.store.redis is not None:
-        # Another node on the same Redis: the answer the first one stored
-        # serves it too, with the server still down.
-        other = oauth_gateway_now(apis(lone_provider, echo))
+        # Another node on the same Redis (the same definition): the answer
+        # the first one stored serves it too, with the server still down.
+        other = oauth_gateway_now(definitions)
         assert other.get("io", known).status_code == 200
         assert other.get("io", fresh).status_code == 502
 

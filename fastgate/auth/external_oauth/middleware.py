@@ -22,9 +22,12 @@ Per request:
      from ``source`` or the gateway's JWKS cache (``Services.jwks``), the
      signature verified, then the time claims -- the JWT method's checks;
    * introspection: the store's record of an earlier answer (table
-     ``introspection``, keyed by the SHA-256 of the token, so every worker
-     and node shares it -- never the raw token), else the authorization
-     server is asked (:func:`~fastgate.auth.external_oauth.introspection.introspect`).
+     ``introspection``, keyed by :func:`record_key` -- the SHA-256 of the
+     token, never the token itself, under a tag of the authorization
+     server's URL and client id -- so every worker and node asking the same
+     server shares it, and an API trusting another server never takes its
+     answers), else the authorization server is asked
+     (:func:`~fastgate.auth.external_oauth.introspection.introspect`).
      Concurrent requests with the same token share one call;
 
 4. the session, as Tyk builds it: the key ``org_id + md5(identity)``
@@ -83,7 +86,7 @@ if TYPE_CHECKING:
     )
     from fastgate.services import Outcome, Request, Services
 
-__all__ = ["ExternalIntrospection", "ExternalJwt", "build"]
+__all__ = ["ExternalIntrospection", "ExternalJwt", "build", "record_key", "server_tag"]
 
 log = logging.getLogger("fastgate.external_oauth")
 
@@ -107,6 +110,18 @@ ABANDONED = fault(502, "the introspection call was abandoned").response
 
 #: Tyk's session for an identity that has no key of its own.
 _RATE, _PER = 10000.0, 60.0
+
+
+def server_tag(config: IntrospectionConfig) -> str:
+    """Names the authorization server and the gateway's client there (16 hex
+    digits): the answers of one server are not another's."""
+    who = orjson.dumps([config.url, config.client_id])
+    return hashlib.sha256(who).hexdigest()[:16]
+
+
+def record_key(tag: str, token: bytes) -> str:
+    """The store key of a token's cached answer: ``<server tag>:<sha256 of the token>``."""
+    return tag + ":" + hashlib.sha256(token).hexdigest()
 
 
 class _Caller:
@@ -288,6 +303,7 @@ class ExternalIntrospection(_ExternalOAuth):
         assert config.introspection is not None
         self.config: IntrospectionConfig = config.introspection
         self.caching = self.config.cache
+        self.tag = server_tag(self.config)
         self.http = services.http
         self.store = services.store
         # token -> (caller, until when): answers reused without a call.
@@ -333,7 +349,7 @@ class ExternalIntrospection(_ExternalOAuth):
 
     async def _resolve(self, raw: bytes) -> _Caller | bytes:
         """The token's caller, or the refusal (run once per token at a time)."""
-        digest = hashlib.sha256(raw).hexdigest() if self.caching else ""
+        digest = record_key(self.tag, raw) if self.caching else ""
         if self.caching:
             stored = await self._stored(raw, digest)
             if stored is not None:
