@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.auth.oauth_provider import Provider
 
-from .conftest import introspection_api, unique
+from .conftest import introspection_api, jwt_api, unique
 
 
 def apis(provider: Provider, echo: Any) -> list[dict[str, Any]]:
@@ -62,3 +62,12 @@ def test_a_server_that_never_answered_is_502(oauth_gateway_now, echo, free_port)
     resp = gw.get("io", "some-token")
     assert resp.status_code == 502
     assert "cannot be reached" in resp.json()["error"]
+
+
+def test_jwts_keep_passing_with_the_jwks_endpoint_gone(oauth_gateway_now, lone_provider, echo):
+    gw = oauth_gateway_now([jwt_api("jw", echo.base_url, lone_provider.jwks_url)])
+    assert gw.get("jw", lone_provider.issue(unique("before"), jwt=True)).status_code == 200
+    lone_provider.stop()
+    # New tokens signed by the key fetched before: verified locally.
+    for _ in range(3):
+        assert gw.get("jw", lone_provider.issue(unique("after"), jwt=True)).status_code == 200
