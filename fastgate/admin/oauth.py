@@ -76,13 +76,14 @@ import re
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
-from urllib.parse import parse_qsl, unquote_to_bytes
+from urllib.parse import unquote_to_bytes
 
 import orjson
 
 from fastgate.admin import replies
 from fastgate.admin.replies import AdminError
 from fastgate.auth.oauth2.model import OAuthClient, hash_secret, new_client_id, new_secret
+from fastgate.auth.oauth2.protocol import ParamError, parse_form
 
 if TYPE_CHECKING:
     from fastgate.admin.control import Control
@@ -119,8 +120,6 @@ _STRING_FIELDS = ("client_id", "secret", "redirect_uri", "api_id", "policy_id", 
 #: Go's ``strconv.Atoi`` syntax.
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 #: A ``%`` not followed by two hex digits: Go's ``ParseQuery`` refuses it.
-_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
-
 _Handler = Callable[[], Coroutine[Any, Any, bytes]]
 
 
@@ -467,12 +466,9 @@ def _form(body: bytes) -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body, first value of each
     field (Go's ``PostFormValue``); AdminError(400) for what Go's
     ``ParseForm`` refuses (bad ``%`` escapes, ``;``) or text that is not UTF-8."""
-    if _BAD_ESCAPE.search(body) or b";" in body:
-        raise AdminError(400, FORM_MALFORMED)
     try:
-        text = body.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
-    except (UnicodeDecodeError, ValueError):
+        pairs = parse_form(body)
+    except ParamError:
         raise AdminError(400, FORM_MALFORMED) from None
     form: dict[str, str] = {}
     for name, value in pairs:

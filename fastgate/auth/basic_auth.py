@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from fastgate.services import Outcome, Request, Services
     from fastgate.session.cache import CachedSession
 
-__all__ = ["METHOD", "BasicAuth", "BasicAuthConfig"]
+__all__ = ["METHOD", "BasicAuth", "BasicAuthConfig", "user_keys"]
 
 MALFORMED = error_response(
     400, "Attempted access with malformed header, header not in basic auth format")
@@ -72,6 +72,21 @@ class BasicAuthConfig:
     body_password_regexp: str = ""
     #: ``auth_configs.basic.auth_header_name`` (default ``Authorization``).
     auth_header_name: str = "Authorization"
+
+
+def user_keys(org_id: str, username: str, *, hash_keys: bool,
+              hash_key_function: str) -> tuple[str, ...]:
+    """The storage keys a Basic-auth user may be stored under, in the order
+    Tyk looks (``SessionDetail``, then mw_basic_auth's legacy fallback):
+    Tyk's ``generateToken(org, user)``; the name as given; with a
+    ``hash_key_function``, the legacy ``<org_id><user>``.  The OAuth
+    password grant finds its users the same way."""
+    names = [basic_auth_key(org_id, username, hash_key_function), username]
+    if hash_key_function:
+        names.append(org_id + username.removeprefix(org_id))
+    return tuple(dict.fromkeys(
+        storage_key(name, hash_keys=hash_keys, hash_key_function=hash_key_function)
+        for name in names))
 
 
 def parse_config(top: FieldReader) -> BasicAuthConfig:
@@ -121,16 +136,8 @@ class BasicAuth:
         org_id = spec.org_id
 
         def candidates(username: bytes) -> tuple[str, ...]:
-            # Where a user may be stored, in the order Tyk looks (SessionDetail,
-            # then mw_basic_auth's legacy fallback): Tyk's generateToken(org,
-            # user); the name as given; with a hash_key_function, the legacy
-            # "<org_id><user>".
-            user = username.decode("utf-8", "surrogateescape")
-            names = [basic_auth_key(org_id, user, hash_function), user]
-            if hash_function:
-                names.append(org_id + user.removeprefix(org_id))
-            return tuple(storage_key(name, hash_keys=hash_keys, hash_key_function=hash_function)
-                         for name in names)
+            return user_keys(org_id, username.decode("utf-8", "surrogateescape"),
+                             hash_keys=hash_keys, hash_key_function=hash_function)
 
         self.names = KeyNames(candidates)
         self.body_user: re.Pattern[bytes] | None = None

@@ -2,7 +2,8 @@
 
 The chain of an API is data, compiled once when the API is loaded: static
 mTLS (the client certificate's allow-list, when on), the API-wide rate
-limit, the split-token endpoint (when on), then the authentication methods
+limit, the split-token endpoint (when on), the OAuth 2.0 provider's
+endpoints (with ``use_oauth2``), then the authentication methods
 the definition enables -- ``spec.auth``, which the definition loader took
 from :data:`fastgate.auth.REGISTRY`, filtered and sorted by Tyk's chain
 order; all of them must pass (with ``auth_mode: "any"`` one step tries them
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from fastgate.auth.hmac.request_signing import RequestSigning
 from fastgate.auth.jwt.split_token import SplitTokenEndpoint, SplitTokenUpstream
+from fastgate.auth.oauth2.endpoints import OAuthEndpoints
 from fastgate.middleware.any_auth import Alternative, AnyOf, WhenSession
 from fastgate.middleware.headers import GlobalHeaders
 from fastgate.middleware.limits import GlobalRateLimit, SessionLimits
@@ -97,6 +99,9 @@ def build_chain(spec: ApiSpec, services: Services) -> Chain | None:
         steps.append(GlobalRateLimit(spec, services))
     if spec.split_token is not None:
         steps.append(SplitTokenEndpoint(spec, spec.split_token, services))
+    oauth = spec.auth_settings("oauth2")
+    if oauth is not None:
+        steps.append(OAuthEndpoints(spec, oauth, services))
     if auth:
         checks: list[Middleware] = [SessionChecks(spec, services), SessionLimits(spec, services)]
         if not any_of:

@@ -12,7 +12,8 @@ table               key                                       value, lifetime
 ``oauth-code``      ``<api_id>/sha256(code)``                 :class:`Authorization`, 250 s
 ``oauth-refresh``   ``<api_id>/sha256(refresh token)``        :class:`RefreshGrant`,
                                                               ``oauth_refresh_token_expire``
-``oauth-token``     ``<api_id>/<client_id>/<storage key>``    ``{"expires"}`` (the client's
+``oauth-token``     ``<api_id>/<client_id>/<storage key>``    ``expires``, ``iat``, ``scope``,
+                                                              ``username`` (the client's
                                                               token list)
 ``oauth-user``      ``<api_id>/<client_id>/<username>``       the storage key of the user's
                                                               token (password grant)
@@ -465,9 +466,14 @@ class OAuthStore:
         await self.sessions.save(skey, orjson.dumps(session), expires_in + max(retain, 0) + 1)
         expires = int(session["expires"])
         api_id = client.api_id
+        listing: dict[str, Any] = {"expires": expires, "iat": expires - expires_in}
+        if scope:
+            listing["scope"] = scope
+        if username:
+            listing["username"] = username
         await self.store.set_record(
             TOKEN_TABLE, f"{api_id}/{client.client_id}/{skey}",
-            orjson.dumps({"expires": expires}), expires_in + retain if retain > 0 else 0)
+            orjson.dumps(listing), expires_in + retain if retain > 0 else 0)
         refresh_token = ""
         if refresh:
             refresh_token = new_secret()
@@ -552,6 +558,19 @@ class OAuthStore:
         for name in await self.store.list_records(USER_TABLE, f"{api_id}/{client_id}/"):
             await self.store.delete_record(USER_TABLE, name)
         return count
+
+    async def token_listing(self, api_id: str, client_id: str, skey: str
+                            ) -> dict[str, Any] | None:
+        """The client's listing of one access token: ``expires``, ``iat`` and,
+        when the token has them, ``scope`` and ``username`` (introspection)."""
+        data = await self.store.get_record(TOKEN_TABLE, f"{api_id}/{client_id}/{skey}")
+        if data is None:
+            return None
+        try:
+            listing = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+        return listing if isinstance(listing, dict) else None
 
     async def user_token(self, api_id: str, client_id: str, username: str) -> str | None:
         """The storage key of the token the password grant last gave ``username``."""
