@@ -62,7 +62,7 @@ from fastgate.auth.oauth2.protocol import (
     DESCRIPTIONS,
     PKCE_METHOD,
     ParamError,
-    basic_credentials,
+    basic_credential_forms,
     pkce_matches,
     pkce_value_ok,
     request_params,
@@ -242,33 +242,38 @@ class OAuthEndpoints:
         """The client of a token or introspection request, authenticated."""
         header = req.header(b"authorization")
         try:
-            given = basic_credentials(header) if header is not None else None
+            readings = basic_credential_forms(header) if header is not None else ()
         except ParamError as exc:
             raise _Refusal("invalid_request", str(exc)) from None
         body_id = params.get("client_id", "")
         body_secret = params.get("client_secret")
-        if given is not None:
+        if readings:
             if body_secret is not None:
                 raise _Refusal("invalid_request", "the client authenticates once: "
                                "Authorization: Basic or client_secret in the body, not both")
-            if body_id and body_id != given[0]:
+            if body_id and all(body_id != reading[0] for reading in readings):
                 raise _Refusal("invalid_request", "client_id differs from the Basic "
                                "credentials")
-            client_id, secret = given
         else:
-            client_id, secret = body_id, body_secret or ""
+            readings = ((body_id, body_secret or ""),)
         tyk = self._tyk_mode()
-        if not client_id:
-            raise _Refusal("invalid_request" if tyk else "invalid_client",
-                           client_auth=not tyk)
-        client = await self.oauth.load_client(self.spec.api_id, client_id)
+        client: OAuthClient | None = None
+        for client_id in dict.fromkeys(reading[0] for reading in readings):
+            if client_id:
+                client = await self.oauth.load_client(self.spec.api_id, client_id)
+            if client is not None:
+                break
         if client is None:
+            if not any(reading[0] for reading in readings):
+                raise _Refusal("invalid_request" if tyk else "invalid_client",
+                               client_auth=not tyk)
             raise _Refusal("server_error" if tyk else "invalid_client", client_auth=not tyk)
+        secrets = [secret for client_id, secret in readings if client_id == client.client_id]
         if client.public:
-            if secret or not public_ok:
+            if any(secrets) or not public_ok:
                 raise _Refusal("unauthorized_client" if tyk else "invalid_client",
                                client_auth=not tyk)
-        elif not client.secret_matches(secret):
+        elif not [secret for secret in secrets if client.secret_matches(secret)]:
             raise _Refusal("unauthorized_client" if tyk else "invalid_client",
                            client_auth=not tyk)
         if not client.redirect_uri:

@@ -22,6 +22,7 @@ __all__ = [
     "DESCRIPTIONS",
     "PKCE_METHOD",
     "ParamError",
+    "basic_credential_forms",
     "basic_credentials",
     "parse_form",
     "pkce_challenge",
@@ -145,6 +146,23 @@ def basic_credentials(header: bytes) -> tuple[str, str] | None:
                 unquote(secret.replace("+", " "), errors="strict"))
     except UnicodeDecodeError:
         raise ParamError("the Basic credentials are not UTF-8 once unescaped") from None
+
+
+def basic_credential_forms(header: bytes) -> tuple[tuple[str, str], ...]:
+    """The readings of ``Authorization: Basic``: RFC 6749 §2.3.1's
+    (form-urlencoded id and secret), then the raw one when it differs --
+    Tyk compares the raw values, and clients such as requests-oauthlib send
+    them unencoded, so a secret holding ``+`` or ``%`` reads both ways.
+    Empty when the header uses another scheme; ParamError when it is Basic
+    but malformed."""
+    decoded = basic_credentials(header)
+    if decoded is None:
+        return ()
+    _, _, value = header.strip().partition(b" ")
+    raw_id, _, raw_secret = base64.b64decode(value.strip()).decode("utf-8").partition(":")
+    if (raw_id, raw_secret) == decoded:
+        return (decoded,)
+    return (decoded, (raw_id, raw_secret))
 
 
 def _parts(uri: str) -> tuple[str, str, str] | None:
