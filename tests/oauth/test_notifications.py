@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import requests
 
 from fastgate.auth.oauth2 import notifications
 from fastgate.auth.oauth2.config import NotificationsConfig
@@ -185,3 +186,89 @@ def test_no_url_no_delivery() -> None:
         notifications.send(Any, NotificationsConfig(), NOTE)  # type: ignore[arg-type]
         return notifications.in_flight()
     assert asyncio.run(go()) == 0
+
+
+# -- end to end: tokens issued through a gateway's /oauth/token ------------------------------
+
+
+def _notifying_gateway(gateway_factory: Any, echo: Any, url: str) -> Any:
+    from .conftest import POLICIES, oauth_api
+
+    api = oauth_api("oauth-api", "/oauth-api/", echo.base_url,
+                    notifications={"shared_secret": "owner-secret",
+                                   "oauth_on_keychange_url": url, "retry_interval": 0.2})
+    gateway = gateway_factory([api], start=False)
+    (gateway.root / "policies.json").write_text(json.dumps(POLICIES))
+    gateway.start()
+    return gateway
+
+
+def test_tokens_are_announced(receiver: Receiver, gateway_factory: Any, echo: Any) -> None:
+    from .conftest import REDIRECT, OAuthAdmin
+    from .flow_support import approve, code_of, token_request
+
+    gateway = _notifying_gateway(gateway_factory, echo, receiver.url)
+    client = OAuthAdmin(gateway).create_client(api_id="oauth-api", policy_id="oauth-pol")
+    creds = (client["client_id"], client["secret"])
+    # client credentials: a new token
+    first = token_request(gateway, "/oauth-api/", {"grant_type": "client_credentials"}, creds)
+    assert first.status_code == 200, first.text
+    [note] = receiver.wait_for(1)
+    assert note["headers"]["X-Tyk-Shared-Secret"] == "owner-secret"
+    assert note["headers"]["User-Agent"] == "Tyk-Gatewy-Notifications"
+    assert note["body"] == {"auth_code": "", "new_oauth_token": first.json()["access_token"],
+                            "refresh_token": "", "old_refresh_token": "",
+                            "notification_type": "new"}
+    # authorization code: the code and the refresh token too
+    approved = approve(gateway, "/oauth-api/", {"response_type": "code",
+                                                "client_id": client["client_id"],
+                                                "redirect_uri": REDIRECT})
+    code = code_of(approved.json()["redirect_to"])
+    second = token_request(gateway, "/oauth-api/", {"grant_type": "authorization_code",
+                                                    "code": code, "redirect_uri": REDIRECT},
+                           creds).json()
+    note = receiver.wait_for(2)[1]["body"]
+    assert note == {"auth_code": code, "new_oauth_token": second["access_token"],
+                    "refresh_token": second["refresh_token"], "old_refresh_token": "",
+                    "notification_type": "new"}
+    # refresh: the old refresh token named, type "refresh"
+    third = token_request(gateway, "/oauth-api/", {"grant_type": "refresh_token",
+                                                   "refresh_token": second["refresh_token"]},
+                          creds).json()
+    note = receiver.wait_for(3)[2]["body"]
+    assert note == {"auth_code": "", "new_oauth_token": third["access_token"],
+                    "refresh_token": third["refresh_token"],
+                    "old_refresh_token": second["refresh_token"],
+                    "notification_type": "refresh"}
+    # a refused request announces nothing
+    token_request(gateway, "/oauth-api/", {"grant_type": "client_credentials"},
+                  (client["client_id"], "wrong"))
+    time.sleep(0.3)
+    assert len(receiver.received) == 3
+
+
+def test_silent_receiver_never_delays_the_token(gateway_factory: Any, echo: Any) -> None:
+    """A receiver that accepts and never answers: the token answer is immediate."""
+    import socket
+
+    from .conftest import OAuthAdmin
+    from .flow_support import token_request
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # connections complete in the backlog; nothing is ever read
+    try:
+        port = silent.getsockname()[1]
+        gateway = _notifying_gateway(gateway_factory, echo, f"http://127.0.0.1:{port}/n")
+        client = OAuthAdmin(gateway).create_client(api_id="oauth-api", policy_id="oauth-pol")
+        creds = (client["client_id"], client["secret"])
+        for _ in range(5):
+            start = time.monotonic()
+            resp = token_request(gateway, "/oauth-api/", {"grant_type": "client_credentials"},
+                                 creds)
+            assert resp.status_code == 200, resp.text
+            assert time.monotonic() - start < 1.0
+        # The gateway keeps serving everything else meanwhile.
+        assert requests.get(gateway.url("/oauth-api/x"), timeout=5).status_code in (400, 401)
+    finally:
+        silent.close()
