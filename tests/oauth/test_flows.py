@@ -438,12 +438,30 @@ def test_revoke_refresh_token(flow_gateway: Any, admin: OAuthAdmin) -> None:
     assert api_get(flow_gateway, token["access_token"]).status_code == 200
 
 
-def test_introspection_is_per_client(flow_gateway: Any, admin: OAuthAdmin) -> None:
-    _client, _session, token = _code_token(flow_gateway, admin)
-    other = authlib_session(new_client(admin))
-    answer = other.introspect_token(url(flow_gateway, "oauth/introspect"),
-                                    token=token["access_token"])
-    assert answer.status_code == 200 and answer.json() == {"active": False}
+def test_introspection_is_per_api(flow_gateway: Any, admin: OAuthAdmin) -> None:
+    """Any confidential client of the API (a resource server) may ask about the
+    API's tokens; a key that is not an OAuth token, or a token of another API
+    (see test_self_introspection), is inactive; a public client may not ask."""
+    client, _session, token = _code_token(flow_gateway, admin)
+    resource_server = authlib_session(new_client(admin))
+    introspect = url(flow_gateway, "oauth/introspect")
+    answer = resource_server.introspect_token(introspect, token=token["access_token"])
+    assert answer.status_code == 200
+    assert answer.json()["active"] is True
+    assert answer.json()["client_id"] == client["client_id"]
+    plain_key = requests.post(flow_gateway.url("/tyk/keys/create"), timeout=10,
+                              headers={"X-Tyk-Authorization": flow_gateway.secret},
+                              json={"org_id": ORG, "rate": 10, "per": 1, "quota_max": -1,
+                                    "access_rights": {FLOW_API: {
+                                        "api_id": FLOW_API, "api_name": FLOW_API,
+                                        "versions": ["Default"]}}})
+    assert plain_key.status_code == 200, plain_key.text
+    answer = resource_server.introspect_token(introspect, token=plain_key.json()["key"])
+    assert answer.json() == {"active": False}
+    unauthenticated = requests.post(introspect, data={"token": token["access_token"]},
+                                    timeout=10)
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.json()["error"] == "invalid_client"
 
 
 def test_revoke_all(flow_gateway: Any, admin: OAuthAdmin) -> None:

@@ -17,8 +17,9 @@ path under the listen path             methods     what
                                                    ``password`` (GET: ``invalid_request``)
 ``/oauth/revoke``                      POST        RFC 7009 / Tyk: one token, no client auth
 ``/oauth/revoke_all``                  POST        every token of a client (its secret)
-``/oauth/introspect``                  POST        RFC 7662 (fastgate's): a client asks about
-                                                   its own tokens
+``/oauth/introspect``                  POST        RFC 7662 (fastgate's): a confidential
+                                                   client of the API asks about the API's
+                                                   tokens
 ``/.well-known/oauth-authorization-    GET         RFC 8414 metadata (fastgate's)
 server``
 =====================================  ==========  ==========================================
@@ -541,10 +542,11 @@ class OAuthEndpoints:
 
     async def _introspect(self, req: Request, params: Mapping[str, str],
                           body: bytes | None) -> bytes:
-        """RFC 7662: a confidential client asks whether a token is active; it
-        learns only about its own tokens (another client's are inactive)."""
+        """RFC 7662: a confidential client of this API (a resource server, or
+        the client itself) asks whether a token is active.  Tokens issued on
+        this API are answered for; any other token is inactive."""
         try:
-            client = await self._authenticate(req, params, public_ok=False)
+            await self._authenticate(req, params, public_ok=False)
             token = params.get("token", "")
             if not token:
                 raise _Refusal("invalid_request", "token is required")
@@ -553,16 +555,15 @@ class OAuthEndpoints:
         hint = params.get("token_type_hint", "")
         answer: dict[str, Any] | None = None
         if hint != "refresh_token":
-            answer = await self._introspect_access(client, token)
+            answer = await self._introspect_access(token)
         if answer is None and hint != "access_token":
-            answer = await self._introspect_refresh(client, token)
+            answer = await self._introspect_refresh(token)
         if answer is None and hint == "refresh_token":
-            answer = await self._introspect_access(client, token)
+            answer = await self._introspect_access(token)
         return responses.json_response(200, answer or {"active": False},
                                        extra_headers=_NO_STORE)
 
-    async def _introspect_access(self, client: OAuthClient, token: str
-                                 ) -> dict[str, Any] | None:
+    async def _introspect_access(self, token: str) -> dict[str, Any] | None:
         skey = self.oauth.access_key(token)
         data = await self.oauth.store.get_session(skey)
         if data is None:
@@ -571,15 +572,19 @@ class OAuthEndpoints:
             session = orjson.loads(data)
         except orjson.JSONDecodeError:
             return None
-        if not isinstance(session, dict) or session.get("oauth_client_id") != client.client_id:
-            return None
+        client_id = session.get("oauth_client_id") if isinstance(session, dict) else None
+        if not isinstance(client_id, str) or not client_id:
+            return None  # a key, not a token of this provider
         expires = session.get("expires")
         if not isinstance(expires, int) or (0 < expires <= self.services.clock()) \
                 or session.get("is_inactive"):
             return None
-        listing = await self.oauth.token_listing(self.spec.api_id, client.client_id, skey) \
-            or {}
-        answer: dict[str, Any] = {"active": True, "client_id": client.client_id,
+        api_id = self.spec.api_id
+        # Issued on this API (its client is this API's, and still exists).
+        if await self.oauth.load_client(api_id, client_id) is None:
+            return None
+        listing = await self.oauth.token_listing(api_id, client_id, skey) or {}
+        answer: dict[str, Any] = {"active": True, "client_id": client_id,
                                   "token_type": "bearer"}
         if expires:
             answer["exp"] = expires
@@ -593,12 +598,11 @@ class OAuthEndpoints:
             answer["username"] = sub
         return answer
 
-    async def _introspect_refresh(self, client: OAuthClient, token: str
-                                  ) -> dict[str, Any] | None:
+    async def _introspect_refresh(self, token: str) -> dict[str, Any] | None:
         grant = await self.oauth.refresh_grant(self.spec.api_id, token)
-        if grant is None or grant.client_id != client.client_id:
+        if grant is None:
             return None
-        answer: dict[str, Any] = {"active": True, "client_id": client.client_id,
+        answer: dict[str, Any] = {"active": True, "client_id": grant.client_id,
                                   "token_type": "refresh_token"}
         if grant.scope:
             answer["scope"] = grant.scope
