@@ -715,7 +715,8 @@ class OAuthConfig:
     #: ``oauth_refresh_token_expire``: refresh-token lifetime (0 in the file: 14 days).
     refresh_token_expire: int = 1_209_600
     #: ``oauth_token_expired_retain_period``: seconds a client's expired tokens
-    #: stay listed (0: until ``DELETE /tyk/oauth/tokens?scope=lapsed``).
+    #: stay listed; ``DELETE /tyk/oauth/tokens?scope=lapsed`` drops the older
+    #: ones (0: listings are kept for ever and the purge drops nothing, as Tyk).
     expired_retain_period: int = 0
     #: ``oauth_redirect_uri_separator``: splits a client's ``redirect_uri``
     #: into several ("": one URI).

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from fastgate.apidef import ApiSpec
     from fastgate.auth.jwt.jwks import JwksCache
+    from fastgate.auth.oauth2.model import OAuthStore
     from fastgate.config import GatewayConfig
     from fastgate.session.cache import SessionCache
     from fastgate.storage.base import Store
@@ -44,6 +45,10 @@ class Control(Protocol):
     @property
     def certificates(self) -> CertificateCache:
         """The certificate store's records, as this worker has read them."""
+
+    @property
+    def oauth(self) -> OAuthStore:
+        """The OAuth 2.0 provider's clients, codes and tokens."""
 
     @property
     def specs(self) -> Sequence[ApiSpec]:

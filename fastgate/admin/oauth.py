@@ -75,7 +75,7 @@ import math
 import re
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 import orjson
@@ -123,14 +123,6 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 _Handler = Callable[[], Coroutine[Any, Any, bytes]]
 
 
-class _OAuthControl(Protocol):
-    """The gateway as this module needs it: :class:`Control` plus the provider's state."""
-
-    @property
-    def oauth(self) -> OAuthStore:
-        """The OAuth 2.0 provider's clients, codes and tokens."""
-
-
 def is_oauth2(spec: ApiSpec) -> bool:
     """Whether the API is an OAuth 2.0 provider's (``use_oauth2``)."""
     return spec.auth_settings("oauth2") is not None or bool(spec.raw.get("use_oauth2"))
@@ -151,8 +143,7 @@ class OAuthApi:
     @property
     def oauth(self) -> OAuthStore:
         """The provider's state (``Services.oauth``, which the gateway holds)."""
-        # Control does not name it (yet): every gateway has one.
-        return cast("_OAuthControl", self.gateway).oauth
+        return self.gateway.oauth
 
     # -- routing ---------------------------------------------------------------------
 
