@@ -408,3 +408,76 @@ def test_routing(oauth_admin: OAuthAdmin, oauth_gateway: Any) -> None:
     assert oauth_admin.call("GET", f"/tyk/oauth/clients/{OAUTH_API}/").status_code == 200
     refused = requests.get(oauth_gateway.url(f"/tyk/oauth/clients/{OAUTH_API}"), timeout=5)
     assert refused.status_code == 403
+
+
+# -- the routes on tokens issued by /oauth/token (memory store and Redis) ------------------
+
+
+def test_routes_on_tokens_from_the_token_endpoint(oauth_admin: OAuthAdmin,
+                                                  oauth_gateway: Any) -> None:
+    """Listing, revoke, refresh deletion, policy change, revoke_all and client
+    deletion on tokens the gateway itself issued -- the memory store included,
+    where no other process can mint tokens."""
+    from .flow_support import approve, code_of, token_request
+
+    created = oauth_admin.create_client(policy_id="oauth-only", api_id=OAUTH_API)
+    client_id, secret = created["client_id"], created["secret"]
+    creds = (client_id, secret)
+    path = f"/tyk/oauth/clients/{OAUTH_API}/{client_id}"
+
+    def cc_token() -> str:
+        resp = token_request(oauth_gateway, "/oauth-api/", {"grant_type": "client_credentials"},
+                             creds)
+        assert resp.status_code == 200, resp.text
+        token: str = resp.json()["access_token"]
+        return token
+
+    def status(token: str) -> int:
+        return requests.get(oauth_gateway.url("/oauth-api/x"), timeout=5,
+                            headers={"Authorization": f"Bearer {token}"}).status_code
+
+    one, two = cc_token(), cc_token()
+    approved = approve(oauth_gateway, "/oauth-api/", {"response_type": "code",
+                                                      "client_id": client_id,
+                                                      "redirect_uri": REDIRECT})
+    grant = token_request(oauth_gateway, "/oauth-api/", {
+        "grant_type": "authorization_code", "code": code_of(approved.json()["redirect_to"]),
+        "redirect_uri": REDIRECT}, creds).json()
+    three, refresh = grant["access_token"], grant["refresh_token"]
+    listed = oauth_admin.call("GET", f"{path}/tokens").json()
+    assert len(listed) == 3
+    assert all(set(item) == {"code", "expires"} for item in listed)
+    assert not {one, two, three} & {item["code"] for item in listed}  # hashed, never raw
+    # /tyk/oauth/revoke: one access token
+    resp = oauth_admin.call("POST", "/tyk/oauth/revoke", form={
+        "token": one, "token_type_hint": "access_token", "client_id": client_id})
+    assert resp.json() == {"status": "ok", "message": "token revoked successfully"}
+    assert [status(t) for t in (one, two, three)] == [403, 200, 200]
+    # DELETE /tyk/oauth/refresh/{token}: the refresh token only
+    quoted = requests.utils.quote(refresh, safe="")
+    assert oauth_admin.call("DELETE", f"/tyk/oauth/refresh/{quoted}?api_id={OAUTH_API}"
+                            ).status_code == 200
+    refused = token_request(oauth_gateway, "/oauth-api/",
+                            {"grant_type": "refresh_token", "refresh_token": refresh}, creds)
+    assert refused.json()["error"] == "invalid_grant"
+    assert status(three) == 200
+    # A policy change deletes the client's access tokens.
+    assert oauth_admin.call("PUT", path, {"policy_id": "oauth-pol",
+                                          "redirect_uri": REDIRECT}).status_code == 200
+    assert [status(t) for t in (two, three)] == [403, 403]
+    assert oauth_admin.call("GET", f"{path}/tokens").json() == []
+    # revoke_all, then deleting the client: its tokens are refused.
+    four = cc_token()
+    assert status(four) == 200
+    assert oauth_admin.call("POST", "/tyk/oauth/revoke_all", form={
+        "client_id": client_id, "client_secret": secret}).status_code == 200
+    assert status(four) == 403
+    five = cc_token()
+    assert oauth_admin.call("DELETE", path).status_code == 200
+    deadline = time.monotonic() + 5
+    while status(five) == 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    resp = requests.get(oauth_gateway.url("/oauth-api/x"), timeout=5,
+                        headers={"Authorization": f"Bearer {five}"})
+    assert (resp.status_code, resp.json()) == \
+        (403, {"error": "Key not authorised. OAuth client access was revoked"})
