@@ -240,7 +240,13 @@ class OAuthApi:
         client_id = fields["client_id"] or new_client_id()
         if "/" in client_id:
             raise AdminError(400, "client_id: must not contain '/'")
-        secret = fields["secret"] or new_secret()
+        if fields["public"]:
+            # fastgate's: a public client (RFC 6749 §2.1) has no secret and must use PKCE.
+            if fields["secret"]:
+                raise AdminError(400, "secret: a public client has none")
+            secret = ""
+        else:
+            secret = fields["secret"] or new_secret()
         targets: list[ApiSpec] = []
         if fields["api_id"]:
             spec = self._spec(fields["api_id"])
@@ -450,6 +456,10 @@ def _client_request(body: bytes) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise AdminError(400, f"{UNMARSHALLING_FAILED}: meta_data: expected an object")
     fields["meta_data"] = meta
+    public = data.get("public", False)
+    if not isinstance(public, bool):
+        raise AdminError(400, f"{UNMARSHALLING_FAILED}: public: expected a boolean")
+    fields["public"] = public
     return fields
 
 

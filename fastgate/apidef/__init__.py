@@ -36,11 +36,10 @@ them.  Its settings are not listed again as ignored: the refusal is said
 once.  It holds, by field name:
 
 * the auth methods enabled and not implemented yet: every switch of a
-  :data:`fastgate.auth.REGISTRY` entry without a parser (``use_oauth2``,
-  ``external_oauth`` (``.enabled``), ``enable_signature_checking``,
-  ``enable_jwt``, ``use_openid``, ``enable_coprocess_auth``,
-  ``use_go_plugin_auth``, ``custom_plugin_auth_enabled`` today;
-  ``use_basic_auth`` and ``use_standard_auth`` are implemented);
+  :data:`fastgate.auth.REGISTRY` entry without a builder (``use_openid``,
+  ``enable_coprocess_auth``, ``use_go_plugin_auth``,
+  ``custom_plugin_auth_enabled`` today; auth token, Basic auth, JWT, HMAC,
+  HTTP message signatures, OAuth 2.0 and external OAuth are implemented);
 * ``"use_keyless=false"`` when ``use_keyless`` is false and no method is
   enabled, while the registry's fallback (auth token, Tyk's default) is not
   implemented -- it is;

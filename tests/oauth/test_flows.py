@@ -575,3 +575,40 @@ def test_quota_exact_across_two_nodes(flow_gateway: Any, admin: OAuthAdmin,
     refreshed = authlib_session(client).introspect_token(url(second, "oauth/introspect"),
                                                          token=token["access_token"])
     assert refreshed.json()["active"] is True
+
+
+def test_public_client_with_pkce(flow_gateway: Any, admin: OAuthAdmin) -> None:
+    """A public client (fastgate's ``"public": true``: no secret) authenticates
+    with its client_id alone, must use PKCE, may refresh, and may not use the
+    client-credentials grant."""
+    created = new_client(admin, public=True)
+    assert created["secret"] == "" and created["public"] is True
+    assert admin.client(FLOW_API, created["client_id"]).json()["public"] is True
+    session = AuthlibSession(created["client_id"], redirect_uri=REDIRECT,
+                             token_endpoint_auth_method="none", code_challenge_method="S256")
+    # Without a challenge the authorization request is refused.
+    plain, _ = session.create_authorization_url(url(flow_gateway, "oauth/authorize"))
+    refused = requests.get(plain, allow_redirects=False, timeout=10)
+    assert refused.status_code == 400
+    assert refused.json()["message"] == "code_challenge is required (PKCE, S256)"
+    verifier = generate_token(48)
+    uri, state = session.create_authorization_url(url(flow_gateway, "oauth/authorize"),
+                                                  code_verifier=verifier)
+    token = session.fetch_token(url(flow_gateway, "oauth/token"), state=state,
+                                authorization_response=approved_redirect(flow_gateway, LISTEN,
+                                                                         uri),
+                                code_verifier=verifier)
+    assert session.get(url(flow_gateway, "pub"), timeout=10).status_code == 200
+    refreshed = session.refresh_token(url(flow_gateway, "oauth/token"),
+                                      refresh_token=token["refresh_token"])
+    assert api_get(flow_gateway, refreshed["access_token"]).status_code == 200
+    cc = requests.post(url(flow_gateway, "oauth/token"), timeout=10,
+                       data={"grant_type": "client_credentials",
+                             "client_id": created["client_id"]})
+    assert cc.status_code == 401 and cc.json()["error"] == "invalid_client"
+    # A public client has no secret to give: a secret alongside is refused at creation.
+    bad = admin.call("POST", "/tyk/oauth/clients/create",
+                     {"api_id": FLOW_API, "redirect_uri": REDIRECT, "public": True,
+                      "secret": "s"})
+    assert (bad.status_code, bad.json()) == \
+        (400, {"status": "error", "message": "secret: a public client has none"})

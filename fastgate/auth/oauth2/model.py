@@ -170,7 +170,8 @@ class OAuthClient:
     def admin_json(self, secret: str = "") -> dict[str, Any]:
         """Tyk's REST shape (``NewClientRequest``: ``policy_id`` only when set,
         as its ``omitempty``); ``secret`` only when just created or rotated
-        (it is not kept: GET answers ``"secret": ""``)."""
+        (it is not kept: GET answers ``"secret": ""``); ``"public": true`` for
+        a public client (fastgate's)."""
         body: dict[str, Any] = {
             "client_id": self.client_id,
             "redirect_uri": self.redirect_uri,
@@ -180,6 +181,8 @@ class OAuthClient:
         body["secret"] = secret
         body["meta_data"] = dict(self.meta_data)
         body["description"] = self.description
+        if self.public:
+            body["public"] = True  # fastgate's: no secret, PKCE required
         return body
 
     def record(self) -> bytes:
