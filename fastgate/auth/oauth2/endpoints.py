@@ -332,9 +332,10 @@ class OAuthEndpoints:
         target = self.config.auth_login_redirect
         if not target:
             return _status_answer(500, "the API has no oauth_meta.auth_login_redirect")
-        if req.method == b"GET" and req.query:
-            target += ("&" if "?" in target else "?") + req.query.decode("latin-1")
         location = target.encode("utf-8")
+        if req.method == b"GET" and req.query:
+            # The query as the client sent it, byte for byte.
+            location += (b"&" if b"?" in location else b"?") + req.query
         if b"\r" in location or b"\n" in location:
             return _status_answer(500, "oauth_meta.auth_login_redirect is not a URL")
         return b"".join((responses.STATUS_LINES[307], b"Location: ", location, b"\r\n",
