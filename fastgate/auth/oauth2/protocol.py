@@ -62,6 +62,7 @@ DESCRIPTIONS: dict[str, str] = {
 PKCE_METHOD = "S256"
 _PKCE_VALUE = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_SEGMENTS = re.compile(r"[/\\]")
 
 
 class ParamError(ValueError):
@@ -181,8 +182,9 @@ def validate_redirect(registered: tuple[str, ...], given: str) -> bool:
     """Whether ``given`` is allowed by one of the client's ``registered``
     redirect URIs (osin's ``ValidateUriList``): the same scheme and host, and
     the same path or a path below it (on a ``/`` boundary), without a ``..``
-    segment (percent-encoded ones included) and without a fragment (RFC 6749
-    §3.1.2).  The query of ``given`` is kept as sent."""
+    segment (percent-encoded ones included, ``\\`` read as ``/`` as browsers
+    do) and without a fragment (RFC 6749 §3.1.2).  The query of ``given`` is
+    kept as sent."""
     wanted = _parts(given)
     if wanted is None:
         return False
@@ -194,7 +196,8 @@ def validate_redirect(registered: tuple[str, ...], given: str) -> bool:
         if base[2] == path:
             return True
         prefix = base[2].rstrip("/") + "/"
-        if path.startswith(prefix) and ".." not in path[len(prefix):].split("/"):
+        # Browsers read "\\" as "/" in http(s) URLs (WHATWG): a separator too.
+        if path.startswith(prefix) and ".." not in _SEGMENTS.split(path[len(prefix):]):
             return True
     return False
 
