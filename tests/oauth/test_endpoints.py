@@ -447,6 +447,23 @@ def test_authorize_client_refusal_is_403_in_both_modes(tyk_gateway: Any) -> None
     assert (resp.status_code, resp.json()) == (403, ADMIN_REFUSED)
 
 
+def test_authorize_client_refuses_before_reading_the_form(oauth_gateway: Any) -> None:
+    """Without the secret the answer is the 403, whatever the form holds (the
+    endpoint says nothing else to someone who is not the login service)."""
+    for body in ("client_id=%zz", "client_id=a&client_id=b", "state=x;y"):
+        resp = requests.post(oauth_gateway.url(LISTEN + "tyk/oauth/authorize-client/"),
+                             data=body, timeout=10,
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert (resp.status_code, resp.json()) == (403, ADMIN_REFUSED), body
+    # With the secret, the malformed form is the login service's error to see.
+    resp = requests.post(oauth_gateway.url(LISTEN + "tyk/oauth/authorize-client/"),
+                         data="client_id=%zz", timeout=10,
+                         headers={"Content-Type": "application/x-www-form-urlencoded",
+                                  "X-Tyk-Authorization": oauth_gateway.secret})
+    assert oauth_error(resp) == (400, {"error": "invalid_request",
+                                       "error_description": "the form is malformed"})
+
+
 def _code_records(oauth_store: Any) -> int:
     return len(oauth_store.redis.client().keys("*oauth-code*"))
 
@@ -797,6 +814,25 @@ def test_chunked_body_over_the_limit(oauth_gateway: Any) -> None:
     assert token(oauth_gateway, small, headers=headers).status_code == 200
 
 
+def test_same_connection_after_refusals(oauth_gateway: Any, raw: Any) -> None:
+    """A refused request (an unread body over the limit, a malformed form)
+    leaves the connection usable: the next request on it is answered."""
+    conn = raw(oauth_gateway.port)
+    head = ("POST " + LISTEN + "oauth/token HTTP/1.1\r\nHost: h\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ")
+    big = b"grant_type=x&pad=" + b"G" * 70000
+    hello = b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n"
+    conn.send(head.encode() + str(len(big)).encode() + b"\r\n\r\n" + big + hello)
+    first = conn.read_response()
+    assert (first.status, first.json()) == (413, TOO_LARGE)
+    assert conn.read_response().status == 200
+    bad = b"grant_type=%zz"
+    conn.send(head.encode() + str(len(bad)).encode() + b"\r\n\r\n" + bad + hello)
+    refused = conn.read_response()
+    assert (refused.status, refused.json()["error"]) == (400, "invalid_request")
+    assert conn.read_response().status == 200
+
+
 # -- /oauth/revoke and /oauth/revoke_all ------------------------------------------------------
 
 
@@ -963,3 +999,4 @@ def test_metadata_follows_oauth_meta(edge_gateway: Any) -> None:
     assert bare["grant_types_supported"] == ["client_credentials"]
     assert bare["response_types_supported"] == []
     assert bare["token_endpoint"] == "http://h/bare/oauth/token"
+

@@ -186,12 +186,14 @@ class OAuthEndpoints:
             problem = str(exc)
         try:
             if params is None:
-                return self._bad_params(handler, problem)
+                return self._bad_params(req, handler, problem)
             return await handler(req, params, body)
         except StoreError as exc:
             return store_unavailable(exc)
 
-    def _bad_params(self, handler: Handler, problem: str) -> bytes:
+    def _bad_params(self, req: Request, handler: Handler, problem: str) -> bytes:
+        if handler == self._authorize_client and not self._admin_ok(req):
+            return ADMIN_REFUSED  # nothing but the 403 to one without the secret
         if handler in (self._revoke, self._revoke_all):
             return _status_answer(400, _MALFORMED)
         if handler == self._authorize_passthrough:
@@ -341,11 +343,15 @@ class OAuthEndpoints:
         return b"".join((responses.STATUS_LINES[307], b"Location: ", location, b"\r\n",
                          b"Cache-Control: no-store\r\nContent-Length: 0\r\n\r\n"))
 
+    def _admin_ok(self, req: Request) -> bool:
+        """Whether ``X-Tyk-Authorization`` is the gateway secret (constant time)."""
+        supplied = req.header(b"x-tyk-authorization") or b""
+        return bool(supplied) and compare.constant_time_equals(self.secret, supplied)
+
     async def _authorize_client(self, req: Request, params: Mapping[str, str],
                                 body: bytes | None) -> bytes:
         """``/tyk/oauth/authorize-client``: the login service grants access."""
-        supplied = req.header(b"x-tyk-authorization") or b""
-        if not (supplied and compare.constant_time_equals(self.secret, supplied)):
+        if not self._admin_ok(req):
             return ADMIN_REFUSED
         state = params.get("state", "")
         try:
