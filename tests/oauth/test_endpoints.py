@@ -589,7 +589,8 @@ def test_disallowed_grant(edge_gateway: Any, oauth_gateway: Any) -> None:
 
 
 @pytest.fixture(params=["rfc", "tyk"])
-def mode(request: pytest.FixtureRequest) -> tuple[str, Any]:
+def mode(request: pytest.FixtureRequest, oauth_store: Any) -> tuple[str, Any]:
+    """``(kind, gateway)``: RFC 6749's error statuses, then Tyk's (403)."""
     name = "oauth_gateway" if request.param == "rfc" else "tyk_gateway"
     return request.param, request.getfixturevalue(name)
 
@@ -724,6 +725,28 @@ def test_public_clients_code_without_pkce_is_refused(oauth_gateway: Any, provide
     again = token(oauth_gateway, {"grant_type": "authorization_code", "code": code,
                                   "client_id": cid, "code_verifier": VERIFIER})
     assert again.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("verifier", ["a" * 42, "a" * 129, VERIFIER[:-1] + "+",
+                                      VERIFIER + "=", VERIFIER[:-1] + "%2B"])
+def test_code_verifier_of_the_wrong_shape(oauth_gateway: Any, verifier: str) -> None:
+    """RFC 7636 §4.1: 43-128 unreserved characters; anything else is a
+    malformed request (not a mismatch), and the code is spent."""
+    client = new_client(oauth_gateway)
+    approved = approve(oauth_gateway, authorize_query(
+        client["client_id"], code_challenge=CHALLENGE, code_challenge_method="S256"))
+    code = approved.json()["code"]
+    resp = token(oauth_gateway, {"grant_type": "authorization_code", "code": code,
+                                 "redirect_uri": REDIRECT, "code_verifier": verifier},
+                 headers=creds(client))
+    assert oauth_error(resp) == (400, {"error": "invalid_request", "error_description":
+                                       "code_verifier must be 43 to 128 characters of "
+                                       "[A-Za-z0-9-._~]"})
+    again = token(oauth_gateway, {"grant_type": "authorization_code", "code": code,
+                                  "redirect_uri": REDIRECT, "code_verifier": VERIFIER},
+                  headers=creds(client))
+    assert oauth_error(again) == (400, {"error": "invalid_grant",
+                                        "error_description": OSIN["invalid_grant"]})
 
 
 def test_client_credentials_answer(oauth_gateway: Any) -> None:
@@ -999,4 +1022,5 @@ def test_metadata_follows_oauth_meta(edge_gateway: Any) -> None:
     assert bare["grant_types_supported"] == ["client_credentials"]
     assert bare["response_types_supported"] == []
     assert bare["token_endpoint"] == "http://h/bare/oauth/token"
+
 
