@@ -1147,6 +1147,9 @@ class ClientProtocol:
                 self._start(ex)
                 return
             queue.popleft()
+            if ex.is_head:
+                # A HEAD answer has no body (RFC 9110 §9.3.2), whoever made it.
+                response = _strip_body(response)
             close: cython.bint = ex.close_after or self.shutting_down
             if close:
                 response = _with_close(response)

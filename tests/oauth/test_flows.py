@@ -612,3 +612,59 @@ def test_public_client_with_pkce(flow_gateway: Any, admin: OAuthAdmin) -> None:
                       "secret": "s"})
     assert (bad.status_code, bad.json()) == \
         (400, {"status": "error", "message": "secret: a public client has none"})
+
+
+def test_revoke_touches_oauth_tokens_only(flow_gateway: Any, admin: OAuthAdmin,
+                                          admin_for: Any) -> None:
+    """The revoke endpoint needs no key: what it deletes must be an OAuth token
+    of this API, never another key (a Basic-auth user, a plain key)."""
+    user = f"victim-{time.monotonic_ns()}"
+    _add_user(flow_gateway, admin_for, user, "pw")
+    headers = {"X-Tyk-Authorization": flow_gateway.secret}
+    plain = requests.post(flow_gateway.url("/tyk/keys/create"), headers=headers, timeout=10,
+                          json={"org_id": ORG, "rate": 10, "per": 1, "quota_max": -1,
+                                "access_rights": {FLOW_API: {"api_id": FLOW_API,
+                                                             "api_name": FLOW_API,
+                                                             "versions": ["Default"]}}})
+    key = plain.json()["key"]
+    for token in (ORG + user, user, key):
+        resp = requests.post(url(flow_gateway, "oauth/revoke"), data={"token": token},
+                             timeout=10)
+        assert resp.status_code == 200  # RFC 7009: the same answer, whatever the token
+    assert requests.get(flow_gateway.url(f"/tyk/keys/{user}"), headers=headers,
+                        timeout=10).status_code == 200
+    assert requests.get(flow_gateway.url(f"/tyk/keys/{key}"), headers=headers,
+                        timeout=10).status_code == 200
+
+
+def test_refresh_narrows_scope(flow_gateway: Any, admin: OAuthAdmin) -> None:
+    client = new_client(admin)
+    session = authlib_session(client, scope="read write")
+    uri, state = session.create_authorization_url(url(flow_gateway, "oauth/authorize"))
+    token = session.fetch_token(url(flow_gateway, "oauth/token"), state=state,
+                                authorization_response=approved_redirect(flow_gateway, LISTEN,
+                                                                         uri))
+    creds = (client["client_id"], client["secret"])
+    narrower = token_request(flow_gateway, LISTEN, {"grant_type": "refresh_token",
+                                                    "refresh_token": token["refresh_token"],
+                                                    "scope": "read"}, creds)
+    assert narrower.status_code == 200, narrower.text
+    assert narrower.json()["scope"] == "read"
+    found = session.introspect_token(url(flow_gateway, "oauth/introspect"),
+                                     token=narrower.json()["refresh_token"]).json()
+    assert found["scope"] == "read"  # the new refresh token is narrowed too (osin)
+
+
+def test_password_grant_refuses_an_expired_user(flow_gateway: Any, admin: OAuthAdmin,
+                                                admin_for: Any) -> None:
+    user = f"expired-{time.monotonic_ns()}"
+    admin_for(flow_gateway).add_key(user, {
+        "org_id": ORG, "rate": 1000, "per": 60, "quota_max": -1, "expires": 1000,
+        "basic_auth_data": {"password": "pw"},
+        "access_rights": {FLOW_API: {"api_id": FLOW_API, "api_name": FLOW_API,
+                                     "versions": ["Default"]}}})
+    client = new_client(admin)
+    resp = token_request(flow_gateway, LISTEN, {"grant_type": "password", "username": user,
+                                                "password": "pw"},
+                         (client["client_id"], client["secret"]))
+    assert resp.status_code == 400 and resp.json()["error"] == "access_denied"

@@ -215,7 +215,8 @@ class OAuthEndpoints:
                                 "error_description": refusal.description}
         if extra:
             body.update(extra)
-        headers = _NO_STORE + ((_WWW_AUTHENTICATE,) if status == 401 else ())
+        challenge = status == 401 and not self.settings.error_status_code
+        headers = _NO_STORE + ((_WWW_AUTHENTICATE,) if challenge else ())
         return responses.json_response(status, body, extra_headers=headers)
 
     def _rest_error(self, refusal: _Refusal) -> bytes:
@@ -475,7 +476,8 @@ class OAuthEndpoints:
         if asked and not set(asked.split()) <= set(grant.scope.split()):
             raise _Refusal("invalid_scope", "the scope asked for is more than the refresh "
                            "token's")
-        issued = await self.oauth.rotate(client, token)
+        # RFC 6749 §6: a scope given narrows the new tokens (osin's too).
+        issued = await self.oauth.rotate(client, token, scope=asked or None)
         if issued is None:  # used meanwhile (by a concurrent request, on any node)
             raise _Refusal("invalid_grant")
         return issued, notifications.message(new_token=issued.access_token,
@@ -496,6 +498,9 @@ class OAuthEndpoints:
             found = await found
         if found is None or found[1].inactive:
             raise _Refusal("access_denied")
+        expires = found[1].session.get("expires")
+        if isinstance(expires, int | float) and 0 < expires <= services.clock():
+            raise _Refusal("access_denied")  # an expired user (fastgate differs: Tyk issues)
         user = found[1].session
         loop = asyncio.get_running_loop()
         # bcrypt is deliberately slow: never on the event loop.

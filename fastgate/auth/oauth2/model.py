@@ -497,9 +497,12 @@ class OAuthStore:
                                            token_digest(refresh_token))
         return None if data is None else RefreshGrant.from_record(data)
 
-    async def rotate(self, client: OAuthClient, refresh_token: str) -> IssuedToken | None:
+    async def rotate(self, client: OAuthClient, refresh_token: str,
+                     scope: str | None = None) -> IssuedToken | None:
         """Refresh rotation: the old refresh token is used up (once, on every
-        node), its access token and session deleted, and a new pair issued.
+        node), its access token and session deleted, and a new pair issued
+        -- of ``scope`` when given (a narrower scope, checked by the caller;
+        osin narrows the new refresh token too), else the old one's.
         None when the token is unknown, used or another client's."""
         api_id = client.api_id
         name = api_id + "/" + token_digest(refresh_token)
@@ -513,7 +516,8 @@ class OAuthStore:
                                         self.settings.refresh_token_expire)
             return None
         await self.delete_access(api_id, client.client_id, grant.access_key)
-        return await self.issue(client, key_rules=grant.key_rules, scope=grant.scope,
+        return await self.issue(client, key_rules=grant.key_rules,
+                                scope=grant.scope if scope is None else scope,
                                 refresh=True, username=grant.username)
 
     async def delete_access(self, api_id: str, client_id: str, skey: str) -> bool:
@@ -530,17 +534,22 @@ class OAuthStore:
                            hash_key_function=self.hash_key_function)
 
     async def revoke_access_token(self, api_id: str, token: str) -> bool:
-        """RFC 7009 / Tyk's revoke of an access token: its session goes."""
+        """RFC 7009 / Tyk's revoke of an access token: its session goes --
+        only when it is an OAuth token of a client of ``api_id`` (any other
+        key, a Basic-auth user's say, is left alone: the revoke endpoints
+        need no key of their own).  True if a token was revoked."""
         skey = self.access_key(token)
         data = await self.store.get_session(skey)
-        client_id = ""
-        if data is not None:
-            try:
-                found = orjson.loads(data)
-                client_id = str(found.get("oauth_client_id") or "") \
-                    if isinstance(found, dict) else ""
-            except orjson.JSONDecodeError:
-                pass
+        if data is None:
+            return False
+        try:
+            found = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return False
+        client_id = found.get("oauth_client_id") if isinstance(found, dict) else None
+        if not isinstance(client_id, str) or not client_id \
+                or await self.load_client(api_id, client_id) is None:
+            return False
         return await self.delete_access(api_id, client_id, skey)
 
     async def revoke_refresh_token(self, api_id: str, token: str) -> bool:
