@@ -668,3 +668,13 @@ def test_password_grant_refuses_an_expired_user(flow_gateway: Any, admin: OAuthA
                                                 "password": "pw"},
                          (client["client_id"], client["secret"]))
     assert resp.status_code == 400 and resp.json()["error"] == "access_denied"
+
+
+def test_introspection_hint_is_only_a_hint(flow_gateway: Any, admin: OAuthAdmin) -> None:
+    """RFC 7662 §2.1: a wrong ``token_type_hint`` still finds the token."""
+    _client, session, token = _code_token(flow_gateway, admin)
+    introspect = url(flow_gateway, "oauth/introspect")
+    for value, hint, kind in ((token["access_token"], "refresh_token", "bearer"),
+                              (token["refresh_token"], "access_token", "refresh_token")):
+        found = session.introspect_token(introspect, token=value, token_type_hint=hint).json()
+        assert (found["active"], found["token_type"]) == (True, kind)

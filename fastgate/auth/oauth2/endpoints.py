@@ -564,14 +564,15 @@ class OAuthEndpoints:
                 raise _Refusal("invalid_request", "token is required")
         except _Refusal as refusal:
             return self._oauth_error(refusal)
-        hint = params.get("token_type_hint", "")
+        # RFC 7662 §2.1: the hint says which kind to try first, then the other.
+        kinds = (self._introspect_refresh, self._introspect_access) \
+            if params.get("token_type_hint") == "refresh_token" \
+            else (self._introspect_access, self._introspect_refresh)
         answer: dict[str, Any] | None = None
-        if hint != "refresh_token":
-            answer = await self._introspect_access(token)
-        if answer is None and hint != "access_token":
-            answer = await self._introspect_refresh(token)
-        if answer is None and hint == "refresh_token":
-            answer = await self._introspect_access(token)
+        for kind in kinds:
+            answer = await kind(token)
+            if answer is not None:
+                break
         return responses.json_response(200, answer or {"active": False},
                                        extra_headers=_NO_STORE)
 
