@@ -678,3 +678,43 @@ def test_introspection_hint_is_only_a_hint(flow_gateway: Any, admin: OAuthAdmin)
                               (token["refresh_token"], "access_token", "refresh_token")):
         found = session.introspect_token(introspect, token=value, token_type_hint=hint).json()
         assert (found["active"], found["token_type"]) == (True, kind)
+
+
+def test_revoke_with_client_authentication(flow_gateway: Any, admin: OAuthAdmin) -> None:
+    """RFC 7009 §2.1: credentials presented are checked, and the client
+    revokes its own tokens only (another client's stays, with the same 200)."""
+    owner, session, token = _code_token(flow_gateway, admin)
+    other = authlib_session(new_client(admin))
+    revoke = url(flow_gateway, "oauth/revoke")
+    wrong = requests.post(revoke, data={"token": token["access_token"]}, timeout=10,
+                          auth=HTTPBasicAuth(owner["client_id"], "not-the-secret"))
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+    for value in (token["access_token"], token["refresh_token"]):
+        resp = other.revoke_token(revoke, token=value)
+        assert resp.status_code == 200, resp.text
+    assert api_get(flow_gateway, token["access_token"]).status_code == 200
+    assert session.introspect_token(url(flow_gateway, "oauth/introspect"),
+                                    token=token["refresh_token"]).json()["active"] is True
+    # authlib's revoke_token authenticates as the owner (client_secret_basic).
+    assert session.revoke_token(revoke, token=token["access_token"]).status_code == 200
+    assert api_get(flow_gateway, token["access_token"]).status_code == 403
+
+
+def test_revoke_requiring_client_authentication(gateway_factory: Any, echo: Any,
+                                                oauth_store: Any) -> None:
+    """``oauth_meta.revoke_requires_client_auth``: a token alone is refused."""
+    api = oauth_api(FLOW_API, LISTEN, echo.base_url)
+    api["oauth_meta"]["revoke_requires_client_auth"] = True
+    gateway = gateway_factory([api], start=False, storage=oauth_store.config)
+    (gateway.root / "policies.json").write_text(json.dumps(POLICIES))
+    gateway.start()
+    client = new_client(OAuthAdmin(gateway))
+    session = authlib_session(client)
+    token = session.fetch_token(url(gateway, "oauth/token"), grant_type="client_credentials")
+    alone = requests.post(url(gateway, "oauth/revoke"), data={"token": token["access_token"]},
+                          timeout=10)
+    assert alone.status_code == 401 and alone.json()["error"] == "invalid_client"
+    assert api_get(gateway, token["access_token"]).status_code == 200
+    assert session.revoke_token(url(gateway, "oauth/revoke"),
+                                token=token["access_token"]).status_code == 200
+    assert api_get(gateway, token["access_token"]).status_code == 403

@@ -26,6 +26,10 @@ fastgate's own:
 * ``oauth_meta.require_pkce`` -- every authorization-code request needs a
   PKCE ``code_challenge`` (RFC 7636, S256), confidential clients' too.
   Public clients (a client without a secret) always need one.
+* ``oauth_meta.revoke_requires_client_auth`` -- ``/oauth/revoke`` needs the
+  client's credentials (RFC 7009 §2.1) and revokes that client's tokens
+  only.  Off by default, as Tyk's endpoint takes a token alone; credentials
+  presented are checked either way.
 
 **fastgate differs**: a grant or response type Tyk does not know is an error
 naming the field (Tyk ignores it, so a typo disables a grant silently), and
@@ -81,6 +85,7 @@ class OAuthApiConfig:
     allowed_authorize_types: tuple[str, ...] = ()
     auth_login_redirect: str = ""
     require_pkce: bool = False
+    revoke_requires_client_auth: bool = False
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
 
     def grant_allowed(self, grant_type: str) -> bool:
@@ -121,6 +126,7 @@ def parse_config(top: FieldReader) -> OAuthApiConfig:
         allowed_authorize_types=_choices(meta, "allowed_authorize_types", AUTHORIZE_TYPES),
         auth_login_redirect=meta.string("auth_login_redirect"),
         require_pkce=meta.boolean("require_pkce"),
+        revoke_requires_client_auth=meta.boolean("revoke_requires_client_auth"),
         notifications=NotificationsConfig(
             url=_url(notes, "oauth_on_keychange_url"),
             shared_secret=notes.string("shared_secret"),

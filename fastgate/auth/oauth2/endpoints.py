@@ -15,7 +15,8 @@ path under the listen path             methods     what
 ``/oauth/token``                       POST        grants ``authorization_code``,
                                                    ``refresh_token``, ``client_credentials``,
                                                    ``password`` (GET: ``invalid_request``)
-``/oauth/revoke``                      POST        RFC 7009 / Tyk: one token, no client auth
+``/oauth/revoke``                      POST        RFC 7009 / Tyk: one token (client auth
+                                                   checked when given or required)
 ``/oauth/revoke_all``                  POST        every token of a client (its secret)
 ``/oauth/introspect``                  POST        RFC 7662 (fastgate's): a confidential
                                                    client of the API asks about the API's
@@ -521,16 +522,29 @@ class OAuthEndpoints:
 
     async def _revoke(self, req: Request, params: Mapping[str, str],
                       body: bytes | None) -> bytes:
-        """``/oauth/revoke`` (Tyk's; RFC 7009's answer: 200 for an unknown token)."""
+        """``/oauth/revoke`` (Tyk's; RFC 7009's answer: 200 for an unknown
+        token).  Client credentials, when presented (or required by
+        ``oauth_meta.revoke_requires_client_auth``), are checked, and then
+        only that client's tokens are revoked (another's is left alone, with
+        the same 200, RFC 7009 §2.2)."""
         token = params.get("token", "")
         if not token:
             return _status_answer(400, "token is required")
+        header = req.header(b"authorization")
+        presented = (header is not None and header[:6].lower() == b"basic ") \
+            or "client_secret" in params
+        owner: str | None = None
+        if presented or self.config.revoke_requires_client_auth:
+            try:
+                owner = (await self._authenticate(req, params, public_ok=True)).client_id
+            except _Refusal as refusal:
+                return self._oauth_error(refusal)
         hint = params.get("token_type_hint", "")
         api_id = self.spec.api_id
         if hint != "refresh_token":
-            await self.oauth.revoke_access_token(api_id, token)
+            await self.oauth.revoke_access_token(api_id, token, owner)
         if hint != "access_token":
-            await self.oauth.revoke_refresh_token(api_id, token)
+            await self.oauth.revoke_refresh_token(api_id, token, owner)
         return _status_answer(200, "token revoked successfully")
 
     async def _revoke_all(self, req: Request, params: Mapping[str, str],
@@ -643,7 +657,8 @@ class OAuthEndpoints:
             "response_types_supported": list(config.allowed_authorize_types),
             "token_endpoint_auth_methods_supported": ["client_secret_basic",
                                                       "client_secret_post", "none"],
-            "revocation_endpoint_auth_methods_supported": ["none"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic",
+                                                           "client_secret_post", "none"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic",
                                                               "client_secret_post"],
             "code_challenge_methods_supported": [PKCE_METHOD],

@@ -533,11 +533,14 @@ class OAuthStore:
         return storage_key(token, hash_keys=self.hash_keys,
                            hash_key_function=self.hash_key_function)
 
-    async def revoke_access_token(self, api_id: str, token: str) -> bool:
+    async def revoke_access_token(self, api_id: str, token: str,
+                                  client_id: str | None = None) -> bool:
         """RFC 7009 / Tyk's revoke of an access token: its session goes --
         only when it is an OAuth token of a client of ``api_id`` (any other
         key, a Basic-auth user's say, is left alone: the revoke endpoints
-        need no key of their own).  True if a token was revoked."""
+        need no key of their own), and of ``client_id`` when given.  True if
+        a token was revoked."""
+        owner = client_id
         skey = self.access_key(token)
         data = await self.store.get_session(skey)
         if data is None:
@@ -548,13 +551,21 @@ class OAuthStore:
             return False
         client_id = found.get("oauth_client_id") if isinstance(found, dict) else None
         if not isinstance(client_id, str) or not client_id \
+                or (owner is not None and client_id != owner) \
                 or await self.load_client(api_id, client_id) is None:
             return False
         return await self.delete_access(api_id, client_id, skey)
 
-    async def revoke_refresh_token(self, api_id: str, token: str) -> bool:
-        """Revoke a refresh token (its access token stays, as in Tyk)."""
-        return await self.store.delete_record(REFRESH_TABLE, api_id + "/" + token_digest(token))
+    async def revoke_refresh_token(self, api_id: str, token: str,
+                                   client_id: str | None = None) -> bool:
+        """Revoke a refresh token (its access token stays, as in Tyk) -- of
+        ``client_id`` only, when given."""
+        name = api_id + "/" + token_digest(token)
+        if client_id is not None:
+            grant = await self.refresh_grant(api_id, token)
+            if grant is None or grant.client_id != client_id:
+                return False
+        return await self.store.delete_record(REFRESH_TABLE, name)
 
     async def revoke_all(self, api_id: str, client_id: str) -> int:
         """Every access and refresh token of a client: gone.  How many."""
