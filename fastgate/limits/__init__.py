@@ -89,6 +89,10 @@ class Limiter:
         self.limits_with = None if self.split else getattr(self.store, "limits_with", None)
         self.limits_command = None if self.split else getattr(self.store, "limits_command",
                                                                 None)
+        #: The store's synchronous ``limits`` (the memory store's): no
+        #: coroutine per request.
+        self.decide_limits = getattr(self.store, "decide_limits", None) \
+            if self.inline and not self.split else None
         self.worker_id = uuid.uuid4().hex
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -119,6 +123,10 @@ class Limiter:
     def limits(self, key: str, rate: float, per: float, quota_max: int,
                renewal: int) -> Limits | Awaitable[Limits]:
         """A request's rate limit and quota together."""
+        decide = self.decide_limits
+        if decide is not None:
+            decision: Limits = decide(key, rate, per, quota_max, renewal)
+            return decision
         if self.split:
             return self._split_limits(key, rate, per, quota_max, renewal)
         return self._store_call(self.store.limits(key, rate, per, quota_max, renewal))

@@ -64,6 +64,9 @@ class OAuthBearer:
         self.source = credential.source(strip=spec.strip_auth_data, bearer=False)
         #: The header's lower-cased name (None when ``disable_header``).
         self.header = self.source.header
+        #: Only the header is read, and nothing stripped: its value is the credential.
+        self.header_only = self.header is not None and self.source.param is None \
+            and self.source.cookie is None and not self.source.strip
         self.sessions = services.sessions
         self.clients = services.oauth
         self.api_id = spec.api_id
@@ -79,7 +82,7 @@ class OAuthBearer:
         """The token, or one of the prepared refusals :data:`MISSING` and
         :data:`MALFORMED` (told apart by identity)."""
         header = req.header(self.header) if self.header is not None else None
-        value = self.source.read(req)
+        value = header if self.header_only else self.source.read(req)
         if not value:
             return MISSING
         if value == header:
@@ -105,6 +108,8 @@ class OAuthBearer:
             search = find_session(self.sessions, self.names.of(token), _token)
         except StoreError as exc:
             return store_unavailable(exc)
+        if search is None or search.__class__ is tuple:
+            return self._found(req, search)  # found in the cache
         return then(search, lambda found: self._found(req, found))
 
     def _found(self, req: Request, found: Found) -> Outcome:
