@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fastgate.config", "fastgate.tyk_conf_fields", "fastgate.certs"),
     ("fastgate.storage", "fastgate.session"),
     ("fastgate.limits", "fastgate.outbound", "fastgate.policies", "fastgate.services"),
-    ("fastgate.auth", "fastgate.middleware", "fastgate.observability"),
+    ("fastgate.auth", "fastgate.middleware", "fastgate.observability", "fastgate.plugins"),
     ("fastgate.apidef",),
     ("fastgate.admin", "fastgate.echo"),
     ("fastgate.server",),
