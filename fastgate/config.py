@@ -21,14 +21,17 @@ Rules, in one place:
   field names case-insensitively and would use it; fastgate matches names
   exactly and would silently run with a different setting.
 * Relative paths (``app_path``, ``policies.policy_record_name``,
-  ``policies.policy_path``, ``storage.path``) are relative to the directory of
+  ``policies.policy_path``, ``storage.path``, ``middleware_path``,
+  ``public_key_path``, ``coprocess_options.python_path_prefix``) are relative to the directory of
   the configuration file, not to the working directory.
 * fastgate's own additions: ``storage.type: "memory"`` (the default),
   ``storage.path``, ``workers``, ``rate_limiter``, ``limits_fail_open``, and in
   ``http_server_options``: ``idle_timeout``, ``max_header_bytes``,
   ``read_header_timeout``, ``lingering_time``, ``lingering_timeout``,
   ``lingering_max_bytes`` and ``max_connections`` (nginx's names where nginx
-  has the setting); ``jwks.fetch_timeout`` and ``jwks.refetch_interval``.
+  has the setting); ``jwks.fetch_timeout`` and ``jwks.refetch_interval``;
+  ``jsvm_memory_limit``, ``coprocess_options.thread_pool_workers`` and
+  ``coprocess_options.hook_time_budget`` (plugins, :class:`PluginConfig`).
 * TLS (``http_server_options``): ``use_ssl``, ``certificates``,
   ``min_version``, ``max_version`` and ``ssl_ciphers`` as Tyk reads them
   (:class:`TlsOptions`; served by :mod:`fastgate.server.tls`).
@@ -59,6 +62,7 @@ __all__ = [
     "GatewayConfig",
     "HttpServerOptions",
     "JwksConfig",
+    "PluginConfig",
     "PoliciesConfig",
     "ServerCertificate",
     "StorageConfig",
@@ -452,6 +456,15 @@ DEFAULT_MIN_TOKEN_LENGTH = 3
 DEFAULT_JWKS_CACHE_TIMEOUT = 240
 DEFAULT_JWKS_FETCH_TIMEOUT = 5.0
 DEFAULT_JWKS_REFETCH_INTERVAL = 5.0
+#: Tyk's ``middleware_path`` default (relative to the config file's directory here).
+DEFAULT_MIDDLEWARE_PATH = "middleware"
+#: Tyk's ``jsvm_timeout`` when 0 or unset (seconds).
+DEFAULT_JSVM_TIMEOUT = 5.0
+DEFAULT_JSVM_MEMORY_LIMIT = 64
+DEFAULT_THREAD_POOL_WORKERS = 4
+DEFAULT_HOOK_TIME_BUDGET = 0.05
+#: The schemes Tyk's bundle downloader knows (``FetchBundleByName``).
+BUNDLE_URL_SCHEMES = ("http", "https", "file")
 
 # Tyk's field names by section (FieldReader prefix), for unread_split.
 _TYK_FIELDS: dict[str, frozenset[str]] = {
@@ -461,6 +474,7 @@ _TYK_FIELDS: dict[str, frozenset[str]] = {
     "http_server_options.": tyk_conf_fields.HTTP_SERVER_OPTIONS_FIELDS,
     "jwks.": tyk_conf_fields.JWKS_FIELDS,
     "jwks.cache.": tyk_conf_fields.JWKS_CACHE_FIELDS,
+    "coprocess_options.": tyk_conf_fields.COPROCESS_OPTIONS_FIELDS,
 }
 
 
@@ -744,6 +758,61 @@ class JwksConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PluginConfig:
+    """The gateway's plugin settings (Tyk's names, top level of ``tyk.conf``
+    unless said otherwise): bundles (:mod:`fastgate.plugins.bundles`), the
+    Python hooks and the JavaScript engine.  Paths are absolute (relative ones
+    in the file are relative to its directory).
+
+    * ``enable_bundle_downloader`` -- download the bundles named by the APIs'
+      ``custom_middleware_bundle`` that are not in ``middleware_path`` yet
+      (off: only bundles already unpacked there are used).
+    * ``bundle_base_url`` -- where bundles are downloaded from: the bundle's
+      name is joined to the URL's path, as Tyk does (``http``, ``https`` or
+      ``file`` URLs).
+    * ``bundle_insecure_skip_verify`` -- do not verify the certificate of an
+      ``https`` bundle server.
+    * ``skip_verify_existing_plugin_bundle`` -- a bundle already unpacked is
+      used without checking its checksum and signature again (a downloaded
+      bundle is always verified before it is unpacked into place).
+    * ``public_key_path`` -- PEM RSA public key (``PUBLIC KEY`` or
+      ``RSA PUBLIC KEY``); when set, every bundle must carry a valid
+      ``signature`` ("" when unset).
+    * ``middleware_path`` -- the plugins directory; bundles are unpacked
+      under ``<middleware_path>/bundles`` (Tyk's default ``middleware``).
+    * ``enable_jsvm`` -- run JavaScript middleware and virtual endpoints.
+    * ``jsvm_timeout`` -- seconds one JavaScript call may run (0 or unset:
+      Tyk's 5).
+    * ``jsvm_memory_limit`` -- fastgate's: MiB of heap for each JavaScript
+      engine instance (default 64).
+    * ``coprocess_options.enable_coprocess`` -- run Python plugins.
+    * ``coprocess_options.python_path_prefix`` -- a directory put on the
+      Python module path of plugins ("" when unset).
+      ``coprocess_options.python_version`` is accepted and ignored: fastgate
+      runs plugins in the gateway's own interpreter.
+    * ``coprocess_options.thread_pool_workers`` -- fastgate's: threads of the
+      bounded pool that runs the sync hooks that ask to run off the event
+      loop (default 4).
+    * ``coprocess_options.hook_time_budget`` -- fastgate's: seconds a hook
+      may run before it is reported as slow (0 or unset: 0.05).
+    """
+
+    enable_bundle_downloader: bool = False
+    bundle_base_url: str = ""
+    bundle_insecure_skip_verify: bool = False
+    skip_verify_existing_plugin_bundle: bool = False
+    public_key_path: str = ""
+    middleware_path: str = DEFAULT_MIDDLEWARE_PATH
+    enable_jsvm: bool = False
+    jsvm_timeout: float = DEFAULT_JSVM_TIMEOUT
+    jsvm_memory_limit: int = DEFAULT_JSVM_MEMORY_LIMIT
+    enable_coprocess: bool = False
+    python_path_prefix: str = ""
+    thread_pool_workers: int = DEFAULT_THREAD_POOL_WORKERS
+    hook_time_budget: float = DEFAULT_HOOK_TIME_BUDGET
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     path: str  # absolute path of the config file
     secret: str = field(repr=False)  # never in a repr: those land in logs
@@ -787,6 +856,8 @@ class GatewayConfig:
     enable_hashed_keys_listing: bool = False
     jwks: JwksConfig = JwksConfig()
     oauth: OAuthConfig = OAuthConfig()
+    #: Plugins: bundles, Python hooks, JavaScript (:class:`PluginConfig`).
+    plugins: PluginConfig = PluginConfig()
     #: Tyk's ``security.private_certificate_encoding_secret``: the password of
     #: the private keys in the certificate store ("": the gateway ``secret``).
     private_certificate_encoding_secret: str = field(default="", repr=False)
@@ -923,6 +994,7 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
                         or DEFAULT_MIN_TOKEN_LENGTH)
     enable_hashed_keys_listing = top.boolean("enable_hashed_keys_listing")
     jwks = _parse_jwks(top.section("jwks"))
+    plugins = _parse_plugins(top, base, extra_ignored)
     oauth = OAuthConfig(
         token_expire=top.integer("oauth_token_expire", 0, minimum=0) or 3600,
         refresh_token_expire=(top.integer("oauth_refresh_token_expire", 0, minimum=0)
@@ -987,6 +1059,7 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
         enable_hashed_keys_listing=enable_hashed_keys_listing,
         jwks=jwks,
         oauth=oauth,
+        plugins=plugins,
         private_certificate_encoding_secret=certificate_secret,
         api_client_certificates=api_client_certificates,
         control_api_use_mutual_tls=control_api_mtls,
@@ -1015,6 +1088,38 @@ def _parse_policies(section: FieldReader, base: str, ignored: list[str]) -> Poli
         ignored.append(section.path("policy_record_name"))
     return PoliciesConfig(
         policy_source="file", policy_record_name=record_name, policy_path=policy_path
+    )
+
+
+def _parse_plugins(top: FieldReader, base: str, ignored: list[str]) -> PluginConfig:
+    base_url = top.string("bundle_base_url")
+    if base_url:
+        scheme = base_url.partition(":")[0].lower() if ":" in base_url else ""
+        if scheme not in BUNDLE_URL_SCHEMES:
+            raise top.error("bundle_base_url", "must be an http://, https:// or file:// URL"
+                            f" (Tyk's bundle downloader knows no other); got {base_url!r}")
+    coprocess = top.section("coprocess_options")
+    if coprocess.string("python_version"):
+        # fastgate runs plugins in its own interpreter: the setting has no effect.
+        ignored.append(coprocess.path("python_version"))
+    python_path_prefix = coprocess.string("python_path_prefix")
+    return PluginConfig(
+        enable_bundle_downloader=top.boolean("enable_bundle_downloader"),
+        bundle_base_url=base_url,
+        bundle_insecure_skip_verify=top.boolean("bundle_insecure_skip_verify"),
+        skip_verify_existing_plugin_bundle=top.boolean("skip_verify_existing_plugin_bundle"),
+        public_key_path=_optional_path(top, "public_key_path", base) or "",
+        middleware_path=_resolve(base, top.string("middleware_path")
+                                 or DEFAULT_MIDDLEWARE_PATH),
+        enable_jsvm=top.boolean("enable_jsvm"),
+        jsvm_timeout=_timeout(top, "jsvm_timeout", DEFAULT_JSVM_TIMEOUT),
+        jsvm_memory_limit=top.integer("jsvm_memory_limit", DEFAULT_JSVM_MEMORY_LIMIT,
+                                      minimum=1),
+        enable_coprocess=coprocess.boolean("enable_coprocess"),
+        python_path_prefix=_resolve(base, python_path_prefix) if python_path_prefix else "",
+        thread_pool_workers=coprocess.integer("thread_pool_workers",
+                                              DEFAULT_THREAD_POOL_WORKERS, minimum=1),
+        hook_time_budget=_timeout(coprocess, "hook_time_budget", DEFAULT_HOOK_TIME_BUDGET),
     )
 
 

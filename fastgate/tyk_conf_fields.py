@@ -5,9 +5,10 @@ embeds: ``RateLimit``, and ``DevelopmentConfig`` of ``dev`` builds) and of the
 structs of the sections fastgate reads (``storage``: ``StorageOptionsConf``,
 ``policies``: ``PoliciesConfig``, ``http_server_options``:
 ``HttpServerOptionsConfig``, ``jwks``: ``JWKSConfig`` and its ``cache``:
-``JWKSCacheConfig``), in ``config/config.go``, ``config/rate_limit.go``
-and ``config/development.go`` of TykTechnologies/tyk at commit
-31e219bebd5598ae9cce67c9b494cebba941f4a4, in declaration order.  Fields whose
+``JWKSCacheConfig``, ``coprocess_options``: ``CoProcessConfig``), in
+``config/config.go``, ``config/rate_limit.go`` and ``config/development.go``
+of TykTechnologies/tyk at commit 31e219bebd5598ae9cce67c9b494cebba941f4a4, in
+declaration order.  Fields whose
 tag is ``-`` are not part of the file format and are left out.
 ``SCHEMA_ONLY_*`` are names Tyk's own linter schema (``cli/linter/schema.json``)
 still accepts although the gateway no longer reads them.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 __all__ = [
     "CONFIG_FIELDS",
+    "COPROCESS_OPTIONS_FIELDS",
     "HTTP_SERVER_OPTIONS_FIELDS",
     "JWKS_CACHE_FIELDS",
     "JWKS_FIELDS",
@@ -129,3 +131,10 @@ HTTP_SERVER_OPTIONS_FIELDS: frozenset[str] = frozenset((
 #: ``JWKSConfig`` (``jwks``) and ``JWKSCacheConfig`` (``jwks.cache``).
 JWKS_FIELDS: frozenset[str] = frozenset(("cache",))
 JWKS_CACHE_FIELDS: frozenset[str] = frozenset(("timeout",))
+
+#: ``CoProcessConfig`` (``coprocess_options``).
+COPROCESS_OPTIONS_FIELDS: frozenset[str] = frozenset((
+    "enable_coprocess", "coprocess_grpc_server", "grpc_recv_max_size",
+    "grpc_send_max_size", "grpc_authority", "grpc_round_robin_load_balancing",
+    "python_path_prefix", "python_version",
+))

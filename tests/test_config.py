@@ -17,6 +17,7 @@ from fastgate.config import (
     ConfigError,
     GatewayConfig,
     HttpServerOptions,
+    PluginConfig,
     PoliciesConfig,
     StorageConfig,
     UnknownField,
@@ -63,6 +64,7 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
         path=str(tmp_path / "gateway.json"),
         secret=SECRET,
         app_path=str(tmp_path / "apps"),
+        plugins=PluginConfig(middleware_path=str(tmp_path / "middleware")),
     )
     assert cfg.listen_address == ""
     assert cfg.listen_port == 8080
@@ -240,6 +242,36 @@ REFUSALS: list[tuple[str, object, str, str]] = [
     ("policies.policy_record_name", 1, "policies.policy_record_name", "expected a string"),
     ("policies.policy_path", [], "policies.policy_path", "expected a string"),
     ("http_server_options", 1, "http_server_options", "expected an object"),
+    # Plugins (PluginConfig).
+    ("enable_bundle_downloader", "true", "enable_bundle_downloader", "expected true or false"),
+    ("bundle_base_url", 1, "bundle_base_url", "expected a string, got an integer"),
+    ("bundle_base_url", "ftp://b/", "bundle_base_url", "http://, https:// or file:// URL"),
+    ("bundle_base_url", "bundles.example", "bundle_base_url", "http://, https:// or file://"),
+    ("bundle_insecure_skip_verify", 1, "bundle_insecure_skip_verify", "expected true or false"),
+    ("skip_verify_existing_plugin_bundle", "no", "skip_verify_existing_plugin_bundle",
+     "expected true or false"),
+    ("public_key_path", ["k.pem"], "public_key_path", "expected a string, got an array"),
+    ("middleware_path", 5, "middleware_path", "expected a string"),
+    ("enable_jsvm", 1, "enable_jsvm", "expected true or false"),
+    ("jsvm_timeout", "5", "jsvm_timeout", "expected a number, got a string"),
+    ("jsvm_timeout", -1, "jsvm_timeout", "at least 0"),
+    ("jsvm_memory_limit", 0, "jsvm_memory_limit", "at least 1"),
+    ("jsvm_memory_limit", 1.5, "jsvm_memory_limit", "expected an integer, got a number"),
+    ("coprocess_options", True, "coprocess_options", "expected an object, got a boolean"),
+    ("coprocess_options.enable_coprocess", "yes", "coprocess_options.enable_coprocess",
+     "expected true or false"),
+    ("coprocess_options.python_path_prefix", 1, "coprocess_options.python_path_prefix",
+     "expected a string"),
+    ("coprocess_options.python_version", 3.12, "coprocess_options.python_version",
+     "expected a string, got a number"),
+    ("coprocess_options.thread_pool_workers", 0, "coprocess_options.thread_pool_workers",
+     "at least 1"),
+    ("coprocess_options.thread_pool_workers", "4", "coprocess_options.thread_pool_workers",
+     "expected an integer"),
+    ("coprocess_options.hook_time_budget", False, "coprocess_options.hook_time_budget",
+     "expected a number, got a boolean"),
+    ("coprocess_options.hook_time_budget", -0.1, "coprocess_options.hook_time_budget",
+     "at least 0"),
     (
         "http_server_options.read_timeout",
         "120",
@@ -523,7 +555,6 @@ def test_real_tyk_conf_loads_and_lists_what_is_ignored(tmp_path: Path) -> None:
         "node_secret",
         "template_path",
         "tyk_js_path",
-        "middleware_path",
         "use_db_app_configs",
         "storage.optimisation_max_idle",
         "storage.optimisation_max_active",
@@ -535,7 +566,6 @@ def test_real_tyk_conf_loads_and_lists_what_is_ignored(tmp_path: Path) -> None:
         "policies.allow_explicit_policy_id",
         "suppress_redis_signal_reload",
         "close_connections",
-        "enable_jsvm",
         "hostname",
         "log_level",
         "http_server_options.enable_websockets",
@@ -618,6 +648,51 @@ def test_tyk_conf_lists() -> None:
     assert {"enable_path_prefix_matching", "enable_path_suffix_matching"} \
         <= tyk_conf_fields.HTTP_SERVER_OPTIONS_FIELDS
     assert len(tyk_conf_fields.STORAGE_FIELDS) == 25
+
+
+def test_plugin_fields_defaults(tmp_path: Path) -> None:
+    plugins = load(tmp_path, {"secret": SECRET}).plugins
+    assert plugins == PluginConfig(middleware_path=str(tmp_path / "middleware"))
+    # Tyk's defaults: middleware_path "middleware", jsvm_timeout 5 s, no downloads.
+    assert not plugins.enable_bundle_downloader and plugins.bundle_base_url == ""
+    assert plugins.public_key_path == "" and not plugins.enable_coprocess
+    assert (plugins.jsvm_timeout, plugins.jsvm_memory_limit) == (5.0, 64)
+    assert (plugins.thread_pool_workers, plugins.hook_time_budget) == (4, 0.05)
+
+
+def test_plugin_fields_are_read(tmp_path: Path) -> None:
+    cfg = load(tmp_path, {
+        "secret": SECRET, "enable_bundle_downloader": True,
+        "bundle_base_url": "https://bundles.example/b/?sig=1",
+        "bundle_insecure_skip_verify": True, "skip_verify_existing_plugin_bundle": True,
+        "public_key_path": "keys/bundles.pem", "middleware_path": "/opt/tyk/middleware",
+        "enable_jsvm": True, "jsvm_timeout": 0, "jsvm_memory_limit": 128,
+        "coprocess_options": {"enable_coprocess": True, "python_path_prefix": "lib/py",
+                              "python_version": "3.5", "thread_pool_workers": 2,
+                              "hook_time_budget": 0.2, "coprocess_grpc_server": "",
+                              "thread_pool_worker": 3}})
+    assert cfg.plugins == PluginConfig(
+        enable_bundle_downloader=True, bundle_base_url="https://bundles.example/b/?sig=1",
+        bundle_insecure_skip_verify=True, skip_verify_existing_plugin_bundle=True,
+        public_key_path=str(tmp_path / "keys" / "bundles.pem"),
+        middleware_path="/opt/tyk/middleware", enable_jsvm=True,
+        jsvm_timeout=5.0,  # 0 is Tyk's default
+        jsvm_memory_limit=128, enable_coprocess=True,
+        python_path_prefix=str(tmp_path / "lib" / "py"), thread_pool_workers=2,
+        hook_time_budget=0.2)
+    # python_version has no effect (the gateway's own interpreter runs plugins),
+    # gRPC is Tyk's only; a misspelling of fastgate's own field is suggested.
+    assert cfg.ignored_fields == ("coprocess_options.coprocess_grpc_server",
+                                  "coprocess_options.python_version")
+    assert cfg.unknown_fields == (UnknownField("coprocess_options.thread_pool_worker",
+                                               "thread_pool_workers"),)
+
+
+def test_plugin_field_case_variant_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, {"secret": SECRET, "coprocess_options": {"Enable_Coprocess": True}})
+    assert caught.value.field == "coprocess_options.Enable_Coprocess"
+    assert "write enable_coprocess" in caught.value.message
 
 
 def test_policy_path_wins_over_record_name(tmp_path: Path) -> None:
