@@ -156,6 +156,10 @@ class _WorkerDied(Exception):
     pass
 
 
+class _ScriptError(Exception):
+    """The worker answered that the script failed (the worker itself is fine)."""
+
+
 class _Worker:
     """One worker process and its pipes (bound to the loop that started it)."""
 
@@ -232,6 +236,7 @@ class JsRuntime:
         self._running = 0
         self._waiters: list[asyncio.Future[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._dying: set[asyncio.Task[None]] = set()
 
     # -- scripts ------------------------------------------------------------------
 
@@ -267,6 +272,9 @@ class JsRuntime:
             except TimeoutError:
                 raise JsTimeout(f"JS middleware timed out after "
                                 f"{self.limits.timeout:g}s") from None
+            except _ScriptError as exc:
+                healthy = True  # the script failed; its worker is fine
+                raise JsError(str(exc)) from None
             healthy = True
             return result
         except _WorkerDied:
@@ -287,7 +295,7 @@ class JsRuntime:
                 continue
             if "result" in message:
                 return str(message["result"])
-            raise JsError(str(message.get("error") or "the script failed"))
+            raise _ScriptError(str(message.get("error") or "the script failed"))
 
     async def _load(self, worker: _Worker) -> None:
         """Bring ``worker``'s context up to date with the scripts added."""
@@ -364,6 +372,9 @@ class JsRuntime:
             # Killed on a timeout, or in an unknown state after an error
             # between frames: a new worker replaces it on demand.
             worker.kill()
+            task = asyncio.get_running_loop().create_task(worker.stop())
+            self._dying.add(task)
+            task.add_done_callback(self._dying.discard)
         self._wake()
 
     def _wake(self) -> None:
@@ -377,6 +388,8 @@ class JsRuntime:
         idle, self._idle = self._idle, []
         for worker in idle:
             await worker.stop()
+        if self._dying:
+            await asyncio.gather(*self._dying, return_exceptions=True)
 
     def close(self) -> None:
         """Kill the idle workers without waiting (any thread)."""
