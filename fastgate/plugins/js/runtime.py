@@ -206,6 +206,9 @@ class _Worker:
         with contextlib.suppress(ProcessLookupError, TimeoutError):
             async with asyncio.timeout(2):
                 await self.process.wait()
+                # Let the pipes' transports see their end before the loop may close.
+                for _ in range(3):
+                    await asyncio.sleep(0)
 
 
 class JsRuntime:
