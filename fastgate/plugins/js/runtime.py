@@ -119,6 +119,8 @@ class JsLimits:
     def from_config(cls, config: object) -> JsLimits:
         """The limits a gateway configuration sets (Tyk's rule: a
         ``jsvm_timeout`` of 0 or less is the default 5 s)."""
+        # The gateway's plugin settings (GatewayConfig.plugins), or a bare object.
+        config = getattr(config, "plugins", None) or config
         timeout = getattr(config, "jsvm_timeout", 0) or 0
         memory = getattr(config, "jsvm_memory_limit", 0) or 0
         workers = getattr(config, "jsvm_workers", 0) or 0
