@@ -50,6 +50,7 @@ from fastgate.apidef.tyk_fields import (
 )
 from fastgate.auth import REGISTRY, AuthMethodSpec
 from fastgate.config import ConfigError, FieldReader, UnknownField, json_type_name, unknown_fields
+from fastgate.plugins.settings import DRIVERS
 
 __all__ = [
     "AUTH_METHODS",
@@ -91,7 +92,13 @@ _CORE_FIELDS: frozenset[str] = frozenset(
     # TLS towards the upstream (fastgate.server.upstream_tls).
     | {"upstream_certificates", "upstream_certificates_disabled", "pinned_public_keys",
        "certificate_pinning_disabled"}
+    # Plugins (fastgate.plugins): hooks, bundles and the configuration they get.
+    | {"custom_middleware", "custom_middleware_bundle", "custom_middleware_bundle_disabled",
+       "config_data", "config_data_disabled"}
 )
+#: Endpoint lists of ``extended_paths`` that fastgate applies (JavaScript
+#: virtual endpoints: fastgate.plugins.js.virtual).
+IMPLEMENTED_EXTENDED_PATHS: frozenset[str] = frozenset({"virtual"})
 #: Fields of a version (``version_data.versions.<name>``) that fastgate applies.
 IMPLEMENTED_VERSION_FIELDS: frozenset[str] = frozenset(
     {"global_headers", "global_headers_remove", "global_headers_disabled"})
@@ -243,8 +250,13 @@ def unsupported_auth(
     ):
         if flags.on(switch) and _active_entries(data.get(entries)):
             found.append(switch)
-    # Plugins run on keyless APIs too.
-    found.extend(prefix + name for name in _plugin_hooks(reader))
+    # Plugins run on keyless APIs too: those of a driver fastgate does not run
+    # are refused (Python and JavaScript run: fastgate.plugins).
+    hooks = _plugin_hooks(reader)
+    section = data.get("custom_middleware")
+    driver = (section.get("driver") if isinstance(section, dict) else None) or "otto"
+    if hooks and driver not in DRIVERS:
+        found.append(f"{prefix}custom_middleware.driver={driver}")
     versions = version_data["versions"]
     assert isinstance(versions, dict)
     for version_name, version in versions.items():
@@ -387,6 +399,8 @@ def _ignored_endpoint_lists(lists: Mapping[str, object], where: str,
             continue
         if container == "extended_paths" and kind not in EXTENDED_PATHS_FIELDS:
             continue  # unknown: unknown_version_fields reports it
+        if container == "extended_paths" and kind in IMPLEMENTED_EXTENDED_PATHS:
+            continue
         active = _active_entries(entries) if isinstance(entries, list) \
             else not _is_inert(entries)
         if active:

@@ -37,6 +37,8 @@ from fastgate.config import (
 )
 from fastgate.middleware.any_auth import AUTH_MODES
 from fastgate.middleware.headers import parse_global_headers
+from fastgate.plugins.runtime import PluginSource
+from fastgate.plugins.settings import DRIVERS, parse_custom_middleware
 
 __all__ = ["parse_api_definition"]
 
@@ -113,6 +115,13 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
     ignored += [f"{prefix}proxy.transport.{name}"
                 for name in ("proxy_url", "ssl_force_common_name_check") if transport.get(name)]
     request_signing = parse_request_signing(top)
+    plugins = _plugins(top)
+    config_data: dict = {}
+    if not top.boolean("config_data_disabled"):
+        raw_config = top.get("config_data")
+        if raw_config is not None and not isinstance(raw_config, dict):
+            raise top.error("config_data", f"expected an object, got {json_type_name(raw_config)}")
+        config_data = raw_config or {}
     split_token = parse_split_token(
         top, keyless=use_keyless,
         uses_auth_token=any(method.name == "auth_token" for method, _settings in auth))
@@ -152,7 +161,25 @@ def parse_api_definition(data: object, source: str) -> ApiSpec:
         request_signing=request_signing,
         client_certificates=client_certificates,
         upstream_tls=upstream_tls,
+        config_data=config_data,
+        plugins=plugins,
     )
+
+
+def _plugins(top: FieldReader) -> PluginSource | None:
+    """``custom_middleware`` and ``custom_middleware_bundle``, when a driver
+    fastgate runs would run them (other drivers are refused: unsupported_auth)."""
+    section = top.obj.get("custom_middleware")
+    driver = (section.get("driver") if isinstance(section, dict) else None) or "otto"
+    bundle = top.string("custom_middleware_bundle").strip()
+    if top.boolean("custom_middleware_bundle_disabled"):
+        bundle = ""
+    if driver not in DRIVERS:
+        return None
+    settings = None if bundle else parse_custom_middleware(top)
+    if settings is None and not bundle:
+        return None
+    return PluginSource(settings=settings, bundle=bundle)
 
 
 def _upstream_tls(top: FieldReader, proxy: FieldReader, source: str) -> UpstreamTlsOptions:

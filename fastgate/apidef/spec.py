@@ -84,6 +84,14 @@ class ApiSpec:
     client_certificates: tuple[str, ...] | None = None
     #: TLS towards an ``https://`` target (:mod:`fastgate.server.upstream_tls`).
     upstream_tls: UpstreamTlsOptions = field(default_factory=UpstreamTlsOptions)
+    #: Tyk's ``config_data`` (unless ``config_data_disabled``): what plugins
+    #: are given as their configuration.
+    config_data: dict[str, Any] = field(default_factory=dict)
+    #: Where the plugins come from (:class:`fastgate.plugins.runtime.PluginSource`),
+    #: or None for none.
+    plugins: Any = None
+    #: The plugins once loaded for the chain (:func:`fastgate.plugins.runtime.plugins_for`).
+    loaded_plugins: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.listen_path_bytes:

@@ -20,7 +20,7 @@ lookup, the hand-off to the request).
 
 from __future__ import annotations
 
-from fastgate.auth import auth_token, basic_auth, external_oauth, hmac, jwt, oauth2
+from fastgate.auth import auth_token, basic_auth, custom, external_oauth, hmac, jwt, oauth2
 from fastgate.auth.hmac import message_signatures
 from fastgate.auth.method import AuthMethod, AuthMethodSpec
 
@@ -35,8 +35,9 @@ REGISTRY: tuple[AuthMethodSpec, ...] = tuple(sorted((
     jwt.METHOD,
     AuthMethodSpec("oidc", ("use_openid",), 60, "oidc_user",
                    frozenset({"openid_options", "scopes", "idp_client_id_mapping_disabled"})),
-    AuthMethodSpec("custom", ("enable_coprocess_auth", "use_go_plugin_auth",
-                              "custom_plugin_auth_enabled"), 70, "custom_auth"),
+    custom.METHOD,
+    # Go plugins: fastgate runs none (Python plugins are its equivalent).
+    AuthMethodSpec("go_plugin", ("use_go_plugin_auth",), 70, "custom_auth"),
     auth_token.METHOD,
 ), key=lambda method: method.order))
 

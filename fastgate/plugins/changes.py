@@ -107,8 +107,8 @@ class RequestView:
         query = req.query.decode("latin-1")
         url = f"{path}?{query}" if query else path
         params: dict[str, list[str]] = {}
-        for key, value in parse_qsl(query, keep_blank_values=True):
-            params.setdefault(key, []).append(value)
+        for param, param_value in parse_qsl(query, keep_blank_values=True):
+            params.setdefault(param, []).append(param_value)
         return cls(method=req.method.decode("latin-1"), url=url, request_uri=url,
                    scheme="https" if req.tls else "http", headers=headers, params=params,
                    body=body or b"", body_read=body is not None)
