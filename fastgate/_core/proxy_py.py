@@ -399,6 +399,13 @@ class Exchange:
     response: bytes | None
     body: list | None
     upstream: UpstreamConnection | None
+    #: The method sent upstream is HEAD (``is_head`` is the client's).
+    upstream_head: cython.bint
+    #: The whole request body once known (read_body resolved it, or set_body).
+    body_known: bytes | None
+    #: on_response(): the hook, and whether it wants the body.
+    response_hook: Any
+    hook_body: cython.bint
 
     def __init__(self, client: ClientProtocol, method: bytes, http11: cython.bint,
                  keep_alive: cython.bint) -> None:
@@ -452,6 +459,10 @@ class Exchange:
         #: Requests for the gateway's own endpoints collect their body here.
         self.admin = False
         self.body = None
+        self.upstream_head = self.is_head
+        self.body_known = None
+        self.response_hook = None
+        self.hook_body = False
 
     @property
     def total_time(self) -> float:
@@ -500,13 +511,148 @@ class Exchange:
         self.query = query
         self.headers_modified = True
 
+    def set_path(self, path: bytes) -> None:
+        """Send ``path`` upstream instead of the client's (and read it from
+        ``path`` from now on): the path as a client would send it -- the
+        listen path included, percent-encoded, without the query (see
+        :meth:`set_query`).  The upstream target is built from it as from the
+        client's: with ``strip_listen_path`` the listen path is stripped when
+        the new path starts with it, and a path outside the listen path goes
+        as it is; either way after the target URL's path.  The request stays
+        on the API it was routed to.
+
+        Raises ValueError when ``path`` does not start with ``/``, holds a
+        byte outside visible ASCII (space, CR, LF, NUL, controls, DEL,
+        non-ASCII: percent-encode them), ``?`` or ``#``, or has a ``.``/``..``
+        segment (plain or percent-encoded): Tyk answers an invalid URL with
+        a 500.  RuntimeError once the request is being forwarded."""
+        if self.started:
+            raise RuntimeError("set_path() after the request was forwarded")
+        if not path.startswith(b"/") or not _valid_path(path):
+            raise ValueError("invalid request path")
+        if (b"/." in path or b"%" in path) and _has_dot_segment(path):
+            raise ValueError("request path with a dot segment")
+        self.path = path
+        self.headers_modified = True
+
+    def set_method(self, method: bytes) -> None:
+        """Send ``method`` upstream instead of the client's (and read it from
+        ``method`` from now on); it must be an RFC 9110 token (ValueError).
+
+        The answer's framing follows the method the *client* sent, since
+        that is what the client parses the answer by: a client's HEAD gets
+        the head only, whatever was sent upstream (a body the upstream sends
+        is read and dropped, its Content-Length kept); a client's GET sent
+        upstream as HEAD gets the upstream's head with an empty body
+        (``Content-Length: 0``), since a HEAD answer carries none.
+        RuntimeError once the request is being forwarded."""
+        if self.started:
+            raise RuntimeError("set_method() after the request was forwarded")
+        if not method or method.translate(None, _TCHAR):
+            raise ValueError("invalid request method")
+        self.method = method
+        self.upstream_head = method == b"HEAD"
+        self.headers_modified = True
+
+    def set_body(self, body: bytes) -> None:
+        """Forward ``body`` upstream instead of the client's request body,
+        with ``Content-Length: len(body)`` and without ``Transfer-Encoding``
+        or ``Expect`` (a chunked body becomes a length-delimited one; an
+        empty one, no body at all: ``Content-Length: 0``).  The head's
+        fields say so from now on (:meth:`header`), and :meth:`read_body`
+        resolves to ``body``.
+
+        Allowed when the whole original body is known -- the request has
+        none, or :meth:`read_body` resolved to bytes (it resolves at the end
+        of the message, so the whole body has been received by then) -- else
+        RuntimeError (a body larger than ``MAX_BUFFERED``, a body still
+        arriving); RuntimeError too once the request is being forwarded.  The
+        original's pieces waiting to go upstream are dropped.  A request
+        already answered (refused) is left alone."""
+        if self.started:
+            raise RuntimeError("set_body() after the request was forwarded")
+        if self.response is not None:
+            return
+        if self.body_kind != BODY_NONE and self.body_known is None:
+            raise RuntimeError("set_body() needs the whole request body: await read_body() "
+                               "first (and it must resolve to bytes)")
+        headers: list = [h for h in self.request_headers
+                         if h[0] != b"content-length" and h[0] != b"transfer-encoding"
+                         and h[0] != b"expect"]
+        headers.append((b"content-length", b"Content-Length", b"%d" % len(body)))
+        self.request_headers = headers
+        self.body_known = body
+        pending: list = self.pending
+        # pending[0] is the head (rebuilt after the chain: headers_modified).
+        del pending[1:]
+        if body:
+            pending.append(body)
+        self.pending_bytes = len(body)
+        self.body_check = None
+        self.held = None
+        self.expect_continue = False
+        self.headers_modified = True
+
+    def on_response(self, hook: Any, body: bool) -> None:
+        """Show the upstream's answer to ``hook`` before the client gets it
+        (one hook per exchange: a second call replaces the first).  The hook
+        is called with ``(status, headers, body)``: ``headers`` is the list
+        of ``(name, value)`` fields the proxy would forward, in order
+        (hop-by-hop fields already dropped; the gateway's own limit headers,
+        ``response_headers``, are not among them and are added after it).
+
+        ``body=True``: the whole response is collected first (transfer coding
+        removed), and ``body`` is its bytes (b"" for none: HEAD, 204, 304).
+        The hook answers None (relay the answer unchanged; it is written
+        with ``Content-Length`` -- a chunked one is re-framed),
+        ``(status, headers)`` or ``(status, headers, body)`` (the answer to
+        write instead, from bytes: ``status`` an int 200-599, ``headers``
+        ``(name, value)`` pairs, framed by the proxy: their Content-Length
+        and hop-by-hop fields are ignored), bytes (a complete HTTP/1.1
+        response -- status line, fields with Content-Length, body -- written
+        instead, as it is), or an awaitable of any of these.
+        The upstream connection is released (reused) as soon as the answer
+        is collected, before the hook answers.  A body over
+        ``MAX_BUFFERED`` bytes is not shown: the client gets a 502 (a hook
+        that may be a security control is never skipped) and a warning is
+        logged once per API.
+
+        ``body=False``: the hook is called at the response head, with
+        ``body`` None; the body then streams through unchanged.  It answers
+        None (unchanged), ``(status, headers)`` (the head to write instead,
+        checked as above: its framing fields, Content-Length and
+        hop-by-hop ones, are replaced by the upstream's (the body is the upstream's); a
+        status may not turn a body-less answer (204, 304) into one with a
+        body or the other way round), bytes (a complete response written
+        instead; the upstream's body is not read and its connection is
+        closed), or an awaitable of any of these (the upstream's body waits,
+        unread, meanwhile).
+
+        Either way, the answer goes out in order with pipelined requests; the
+        proxy still decides the connection's fate (``Connection: close``
+        added when it closes after) and adds ``response_headers`` at the end
+        of the head; a HEAD request gets the head only.  The hook's time
+        counts toward the upstream's timeout only while the upstream
+        connection is held (``body=False``).  A hook that raises, answers
+        something else, or bytes that are not a response, gets the client
+        a 500 ``{"error": "Middleware error"}`` and logs the traceback.
+        ``status`` and ``bytes_out`` of the exchange-finished hook are what
+        was written."""
+        self.response_hook = hook
+        self.hook_body = bool(body)
+
     def read_body(self) -> Any:
         """An awaitable of the whole request body, for a middleware that must
         see it before deciding (it is still forwarded).  It resolves to None
         when the body is larger than ``MAX_BUFFERED`` bytes.  Call it from
         ``process()`` itself (the chain runs when the head is complete), not
-        after awaiting something else."""
+        after awaiting something else -- or once it has resolved to bytes:
+        later calls resolve at once to the same bytes (or to what
+        :meth:`set_body` set)."""
         waiter = asyncio.get_running_loop().create_future()
+        if self.body_known is not None:
+            waiter.set_result(self.body_known)
+            return waiter
         if self.body_kind == BODY_NONE:
             waiter.set_result(b"")
             return waiter
@@ -869,8 +1015,10 @@ class ClientProtocol:
             return
         ex.request_done = True
         if ex.collected is not None:
+            known: bytes = b"".join(ex.collected)
+            ex.body_known = known
             if not ex.body_waiter.done():
-                ex.body_waiter.set_result(b"".join(ex.collected))
+                ex.body_waiter.set_result(known)
             ex.collected = None
         if ex.response is not None or ex.route is None:
             if ex.admin and ex.body is not None:
@@ -981,7 +1129,8 @@ class ClientProtocol:
         path: bytes = ex.path
         target: bytes
         target_path: bytes = route.target_path
-        if route.strip:
+        if route.strip and path.startswith(route.listen_path):
+            # (A path a middleware set may lie outside the listen path: as it is.)
             rest: bytes = path[len(route.listen_path):]
             target = target_path + (rest if rest.startswith(b"/") else b"/" + rest)
         else:
@@ -1195,6 +1344,54 @@ class ClientProtocol:
             ex.response = response
         if self.queue and self.queue[0] is ex:
             self._advance()
+
+    @cython.cfunc
+    def answer_instead(self, ex: Exchange, response: bytes) -> None:
+        """Answer ``ex`` with ``response`` (complete) instead of relaying the
+        upstream's answer (a response hook decided, or failed)."""
+        self.upstream_failed(ex, response, _with_close(response))
+
+    @cython.cfunc
+    def response_collected(self, ex: Exchange, status: cython.int, lines: list,
+                           body: bytes) -> None:
+        """The upstream's whole answer to ``ex`` (its upstream connection
+        already let go): ask the response hook, then write what it says."""
+        hook = ex.response_hook
+        if hook is None:
+            # Collected only to re-frame it (the method sent upstream changed).
+            self.answer_instead(ex, _assemble(ex, status, lines, body))
+            return
+        try:
+            result = hook(status, _pairs(lines), body if ex.hook_body else None)
+        except Exception:
+            log.exception("response middleware failed")
+            self.answer_instead(ex, MIDDLEWARE_ERROR)
+            return
+        if result is None or isinstance(result, (bytes, tuple)):
+            self.answer_instead(ex, _hook_answer(ex, result, status, lines, body))
+            return
+        try:
+            task = asyncio.ensure_future(result)
+        except TypeError:
+            log.error("response middleware answered %r", type(result).__name__)
+            self.answer_instead(ex, MIDDLEWARE_ERROR)
+            return
+        task.add_done_callback(functools.partial(self._response_hook_done, ex, status, lines,
+                                                 body))
+
+    def _response_hook_done(self, ex: Exchange, status: int, lines: list, body: bytes,
+                            task: Any) -> None:
+        if self.transport is None or ex.finished:
+            return
+        answer: bytes
+        if task.cancelled():
+            answer = MIDDLEWARE_ERROR
+        elif task.exception() is not None:
+            log.error("response middleware failed", exc_info=task.exception())
+            answer = MIDDLEWARE_ERROR
+        else:
+            answer = _hook_answer(ex, task.result(), status, lines, body)
+        self.answer_instead(ex, answer)
 
     @cython.cfunc
     def response_done(self, ex: Exchange) -> None:
@@ -1550,6 +1747,20 @@ class UpstreamConnection:
     until_close: cython.bint
     relay: cython.int
     out: list
+    # A response shown to a hook (Exchange.on_response) or re-framed for a
+    # changed method: collected whole (capturing), or its head held until
+    # the hook answers (hold).
+    capturing: cython.bint
+    keep_body: cython.bint
+    overflow: cython.bint
+    hold: cython.bint
+    hook_asked: cython.bint
+    hook_status: cython.int
+    hook_lines: list  # the fields as forwarded: name, ': ', value, CRLF quads
+    head_tail: bytes  # hold: the head's lines after the fields (framing, limits, Connection)
+    held_head: bytes
+    captured: list
+    captured_bytes: cython.Py_ssize_t
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
@@ -1573,6 +1784,17 @@ class UpstreamConnection:
         self.relay = RELAY_RAW
         self.out = []
         self.queued = []
+        self.capturing = False
+        self.keep_body = False
+        self.overflow = False
+        self.hold = False
+        self.hook_asked = False
+        self.hook_status = 0
+        self.hook_lines = []
+        self.head_tail = b""
+        self.held_head = b""
+        self.captured = []
+        self.captured_bytes = 0
 
     # -- exchange life cycle -----------------------------------------------------
 
@@ -1587,9 +1809,21 @@ class UpstreamConnection:
         self.done = False
         self.skip = False
         self.until_close = False
+        if self.capturing or self.hold:
+            self._reset_hook_state()
         if ex.client.write_paused:
             self.pause_reading()
         self.send_pending()
+
+    @cython.cfunc
+    def _reset_hook_state(self) -> None:
+        self.capturing = False
+        self.overflow = False
+        self.hold = False
+        self.hook_asked = False
+        self.hook_lines = []
+        self.captured = []
+        self.captured_bytes = 0
 
     @cython.cfunc
     def send_pending(self) -> None:
@@ -1658,8 +1892,18 @@ class UpstreamConnection:
     @cython.cfunc
     def _finish(self) -> None:
         ex: Exchange = cython.cast(Exchange, self.exchange)
+        if self.capturing:
+            self._hand_over(ex)
+            return
+        self._let_go(ex)
+        ex.client.response_done(ex)
+
+    @cython.cfunc
+    def _let_go(self, ex: Exchange) -> None:
+        """The response has been read to its end: back to the pool (or closed)."""
         self._detach(ex)
-        if ex.is_head:
+        if ex.upstream_head:
+            # llhttp still expects the body a HEAD answer does not have.
             self.parser = httptools.HttpResponseParser(self)
         if self.reading_paused:
             self.resume_reading()
@@ -1668,7 +1912,133 @@ class UpstreamConnection:
         else:
             self.pool.busy.discard(self)
             self.close()
-        ex.client.response_done(ex)
+
+    @cython.cfunc
+    def _give_up(self, ex: Exchange) -> None:
+        """Leave a response unread: the connection is inside it, never reused."""
+        self._detach(ex)
+        self.reusable = False
+        self.out = []
+        self.queued = []
+        if self.transport is not None:
+            self.transport.abort()
+        self.pool.discard(self)
+
+    @cython.cfunc
+    def _hand_over(self, ex: Exchange) -> None:
+        """A collected response is complete: the connection goes back to the
+        pool before the client side (its hook) decides what to write."""
+        captured: list = self.captured
+        lines: list = self.hook_lines
+        status: cython.int = self.hook_status
+        overflow: cython.bint = self.overflow
+        self._reset_hook_state()
+        if overflow:
+            self._give_up(ex)
+            _warn_too_large(ex)
+            ex.client.upstream_failed(ex, RESPONSE_TOO_LARGE, RESPONSE_TOO_LARGE_CLOSE)
+            return
+        self._let_go(ex)
+        ex.client.response_collected(ex, status, lines, b"".join(captured) if captured else b"")
+
+    @cython.cfunc
+    def _on_hold(self, ex: Exchange) -> None:
+        """The head waits for the hook (``on_response(hook, body=False)``):
+        ask it once; while it has not answered, read nothing more."""
+        if self.hook_asked:
+            self.pause_reading()
+            return
+        self.hook_asked = True
+        try:
+            result = ex.response_hook(self.hook_status, _pairs(self.hook_lines), None)
+        except Exception:
+            log.exception("response middleware failed")
+            self._head_answer(ex, MIDDLEWARE_ERROR)
+            return
+        if result is None or isinstance(result, (bytes, tuple)):
+            self._head_answer(ex, result)
+            return
+        self.pause_reading()
+        try:
+            task = asyncio.ensure_future(result)
+        except TypeError:
+            log.error("response middleware answered %r", type(result).__name__)
+            self._head_answer(ex, MIDDLEWARE_ERROR)
+            return
+        task.add_done_callback(functools.partial(self._head_hook_done, ex))
+
+    def _head_hook_done(self, ex: Exchange, task: Any) -> None:
+        if self.exchange is not ex or not self.hold:
+            return  # timed out, or the client went away, meanwhile
+        if task.cancelled():
+            self._head_answer(ex, MIDDLEWARE_ERROR)
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("response middleware failed", exc_info=exc)
+            self._head_answer(ex, MIDDLEWARE_ERROR)
+        else:
+            self._head_answer(ex, task.result())
+
+    @cython.cfunc
+    def _head_answer(self, ex: Exchange, result: Any) -> None:
+        """The hook's answer to a held head: write the head (and the body
+        read so far) and stream on, or write a complete answer instead."""
+        head: bytes | None = None
+        answer: bytes | None = None
+        if result is None:
+            head = self.held_head
+        elif isinstance(result, bytes):
+            answer = _adopt(ex, result)
+        else:
+            try:
+                head = self._rebuilt_head(ex, result)
+            except Exception:
+                log.exception("response middleware answered an unusable head")
+                answer = MIDDLEWARE_ERROR
+        self.hold = False
+        self.held_head = b""
+        if head is None:
+            if answer is None:
+                answer = MIDDLEWARE_ERROR
+            self.out = []
+            if self.done:
+                self._let_go(ex)
+            else:
+                self._give_up(ex)
+            ex.client.answer_instead(ex, answer)
+            return
+        out: list = self.out
+        out.insert(0, head)
+        self.out = []
+        ex.response_started = True
+        transport = ex.client.transport
+        if transport is not None:
+            transport.writelines(out)
+            if ex.started_at:
+                ex.bytes_out += _total_length(out)
+        if self.done:
+            self._finish()
+        elif self.reading_paused and not ex.client.write_paused:
+            self.resume_reading()
+
+    @cython.cfunc
+    def _rebuilt_head(self, ex: Exchange, result: Any) -> bytes:
+        """The head from a hook's ``(status, headers)``, framed as the
+        upstream's body is (raises on anything unusable)."""
+        status_value, fields = result
+        status: cython.int = _hook_status(status_value)
+        if not ex.is_head and _bodyless(status) != _bodyless(self.hook_status):
+            raise ValueError("a status that changes whether the answer has a body")
+        ex.status = status
+        lines: list = _field_lines(fields)
+        upstream: list = self.hook_lines
+        i: cython.Py_ssize_t
+        for i in range(0, len(upstream), 4):
+            if upstream[i].lower() == b"content-length":
+                lines += upstream[i : i + 4]
+                break
+        return _status_line(status) + b"".join(lines) + self.head_tail
 
     # -- connection events -----------------------------------------------------------
 
@@ -1691,9 +2061,16 @@ class UpstreamConnection:
             if self.relay == RELAY_CHUNKED:
                 client.transport.write(TERMINAL_CHUNK)
             client.response_done(ex)
+        elif self.capturing:
+            if self.until_close and not self.done and not self.overflow:
+                self.done = True
+                self._hand_over(ex)  # a close-delimited response, collected
+            else:
+                self._reset_hook_state()
+                client.upstream_failed(ex, responses.BAD_GATEWAY, responses.BAD_GATEWAY_CLOSE)
         elif not ex.response_started:
             if (self.used > 1 and not ex.retried and ex.request_done
-                    and ex.body_kind == BODY_NONE and not self.in_head):
+                    and ex.body_kind == BODY_NONE and not self.in_head and not self.hold):
                 client.retry(ex)
             else:
                 client.upstream_failed(ex, responses.BAD_GATEWAY, responses.BAD_GATEWAY_CLOSE)
@@ -1716,6 +2093,9 @@ class UpstreamConnection:
         except httptools.HttpParserError as exc:
             self._broken(ex, exc)
             return
+        if self.hold:
+            self._on_hold(ex)
+            return
         out: list = self.out
         if out:
             transport = ex.client.transport
@@ -1734,6 +2114,8 @@ class UpstreamConnection:
     def _broken(self, ex: Exchange, exc: Exception) -> None:
         log.warning("upstream %s:%d sent an invalid response: %s", self.pool.host,
                     self.pool.port, exc)
+        if self.capturing or self.hold:
+            self._reset_hook_state()
         self._detach(ex)
         self.reusable = False
         self.out = []
@@ -1792,6 +2174,11 @@ class UpstreamConnection:
         lines: list = self.lines
         if self.drop is not None:
             lines = _without(lines, self.drop, 0)
+        if ex.response_hook is not None or ex.upstream_head != ex.is_head:
+            if ex.hook_body or ex.upstream_head != ex.is_head:
+                self._collect(ex, status, lines)
+                return
+            self.hook_lines = lines[:]
         has_length: cython.bint = self.has_length
         has_chunked: cython.bint = self.has_chunked
         status_line = responses.STATUS_LINES.get(status)
@@ -1818,14 +2205,53 @@ class UpstreamConnection:
         elif not ex.http11:
             lines.append(_KEEP_ALIVE_LINE)
         lines.append(b"\r\n")
-        self.out.append(status_line + b"".join(lines))
-        ex.response_started = True
+        if ex.response_hook is not None:
+            # on_response(hook, body=False): the head waits for the hook.
+            self.hold = True
+            self.hook_asked = False
+            self.hook_status = status
+            self.head_tail = b"".join(lines[len(self.hook_lines):])
+            self.held_head = status_line + b"".join(lines)
+        else:
+            self.out.append(status_line + b"".join(lines))
+            ex.response_started = True
         if ex.is_head:
             self.done = True
+
+    @cython.cfunc
+    def _collect(self, ex: Exchange, status: cython.int, lines: list) -> None:
+        """Collect this response whole instead of relaying it (a hook wants
+        the body, or the method sent upstream changed whether it has one)."""
+        self.capturing = True
+        self.hook_status = status
+        self.hook_lines = lines
+        self.captured = []
+        self.captured_bytes = 0
+        self.relay = RELAY_RAW
+        # A client's HEAD gets no body: none is kept (nor limited).
+        self.keep_body = not ex.is_head and not ex.upstream_head
+        if ex.upstream_head:
+            self.done = True  # a HEAD answer: no body follows
+        elif status != 204 and status != 304 and not self.has_length and not self.has_chunked:
+            self.until_close = True
+            self.reusable = False
+        if ex.close_after or ex.client.shutting_down or not ex.request_done:
+            ex.close_after = True
 
     def on_body(self, data: bytes) -> None:
         if self.done or self.skip:
             self.reusable = False  # a body where none may be
+            return
+        if self.capturing:
+            if self.keep_body:
+                self.captured_bytes += len(data)
+                if self.captured_bytes > MAX_BUFFERED:
+                    # Too large to show the hook: ends here (a 502).
+                    self.overflow = True
+                    self.done = True
+                    self.captured = []
+                else:
+                    self.captured.append(data)
             return
         if self.relay == RELAY_CHUNKED:
             self.out += (b"%x\r\n" % len(data), data, b"\r\n")
@@ -1982,6 +2408,134 @@ def _origin_path(target: bytes) -> bytes | None:
         return None
     slash = rest.find(b"/")
     return b"/" if slash < 0 else rest[slash:]
+
+
+#: A response hook that raised, or answered something unusable.
+MIDDLEWARE_ERROR = responses.error_response(500, "Middleware error")
+#: A response larger than MAX_BUFFERED for a hook that wants the body.
+RESPONSE_TOO_LARGE = responses.error_response(
+    502, "Upstream response too large for the response middleware")
+RESPONSE_TOO_LARGE_CLOSE = responses.error_response(
+    502, "Upstream response too large for the response middleware", close=True)
+#: Listen paths whose too-large responses were logged (once per API).
+_WARNED_TOO_LARGE: set = set()
+
+
+def _warn_too_large(ex: Any) -> None:
+    route = ex.route
+    listen_path = route.listen_path if route is not None else b""
+    if listen_path not in _WARNED_TOO_LARGE:
+        _WARNED_TOO_LARGE.add(listen_path)
+        log.warning("API at %r: an upstream response over %d bytes cannot be shown to its "
+                    "response middleware: answered 502 (logged once per API)",
+                    listen_path.decode("latin-1"), MAX_BUFFERED)
+
+
+def _pairs(lines: list) -> list:
+    """``(name, value)`` of header quads (name, ': ', value, CRLF)."""
+    return [(lines[i], lines[i + 2]) for i in range(0, len(lines), 4)]
+
+
+def _status_line(status: int) -> bytes:
+    line = responses.STATUS_LINES.get(status)
+    return line if line is not None else b"HTTP/1.1 %d Unknown\r\n" % status
+
+
+def _bodyless(status: int) -> bool:
+    """An answer with this status never has a body (RFC 9110 §6.4.1)."""
+    return status < 200 or status == 204 or status == 304
+
+
+def _hook_status(value: Any) -> int:
+    """A status a response hook chose: an int 200-599 (ValueError else)."""
+    if type(value) is not int or not 200 <= value <= 599:
+        raise ValueError(f"response status {value!r}: an int from 200 to 599")
+    return value
+
+
+def _field_lines(fields: Any) -> list:
+    """Header quads from a hook's ``(name, value)`` pairs (bytes, checked:
+    a name is a token, a value holds no CR, LF or NUL); framing and
+    hop-by-hop fields are left out (the proxy frames the answer)."""
+    lines: list = []
+    for name, value in fields:
+        if type(name) is not bytes or type(value) is not bytes:
+            raise TypeError("header names and values must be bytes")
+        if not name or name.translate(None, _TCHAR):
+            raise ValueError(f"invalid header name {name!r}")
+        if b"\r" in value or b"\n" in value or b"\0" in value:
+            raise ValueError(f"invalid value for header {name!r}")
+        lname = name.lower()
+        if lname in HOP_BY_HOP or lname.startswith(b"proxy-") or lname == b"content-length":
+            continue
+        lines += (name, b": ", value, b"\r\n")
+    return lines
+
+
+def _assemble(ex: Exchange, status: int, lines: list, body: bytes) -> bytes:
+    """A complete answer from a status, header quads and the whole body:
+    framed with Content-Length (the upstream's kept when no body is sent:
+    HEAD, 204, 304), the limit headers added."""
+    sends_body = not ex.is_head and not _bodyless(status)
+    parts = [_status_line(status)]
+    for i in range(0, len(lines), 4):
+        if sends_body and lines[i].lower() == b"content-length":
+            continue
+        parts += lines[i : i + 4]
+    if sends_body:
+        parts.append(b"Content-Length: %d\r\n" % len(body))
+    parts.append(ex.response_headers)
+    parts.append(b"\r\n")
+    if sends_body:
+        parts.append(body)
+    return b"".join(parts)
+
+
+def _adopt(ex: Exchange, response: bytes) -> bytes | None:
+    """A hook's complete response with the limit headers added; None (and
+    a log line) when it is not an HTTP/1.x response."""
+    end = response.find(b"\r\n\r\n")
+    if (end < 0 or not response.startswith(b"HTTP/1.") or len(response) < 12
+            or not response[9:12].isdigit() or response[12:13] not in (b" ", b"\r")):
+        log.error("response middleware answered bytes that are not an HTTP/1.1 response")
+        return None
+    if ex.response_headers:
+        return response[: end + 2] + ex.response_headers + response[end + 2:]
+    return response
+
+
+def _hook_answer(ex: Exchange, result: Any, status: int, lines: list, body: bytes) -> bytes:
+    """What a response hook's answer to a collected response writes."""
+    if result is None:
+        return _assemble(ex, status, lines, body)
+    if isinstance(result, bytes):
+        adopted = _adopt(ex, result)
+        return adopted if adopted is not None else MIDDLEWARE_ERROR
+    try:
+        if len(result) == 3:
+            new_body = result[2]
+            if type(new_body) is not bytes:
+                raise TypeError("the body must be bytes")
+        elif len(result) == 2:
+            new_body = body
+        else:
+            raise ValueError("a tuple of (status, headers) or (status, headers, body)")
+        return _assemble(ex, _hook_status(result[0]), _field_lines(result[1]), new_body)
+    except Exception:
+        log.exception("response middleware answered an unusable response")
+        return MIDDLEWARE_ERROR
+
+
+#: RFC 9110 §5.6.2 tchar: what a method may be made of.
+_TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+#: Bytes a path set by a middleware may not hold: controls, space, ``?``,
+#: ``#``, DEL and non-ASCII (percent-encoded, they may).
+_PATH_FORBIDDEN = bytes(range(0x21)) + b"?#" + bytes(range(0x7F, 0x100))
+
+
+def _valid_path(path: bytes) -> bool:
+    """No forbidden byte in ``path`` (see :data:`_PATH_FORBIDDEN`)."""
+    return len(path.translate(None, _PATH_FORBIDDEN)) == len(path)
 
 
 def _has_dot_segment(path: bytes) -> bool:
