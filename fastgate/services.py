@@ -5,7 +5,8 @@ from an API's :class:`~fastgate.apidef.ApiSpec`, its own parsed settings and a
 :class:`Services` object -- never from the gateway itself.  :class:`Services`
 is the whole of what the chain depends on: the gateway configuration (read
 only), the store, the session cache, key naming and hashing, the limiter, the
-clock, the outbound HTTP client (token introspection) and the JWKS cache.
+clock, the outbound HTTP client (token introspection), the JWKS cache and
+the plugin bundles on disk.
 
 A middleware sees the request as a :class:`Request`
 (:class:`fastgate._core.proxy.Exchange` implements it) and answers an
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from fastgate.config import GatewayConfig
     from fastgate.limits import Limiter
     from fastgate.outbound import HttpClient
+    from fastgate.plugins.bundles import BundleCache
     from fastgate.session.cache import CachedSession, SessionCache
     from fastgate.storage.base import Store
     from fastgate.storage.certificates import CertificateCache
@@ -145,6 +147,9 @@ class Services:
     #: The OAuth 2.0 provider's clients, codes and tokens
     #: (:mod:`fastgate.auth.oauth2.model`).
     oauth: OAuthStore
+    #: The plugin bundles on disk (:mod:`fastgate.plugins.bundles`):
+    #: ``bundles.get(...)`` while compiling an API's chain.
+    bundles: BundleCache
 
     @property
     def hash_keys(self) -> bool:

@@ -44,6 +44,7 @@ from fastgate.limits import Limiter
 from fastgate.middleware.chain import build_chain
 from fastgate.middleware.mtls import allowed_cas
 from fastgate.outbound import HttpClient
+from fastgate.plugins.bundles import BundleCache, BundleError, wanted_bundle
 from fastgate.policies import load_policies
 from fastgate.server.tls import ServerTls
 from fastgate.server.upstream_tls import UpstreamTls
@@ -121,13 +122,16 @@ class Gateway:
         self.oauth = OAuthStore(self.store, self.sessions, lambda: self.policies,
                                 settings=config.oauth, hash_keys=config.hash_keys,
                                 hash_key_function=config.hash_key_function)
+        #: Plugin bundles under middleware_path (fetched before a load needs them).
+        self.bundles = BundleCache(config.plugins)
         #: Allow-listed ids not in the certificate store (each logged once).
         self._missing_certificates: set[str] = set()
         #: What the middleware chains use (never this Gateway itself).
         self.services = Services(config=config, store=self.store, sessions=self.sessions,
                                  limiter=self.limiter, http=self.http,
                                  policies=lambda: self.policies, jwks=self.jwks,
-                                 certificates=self.certificates, oauth=self.oauth)
+                                 certificates=self.certificates, oauth=self.oauth,
+                                 bundles=self.bundles)
         self.admin = AdminApi(self)
         self.shutting_down = False
         self.servers: list[asyncio.AbstractServer] = []
@@ -139,8 +143,9 @@ class Gateway:
 
     # -- configuration -----------------------------------------------------------
 
-    def load(self) -> list[str]:
-        """Read API definitions and policies and put them in service.
+    def load(self, definitions: Definitions | None = None) -> list[str]:
+        """Read API definitions and policies (or take ``definitions``, from
+        :func:`load_definitions`) and put them in service.
 
         Raises :class:`ConfigError` and leaves the configuration in service
         untouched when anything is wrong.  When the definitions and policies
@@ -149,7 +154,8 @@ class Gateway:
         about the definitions that are new or changed since the last load:
         each is said once per change, not on every reload.
         """
-        specs, policies = load_definitions(self.config)
+        specs, policies = definitions if definitions is not None \
+            else load_definitions(self.config)
         in_service = {spec.source: definition_fingerprint(spec) for spec in self.specs}
         fingerprints = [definition_fingerprint(spec) for spec in specs]
         if fingerprints == list(in_service.values()) \
@@ -166,6 +172,37 @@ class Gateway:
             if in_service.get(spec.source) != fingerprint:
                 warnings += spec_warnings(spec)
         return warnings
+
+    def bundles_to_fetch(self, specs: list[ApiSpec]) -> list[tuple[ApiSpec, str]]:
+        """(API, ``custom_middleware_bundle``) of the active APIs whose bundle
+        is not on disk yet, when the bundle downloader is on (off: nothing
+        to download; loading them reports the missing bundle)."""
+        if not self.config.plugins.enable_bundle_downloader:
+            return []
+        wanted = []
+        for spec in specs:
+            name = wanted_bundle(spec.raw) if spec.active else ""
+            if name and not self.bundles.is_cached(name):
+                wanted.append((spec, name))
+        return wanted
+
+    async def fetch_bundles(self, wanted: list[tuple[ApiSpec, str]]) -> None:
+        """Download the bundles :meth:`bundles_to_fetch` listed.  Raises
+        ConfigError naming the API's file, its ``custom_middleware_bundle``
+        and the URL that failed."""
+        for spec, name in wanted:
+            try:
+                await self.bundles.fetch(spec.api_id, name)
+            except BundleError as exc:
+                raise ConfigError(spec.source or "api", "custom_middleware_bundle",
+                                  f"API {spec.api_id!r}: {exc}") from None
+
+    async def load_first(self) -> list[str]:
+        """The first load: the missing bundles downloaded, then :meth:`load`
+        (nothing is served yet).  Raises ConfigError."""
+        definitions = load_definitions(self.config)
+        await self.fetch_bundles(self.bundles_to_fetch(definitions[0]))
+        return self.load(definitions)
 
     def load_tls(self) -> None:
         """Load the listeners' certificates (``use_ssl``).  Raises ConfigError
@@ -254,26 +291,64 @@ class Gateway:
         "apis" event a REST API change publishes reaches this worker too,
         after the change was applied here, and SIGHUP or ``/tyk/reload``
         reach every worker of a node.
+
+        When an API needs a plugin bundle that is not on disk yet, the bundle
+        is downloaded first, in the background (None is returned at once),
+        and the definitions then read again and put in service; a download
+        that fails is logged and leaves the configuration in service as it
+        was, like any other bad reload.
         """
         tls_error = self.tls.reload() if self.tls is not None else None
         if tls_error is not None:
             log.error("certificates not reloaded, those in service stay: %s", tls_error)
         if self.tls is not None and self.tls.options.store_ids:
             self._in_background(self.load_stored_certificates())
+        try:
+            definitions = load_definitions(self.config)
+        except ConfigError as exc:
+            log.error("reload failed, the previous configuration stays in service: %s", exc)
+            return str(exc)
+        wanted = self.bundles_to_fetch(definitions[0])
+        if wanted:
+            self._in_background(self._reload_after_fetch(wanted, frozenset()))
+            return tls_error
+        return self._put_in_service(definitions) or tls_error
+
+    async def _reload_after_fetch(self, wanted: list[tuple[ApiSpec, str]],
+                                  tried: frozenset[str]) -> None:
+        log.info("reload: downloading plugin bundles first: %s",
+                 ", ".join(sorted({name for _, name in wanted})))
+        try:
+            await self.fetch_bundles(wanted)
+            # Read again: the definitions may have changed during the download.
+            definitions = load_definitions(self.config)
+        except ConfigError as exc:
+            log.error("reload failed, the previous configuration stays in service: %s", exc)
+            return
+        tried = tried | {name for _, name in wanted}
+        again = [(spec, name) for spec, name in self.bundles_to_fetch(definitions[0])
+                 if name not in tried]
+        if again:
+            await self._reload_after_fetch(again, tried)
+            return
+        self._put_in_service(definitions)
+
+    def _put_in_service(self, definitions: Definitions) -> str | None:
+        """:meth:`load` for a reload, logged; the error message, or None."""
         in_service = self.specs
         try:
-            warnings = self.load()
+            warnings = self.load(definitions)
         except ConfigError as exc:
             log.error("reload failed, the previous configuration stays in service: %s", exc)
             return str(exc)
         if self.specs is in_service:  # load() changed nothing
             log.debug("reload: API definitions and policies unchanged")
-            return tls_error
+            return None
         for warning in warnings:
             log.warning("%s", warning)
         self._in_background(self.load_client_auth())
         log.info("reloaded: %d APIs in service", len(self.router.routes))
-        return tls_error
+        return None
 
     async def refresh_policies(self) -> None:
         """Re-read the policies kept in the store and apply them at once.
@@ -495,7 +570,11 @@ class Gateway:
         await self._stopped.wait()
 
 
-def load_definitions(config: GatewayConfig) -> tuple[list[ApiSpec], dict[str, dict]]:
+#: API definitions and policies, as :func:`load_definitions` reads them.
+Definitions = tuple[list[ApiSpec], dict[str, dict]]
+
+
+def load_definitions(config: GatewayConfig) -> Definitions:
     """The API definitions and policies ``config`` points at.
 
     Raises :class:`ConfigError`; a missing ``app_path`` is blamed on the
@@ -584,7 +663,7 @@ async def _serve(config: GatewayConfig, worker_id: int, supervisor: int = 0) -> 
     gateway = Gateway(config, loop)
     try:
         gateway.load_tls()
-        warnings = gateway.load()
+        warnings = await gateway.load_first()
     except ConfigError as exc:
         log.error("%s", exc)
         return 2

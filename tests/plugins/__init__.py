@@ -1,0 +1,1 @@
+"""Tests of the plugin runtime: bundles, Python and JavaScript middleware."""
