@@ -110,6 +110,27 @@ class Request(Protocol):
     def set_query(self, query: bytes, /) -> None:
         """Replace the query string forwarded upstream."""
 
+    def set_path(self, path: bytes, /) -> None:
+        """Forward ``path`` (the client's form: listen path included,
+        percent-encoded, no query) instead of the client's; ValueError for
+        an unusable path (:meth:`fastgate._core.proxy.Exchange.set_path`)."""
+
+    def set_method(self, method: bytes, /) -> None:
+        """Forward ``method`` instead of the client's (an RFC 9110 token, else
+        ValueError); the answer's framing follows the client's method."""
+
+    def set_body(self, body: bytes, /) -> None:
+        """Forward ``body`` (with Content-Length) instead of the client's;
+        only once :meth:`read_body` resolved to bytes, or without a body
+        (else RuntimeError)."""
+
+    def on_response(self, hook: Callable[[int, list[tuple[bytes, bytes]], bytes | None], Any],
+                    body: bool, /) -> None:
+        """Show the upstream's answer to ``hook`` before the client gets it
+        (the whole body when ``body``); it answers None (unchanged), a
+        replacement or an awaitable of either
+        (:meth:`fastgate._core.proxy.Exchange.on_response` says what exactly)."""
+
     def read_body(self) -> Awaitable[bytes | None]:
         """The whole body (None when larger than the proxy buffers); call it
         from ``process()`` itself, before awaiting anything else."""

@@ -478,7 +478,8 @@ PLUGINS: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
 
 @pytest.mark.parametrize(("fields", "expected"), [c[1:] for c in PLUGINS],
                          ids=[c[0] for c in PLUGINS])
-def test_plugins_of_other_drivers_refuse_the_api(fields: dict[str, Any], expected: tuple[str, ...]) -> None:
+def test_plugins_of_other_drivers_refuse_the_api(fields: dict[str, Any],
+                                                 expected: tuple[str, ...]) -> None:
     spec = parse(api(**fields))
     assert spec.unsupported_auth == expected
     # Either refused or inert: never also "ignored".

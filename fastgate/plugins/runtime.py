@@ -61,20 +61,23 @@ def _resolve(path: str, base: str) -> str:
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
 
 
-def plugin_files(spec: ApiSpec, services: Services) -> list[str]:
-    """The files the API's plugins are read from (for telling a reload that
-    they changed): hooks' paths, or the bundle's directory."""
+def plugin_files(spec: ApiSpec, config_path: str) -> list[str]:
+    """The files outside bundles the API's plugins and virtual endpoints are
+    read from (a reload compares their stamps: a changed file is reloaded).
+    A bundle is never rewritten in place (a new version has a new name)."""
+    base = os.path.dirname(config_path)
+    files: set[str] = set()
     source: PluginSource | None = spec.plugins
-    if source is None:
-        return []
-    if source.bundle:
-        directory = os.path.join(services.config.plugins.middleware_path, "bundles")
-        return [os.path.join(directory, name) for name in sorted(os.listdir(directory))
-                if name.endswith(source.bundle)] if os.path.isdir(directory) else []
-    base = os.path.dirname(services.config.path)
-    settings = source.settings
-    return sorted({_resolve(h.path, base) for _kind, h in settings.hooks() if h.path}) \
-        if settings is not None else []
+    if source is not None and source.settings is not None:
+        files.update(_resolve(h.path, base) for _kind, h in source.settings.hooks() if h.path)
+    for version in (spec.version_data.get("versions") or {}).values():
+        extended = version.get("extended_paths") if isinstance(version, dict) else None
+        entries = extended.get("virtual") if isinstance(extended, dict) else None
+        for entry in entries if isinstance(entries, list) else ():
+            if isinstance(entry, dict) and entry.get("function_source_type") == "file" \
+                    and isinstance(entry.get("function_source_uri"), str):
+                files.add(_resolve(entry["function_source_uri"], base))
+    return sorted(files)
 
 
 def plugins_for(spec: ApiSpec, services: Services) -> PluginSet | None:

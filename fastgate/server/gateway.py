@@ -45,6 +45,7 @@ from fastgate.middleware.chain import build_chain
 from fastgate.middleware.mtls import allowed_cas
 from fastgate.outbound import HttpClient
 from fastgate.plugins.bundles import BundleCache, BundleError, wanted_bundle
+from fastgate.plugins.runtime import plugin_files
 from fastgate.policies import load_policies
 from fastgate.server.tls import ServerTls
 from fastgate.server.upstream_tls import UpstreamTls
@@ -105,6 +106,8 @@ class Gateway:
         self.pools: dict[tuple[Any, ...], UpstreamPool] = {}
         self.router = Router(())
         self.specs: list[ApiSpec] = []
+        #: (file, fingerprint) of each definition in service, taken when it was loaded.
+        self._fingerprints: list[tuple[str, Any]] = []
         # Policies: from the policy files, and managed through the REST API
         # (kept in the store; they win over a file's policy of the same id).
         self.file_policies: dict[str, dict] = {}
@@ -156,14 +159,16 @@ class Gateway:
         """
         specs, policies = definitions if definitions is not None \
             else load_definitions(self.config)
-        in_service = {spec.source: definition_fingerprint(spec) for spec in self.specs}
-        fingerprints = [definition_fingerprint(spec) for spec in specs]
+        in_service = dict(self._fingerprints)
+        fingerprints = [definition_fingerprint(spec, self.config.path) for spec in specs]
         if fingerprints == list(in_service.values()) \
                 and orjson.dumps(policies) == orjson.dumps(self.file_policies):
             return []
         routes = [self._compile(spec) for spec in specs if spec.active]
         self.router = Router(routes)
         self.specs = specs
+        self._fingerprints = [(spec.source, fp) for spec, fp in zip(specs, fingerprints,
+                                                                    strict=True)]
         self.file_policies = policies
         self._merge_policies()
         self._close_unused_pools()
@@ -607,10 +612,19 @@ def spec_warnings(spec: ApiSpec) -> list[str]:
     return warnings
 
 
-def definition_fingerprint(spec: ApiSpec) -> tuple[str, bytes]:
+def definition_fingerprint(spec: ApiSpec, config_path: str = "") -> tuple[Any, ...]:
     """What identifies a definition's content: its file and its JSON, exactly
-    (``1`` and ``true`` differ), so that a reload can tell what changed."""
-    return spec.source, orjson.dumps(spec.raw)
+    (``1`` and ``true`` differ), and the stamps (modification time, size) of
+    the plugin files it reads outside bundles, so that a reload can tell
+    what changed."""
+    stamps = []
+    for path in plugin_files(spec, config_path):
+        try:
+            stat = os.stat(path)
+            stamps.append((path, stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            stamps.append((path, 0, -1))
+    return spec.source, orjson.dumps(spec.raw), tuple(stamps)
 
 
 def default_max_connections() -> int:
