@@ -93,6 +93,10 @@ DOWNLOAD_TIMEOUT = 5.0
 #: (Tyk's exponential backoff: 4 retries from 0.5 s, doubling).
 RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
 MANIFEST = "manifest.json"
+#: Where a download is unpacked before it is renamed into place.
+TEMPORARY_PREFIX = ".tmp-"
+#: Seconds after which a temporary directory is a dead process's leftover.
+STALE_TEMPORARY_AGE = 3600.0
 #: Hook lists merged from several bundles, in order.
 _HOOK_LISTS = ("pre", "post", "post_key_auth", "response")
 _CHUNK = 64 * 1024
@@ -498,7 +502,8 @@ class BundleCache:
                                   "outside the bundle directory")
             placed.append((member, segments))
         os.makedirs(self.root, mode=0o700, exist_ok=True)
-        temporary = tempfile.mkdtemp(prefix=".tmp-", dir=self.root)
+        self._remove_stale_temporaries()
+        temporary = tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=self.root)
         try:
             total = 0
             for member, segments in placed:
@@ -533,6 +538,16 @@ class BundleCache:
         finally:
             if os.path.isdir(temporary):
                 shutil.rmtree(temporary, ignore_errors=True)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Remove what a process killed while unpacking left behind (old
+        enough not to be another worker's download in progress)."""
+        cutoff = time.time() - STALE_TEMPORARY_AGE
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if entry.name.startswith(TEMPORARY_PREFIX) and entry.is_dir(
+                        follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry.path, ignore_errors=True)
 
     @staticmethod
     def _refuse_unlisted(placed: list[tuple[zipfile.ZipInfo, list[str]]],

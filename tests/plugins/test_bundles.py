@@ -223,6 +223,19 @@ def test_a_good_bundle_is_downloaded_verified_and_unpacked(tmp_path: Path,
     assert server.requests == ["/bundles/bundle-v1.zip"]
 
 
+def test_a_dead_process_s_temporary_directory_is_removed(tmp_path: Path,
+                                                        server: BundleServer) -> None:
+    root = tmp_path / "middleware" / "bundles"
+    (root / ".tmp-dead").mkdir(parents=True)
+    (root / ".tmp-dead" / "plugin.py").write_bytes(b"half")
+    (root / ".tmp-busy").mkdir()  # another worker's download in progress
+    two_hours_ago = time.time() - 7200
+    os.utime(root / ".tmp-dead", (two_hours_ago, two_hours_ago))
+    server.put("b.zip", good_bundle())
+    fetch(cache_for(tmp_path, server), "b.zip")
+    assert bundles_dir_listing(tmp_path) == [".tmp-busy", md5_dir(tmp_path, "b.zip").name]
+
+
 def test_a_bad_checksum_is_refused_and_nothing_is_left(tmp_path: Path,
                                                        server: BundleServer) -> None:
     server.put("bad.zip", good_bundle(checksum="0" * 32))
