@@ -17,6 +17,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import replace
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -464,6 +465,52 @@ SCENARIOS += [
         gateway_config=OAUTH_GATEWAY_CONFIG,
         files=OAUTH_FILES,
         setup=token_endpoint_plan,
+    ),
+]
+
+
+# ---------------------------------------------------------------- plugins
+
+#: The plugin files of the plugin scenarios (``bench/plugins/``), written under
+#: ``middleware/`` next to the gateway config: hook paths are relative to it.
+PLUGIN_DIR = Path(__file__).resolve().parent / "plugins"
+#: The token bench/plugins/auth.py accepts in ``Authorization``.
+PLUGIN_TOKEN = "bench-plugin-token-0123456789abcdef"
+
+
+def plugin_files(*names: str) -> dict[str, str]:
+    """``{"middleware/<name>": text}`` of the named files of ``bench/plugins/``."""
+    return {f"middleware/{name}": (PLUGIN_DIR / name).read_text() for name in names}
+
+
+_PYTHON_AUTH_FILES = plugin_files("auth.py")
+if PLUGIN_TOKEN not in _PYTHON_AUTH_FILES["middleware/auth.py"]:
+    raise RuntimeError("bench/plugins/auth.py does not accept PLUGIN_TOKEN")
+
+SCENARIOS += [
+    Scenario(
+        name="python-auth-check",
+        description=("Python plugin (driver python, Tyk's coprocess API in process): "
+                     "auth_check comparing the Authorization header with one token and "
+                     "granting a session (rate limit never reached, no quota)"),
+        api_definitions=(keyless_api(
+            use_keyless=False, custom_plugin_auth_enabled=True,
+            custom_middleware={"driver": "python", "auth_check": {
+                "name": "BenchAuth", "path": "middleware/auth.py"}}),),
+        gateway_config={"coprocess_options": {"enable_coprocess": True}},
+        files=_PYTHON_AUTH_FILES,
+        wrk_headers=(f"Authorization: {PLUGIN_TOKEN}",),
+        probe=Probe(headers={"Authorization": PLUGIN_TOKEN}),
+        rps_goal_vs_nginx=0.5,
+    ),
+    Scenario(
+        name="js-pre-hook",
+        description=("JavaScript plugin (driver otto, Tyk's JSVM API in QuickJS worker "
+                     "processes): a keyless API with one pre middleware setting a header"),
+        api_definitions=(keyless_api(custom_middleware={"driver": "otto", "pre": [
+            {"name": "benchPre", "path": "middleware/pre.js"}]}),),
+        gateway_config={"enable_jsvm": True},
+        files=plugin_files("pre.js"),
     ),
 ]
 
