@@ -8,7 +8,8 @@ plugin that fails to load, its file and line: the definition is not put
 into service and, on a reload, the configuration in service stays.
 
 File paths: a bundle's files are in its directory (the Python entry file is
-``middleware.py``, or the only file the manifest lists); a hook's ``path``
+``middleware.py``, or the only file the manifest lists, or -- fastgate's --
+the bundle file a hook's ``path`` names); a hook's ``path``
 outside a bundle is taken as written when absolute, else from the gateway
 configuration file's directory (Tyk's working directory, where its
 ``middleware/`` directory is).
@@ -138,9 +139,13 @@ def _python(spec: ApiSpec, services: Services, settings: PluginSettings, directo
 
     def runner(hook: HookDescriptor) -> HookRunner:
         if directory:
+            # Tyk's entry file; fastgate's: a hook's path naming a bundle file.
             entry = os.path.join(directory, "middleware.py")
             if len(manifest_files) == 1:
                 entry = os.path.join(directory, manifest_files[0])
+            named = os.path.normpath(os.path.join(directory, hook.path)) if hook.path else ""
+            if named.startswith(directory + os.sep) and os.path.isfile(named):
+                entry = named
         elif hook.path:
             entry = _resolve(hook.path, base)
         else:

@@ -111,6 +111,7 @@ def test_bcrypt_runs_once_for_repeated_requests(monkeypatch):
     from fastgate.config import parse_gateway_config
     from fastgate.limits import Limiter
     from fastgate.outbound import HttpClient
+    from fastgate.plugins.bundles import BundleCache
     from fastgate.services import Services
     from fastgate.session.basic import hash_password
     from fastgate.session.cache import SessionCache
@@ -139,7 +140,8 @@ def test_bcrypt_runs_once_for_repeated_requests(monkeypatch):
                         limiter=Limiter(config, store), http=http, policies=dict,
                         jwks=JwksCache(http), certificates=CertificateCache(store),
                         oauth=OAuthStore(store, sessions, dict, settings=config.oauth,
-                                         hash_keys=True, hash_key_function=""))
+                                         hash_keys=True, hash_key_function=""),
+                        bundles=BundleCache(config.plugins))
 
     async def scenario() -> list[Any]:
         await store.start()

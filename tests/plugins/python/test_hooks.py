@@ -355,3 +355,37 @@ def test_custom_auth_and_plugin_data_on_each_store(gateway_factory: Any, make_ap
     counts = [int(sent_headers(upstream(requests.get(gw.url("/counter/x"), timeout=10)))
                   ["x-count"]) for _ in range(3)]
     assert counts == [1, 2, 3]
+
+
+def test_hooks_from_a_downloaded_bundle(gateway_factory: Any, make_api: Any, echo: Any) -> None:
+    """A bundle as ``tyk bundle build`` makes it: ``middleware.py`` importing
+    a module of its own, the hooks named by the manifest (which replaces the
+    definition's ``custom_middleware``)."""
+    from tests.plugins.test_bundles import BundleServer, build_bundle
+
+    middleware = (b"from tyk.decorators import *\nfrom helpers import TAG\n\n"
+                  b"@Hook\ndef Tag(request, session, spec):\n"
+                  b"    request.add_header('X-Bundle', TAG)\n    return request, session\n\n"
+                  b"@Hook\ndef Auth(request, session, metadata, spec):\n"
+                  b"    if request.get_header('Authorization') == 'bundle-token':\n"
+                  b"        session.rate = 10.0\n        session.per = 1.0\n"
+                  b"        metadata['token'] = 'bundle-token'\n"
+                  b"    return request, session, metadata\n")
+    bundle = build_bundle({"middleware.py": middleware, "helpers.py": b"TAG = 'from-bundle'\n"},
+                          {"driver": "python", "pre": [{"name": "Tag"}],
+                           "auth_check": {"name": "Auth"}})
+    server = BundleServer()
+    try:
+        server.put("tagged.zip", bundle)
+        gw = gateway_factory(
+            [make_api("b", "/b/", echo.base_url, use_keyless=False,
+                      custom_plugin_auth_enabled=True, custom_middleware_bundle="tagged.zip",
+                      custom_middleware={"driver": "python", "pre": [{"name": "Ignored"}]})],
+            enable_bundle_downloader=True, bundle_base_url=server.base_url,
+            coprocess_options={"enable_coprocess": True})
+        assert requests.get(gw.url("/b/x"), timeout=10).status_code == 403
+        seen = upstream(requests.get(gw.url("/b/x"), headers={"Authorization": "bundle-token"},
+                                     timeout=10))
+        assert sent_headers(seen)["x-bundle"] == "from-bundle"
+    finally:
+        server.stop()
