@@ -46,8 +46,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import orjson
 
 from fastgate import responses
-from fastgate.auth.identity import Identity
 from fastgate.plugins import id_extractor
+from fastgate.plugins.auth_sessions import NOT_AUTHORISED, PluginSessions
 from fastgate.plugins.changes import (
     MIDDLEWARE_ERROR,
     RequestView,
@@ -57,10 +57,8 @@ from fastgate.plugins.changes import (
 )
 from fastgate.plugins.python.host import PluginHost, current_host
 from fastgate.plugins.python.objects import ResponseObject, SessionState, TykCoProcessRequest
-from fastgate.services import store_unavailable, then
-from fastgate.session import key_lifetime, parse_session, storage_key
+from fastgate.services import then
 from fastgate.session.cache import CachedSession
-from fastgate.storage.base import StoreError
 
 if TYPE_CHECKING:
     from fastgate.apidef import ApiSpec
@@ -72,8 +70,7 @@ __all__ = ["HookRunner", "PythonAuth", "PythonHook", "PythonResponseHooks", "has
 
 log = logging.getLogger("fastgate.plugins")
 
-#: Tyk's answers from auth_check.
-NOT_AUTHORISED = responses.error_response(403, "Key not authorised")
+#: Tyk's answer when auth_check gives no session or no token.
 FORBIDDEN = responses.error_response(403, "Forbidden")
 #: Seconds during which repeated reports of one hook are counted, not logged.
 BURST = 10.0
@@ -283,7 +280,7 @@ class PythonAuth(_Step):
 
     name: ClassVar[str] = "custom"
     failure: ClassVar[bytes] = NOT_AUTHORISED
-    __slots__ = ("extractor", "identity", "last", "org_id", "services", "spec")
+    __slots__ = ("extractor", "org_id", "services", "sessions", "spec")
 
     def __init__(self, spec: ApiSpec, descriptor: HookDescriptor, runner: HookRunner,
                  bundle_hash: str, services: Services,
@@ -293,9 +290,7 @@ class PythonAuth(_Step):
         self.services = services
         self.extractor = extractor
         self.org_id = spec.org_id
-        self.identity = Identity(spec, "custom_auth")
-        #: Per storage key: the session the hook last gave and what it became.
-        self.last: dict[str, tuple[dict[str, Any], CachedSession]] = {}
+        self.sessions = PluginSessions(spec, services, self.runner.failed)
 
     def present(self, req: Request) -> bool:
         """The extractor's header when one is configured; else any request
@@ -316,7 +311,7 @@ class PythonAuth(_Step):
         if value is None:
             return id_extractor.MISSING
         sid = id_extractor.session_id(self.org_id, value)
-        skey = self._storage_key(sid)
+        skey = self.sessions.storage_key(sid)
         return then(self.services.sessions.lookup(skey),
                     lambda found: self._known(req, body, sid, skey, found))
 
@@ -325,16 +320,8 @@ class PythonAuth(_Step):
         if found is not None:
             deadline = found.session.get("id_extractor_deadline") or 0
             if isinstance(deadline, int | float) and deadline > self.services.clock():
-                return self.identity.accept(req, (skey, found))
+                return self.sessions.identity.accept(req, (skey, found))
         return self._invoke(req, body, lambda r, c, res: self._done(r, c, res, sid))
-
-    def _storage_key(self, key_id: str) -> str:
-        services = self.services
-        return services.sessions.storage_key_of(
-            key_id.encode("utf-8", "surrogateescape"),
-            lambda raw: storage_key(raw.decode("utf-8", "surrogateescape"),
-                                    hash_keys=services.hash_keys,
-                                    hash_key_function=services.hash_key_function))
 
     def _done(self, req: Request, call: _Call, result: Any, sid: str | None) -> Outcome:
         self._returned(call, result)
@@ -357,63 +344,7 @@ class PythonAuth(_Step):
             meta = dict(record.get("meta_data") or {})
             meta.update({str(k): str(v) for k, v in metadata.items()})
             record["meta_data"] = meta
-        record["org_id"] = self.org_id
-        skey = self._storage_key(sid or str(token))
-        last = self.last.get(skey)
-        if last is not None and last[0] == record \
-                and self.services.sessions.entries.get(skey) is last[1]:
-            return self.identity.accept(req, (skey, last[1]))
-        return then(self.services.sessions.lookup(skey),
-                    lambda found: self._settle(req, skey, record, found))
-
-    def _settle(self, req: Request, skey: str, record: dict[str, Any],
-                found: CachedSession | None) -> Outcome:
-        given = dict(record)
-        if found is not None:
-            for name in ("quota_remaining", "quota_renews"):
-                if not record.get(name) and found.session.get(name):
-                    record[name] = found.session[name]
-        try:
-            session = parse_session(record)
-        except ValueError as exc:
-            self.runner.failed(exc)
-            return MIDDLEWARE_ERROR
-        if found is not None and found.session == orjson.loads(orjson.dumps(session)):
-            self._remember(skey, given, found)
-            return self.identity.accept(req, (skey, found))
-        if not self.identity.base:
-            # Not the base identity: Tyk keeps it for this request only.
-            entry = CachedSession(skey, session, self.services.policies())
-            return self.identity.accept(req, (skey, entry))
-        return self._store(req, skey, given, session)
-
-    def _remember(self, skey: str, given: dict[str, Any], found: CachedSession) -> None:
-        if len(self.last) > 100_000:
-            self.last.clear()
-        self.last[skey] = (given, found)
-
-    async def _store(self, req: Request, skey: str, given: dict[str, Any],
-                     session: dict[str, Any]) -> bytes | None:
-        services = self.services
-        spec = self.spec
-        config = services.config
-        lifetime = key_lifetime(
-            session, services.clock(), api_lifetime=spec.session_lifetime,
-            respects_expiration=spec.session_lifetime_respects_key_expiration,
-            force_global=config.force_global_session_lifetime,
-            global_lifetime=config.global_session_lifetime)
-        try:
-            await services.sessions.save(skey, orjson.dumps(session),
-                                         0 if lifetime == -1 else lifetime)
-            found: Any = services.sessions.lookup(skey)
-            if found is not None and not isinstance(found, CachedSession):
-                found = await found
-        except StoreError as exc:
-            return store_unavailable(exc)
-        if found is None:
-            return NOT_AUTHORISED
-        self._remember(skey, given, found)
-        return self.identity.accept(req, (skey, found))
+        return self.sessions.accept(req, sid or str(token), record)
 
 
 class PythonResponseHooks:
