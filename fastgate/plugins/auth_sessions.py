@@ -41,11 +41,15 @@ _REMEMBERED = 100_000
 class PluginSessions:
     """Hands a plugin's session to the request (see the module docstring)."""
 
-    __slots__ = ("failed", "identity", "last", "org_id", "services", "spec")
+    __slots__ = ("failed", "identity", "last", "lifetime", "org_id",
+                 "respects_expiration", "services")
 
     def __init__(self, spec: ApiSpec, services: Services,
                  failed: Callable[[BaseException], None]) -> None:
-        self.spec = spec
+        # Not the spec itself: it holds its loaded plugins, and a reference
+        # back would keep a replaced chain (and a JS runtime's workers) alive.
+        self.lifetime = spec.session_lifetime
+        self.respects_expiration = spec.session_lifetime_respects_key_expiration
         self.services = services
         self.org_id = spec.org_id
         self.failed = failed
@@ -103,11 +107,10 @@ class PluginSessions:
     async def _store(self, req: Request, skey: str, given: dict[str, Any],
                      session: dict[str, Any]) -> bytes | None:
         services = self.services
-        spec = self.spec
         config = services.config
         lifetime = key_lifetime(
-            session, services.clock(), api_lifetime=spec.session_lifetime,
-            respects_expiration=spec.session_lifetime_respects_key_expiration,
+            session, services.clock(), api_lifetime=self.lifetime,
+            respects_expiration=self.respects_expiration,
             force_global=config.force_global_session_lifetime,
             global_lifetime=config.global_session_lifetime)
         try:

@@ -193,6 +193,7 @@ def _python(spec: ApiSpec, services: Services, settings: PluginSettings, directo
 
 def _javascript(spec: ApiSpec, services: Services, settings: PluginSettings,
                 directory: str) -> PluginSet:
+    from fastgate.plugins.js.auth import JsAuth
     from fastgate.plugins.js.middleware import JsMiddleware
 
     if not services.config.plugins.enable_jsvm:
@@ -210,6 +211,10 @@ def _javascript(spec: ApiSpec, services: Services, settings: PluginSettings,
             resolved = dataclasses.replace(hook, path=_resolve(hook.path, base))
             steps.append(JsMiddleware(spec, resolved, kind, services))
     if settings.auth_check is not None:
-        raise ConfigError(spec.source, settings.auth_check.where,
-                          "a JavaScript auth_check is not supported: use driver \"python\"")
+        hook = settings.auth_check
+        if not hook.path:
+            raise ConfigError(spec.source, hook.where + ".path",
+                              "a JavaScript auth_check needs the path of its file")
+        out.auth = JsAuth(spec, dataclasses.replace(hook, path=_resolve(hook.path, base)),
+                          services)
     return out

@@ -22,7 +22,7 @@ Tyk's error JSON).  The ``SessionMeta`` handed back becomes the session's
 or times out answers Tyk's 500 ``{"error": "Internal Server Error"}``.
 
 **fastgate differs:** a changed ``Method`` is forwarded (Tyk's JSVM ignores
-it).  Tyk's JS ``auth_check`` is not implemented (see the docs).
+it).  Tyk's JS ``auth_check`` is :mod:`fastgate.plugins.js.auth`.
 """
 
 from __future__ import annotations
@@ -63,7 +63,15 @@ class JsMiddleware:
     name = "js_middleware"
 
     def __init__(self, spec: ApiSpec, descriptor: Any, kind: str, services: Services) -> None:
-        self.spec = spec
+        # What the step needs of the spec, not the spec: the spec holds its
+        # loaded plugins (``spec.loaded_plugins``), so a reference back would
+        # make a cycle keeping the step and its worker processes alive after
+        # a reload replaced it -- until a full collection, which never comes
+        # for the objects the gateway froze at start (``gc.freeze()``).
+        # Without the cycle the runtime is freed with the old chain and its
+        # idle workers are killed (JsRuntime.__del__).
+        self.api_id = spec.api_id
+        self.session_lifetime = spec.session_lifetime
         self.services = services
         self.kind = kind
         self.object_name = str(descriptor.name)
@@ -75,6 +83,19 @@ class JsMiddleware:
                                  is True)
         self.runtime.add_file(str(descriptor.path))
 
+    @staticmethod
+    def request_object(view: RequestView) -> dict[str, Any]:
+        """Tyk's JS request object for ``view``."""
+        return {
+            "Headers": view.headers, "SetHeaders": {}, "DeleteHeaders": [],
+            "Body": base64.b64encode(view.body).decode("ascii"), "URL": view.url,
+            "Params": view.params, "AddParams": {}, "ExtendedParams": {}, "DeleteParams": [],
+            "ReturnOverrides": {"ResponseCode": 0, "ResponseError": "", "ResponseBody": "",
+                                "ResponseHeaders": {}, "OverrideError": False},
+            "IgnoreBody": False, "Method": view.method, "RequestURI": view.request_uri,
+            "Scheme": view.scheme,
+        }
+
     def process(self, req: Request) -> Outcome:
         """Run the hook; None to go on, or the answer that ends the chain."""
         return self._run(req, req.read_body())
@@ -84,15 +105,7 @@ class JsMiddleware:
         view = RequestView.of(req, body)
         cached = req.session if self.use_session else None
         session: dict[str, Any] = dict(cached.session) if cached is not None else {}
-        request = {
-            "Headers": view.headers, "SetHeaders": {}, "DeleteHeaders": [],
-            "Body": base64.b64encode(view.body).decode("ascii"), "URL": view.url,
-            "Params": view.params, "AddParams": {}, "ExtendedParams": {}, "DeleteParams": [],
-            "ReturnOverrides": {"ResponseCode": 0, "ResponseError": "", "ResponseBody": "",
-                                "ResponseHeaders": {}, "OverrideError": False},
-            "IgnoreBody": False, "Method": view.method, "RequestURI": view.request_uri,
-            "Scheme": view.scheme,
-        }
+        request = self.request_object(view)
         expression = (f"{self.object_name}.DoProcessRequest({orjson.dumps(request).decode()}, "
                       f"{orjson.dumps(session).decode()}, {self.runtime.spec_json});")
         try:
@@ -100,7 +113,7 @@ class JsMiddleware:
             if not isinstance(returned, dict) or not isinstance(returned.get("Request"), dict):
                 raise JsError("the middleware did not return ReturnData(request, ...)")
         except (JsError, orjson.JSONDecodeError) as exc:
-            log.error("[JSVM %s] middleware %s (%s) failed: %s", self.spec.api_id,
+            log.error("[JSVM %s] middleware %s (%s) failed: %s", self.api_id,
                       self.object_name, self.kind, exc)
             return JS_ERROR
         new: dict[str, Any] = returned["Request"]
@@ -119,10 +132,10 @@ class JsMiddleware:
         session["meta_data"] = meta
         try:
             await self.services.sessions.save(storage_key, orjson.dumps(session),
-                                              max(self.spec.session_lifetime, 0))
+                                              max(self.session_lifetime, 0))
         except Exception as exc:
             log.error("[JSVM %s] saving the session's meta_data failed: %s",
-                      self.spec.api_id, exc)
+                      self.api_id, exc)
 
     async def aclose(self) -> None:
         """Stop the hook's JavaScript workers."""

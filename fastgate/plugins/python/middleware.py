@@ -280,13 +280,12 @@ class PythonAuth(_Step):
 
     name: ClassVar[str] = "custom"
     failure: ClassVar[bytes] = NOT_AUTHORISED
-    __slots__ = ("extractor", "org_id", "services", "sessions", "spec")
+    __slots__ = ("extractor", "org_id", "services", "sessions")
 
     def __init__(self, spec: ApiSpec, descriptor: HookDescriptor, runner: HookRunner,
                  bundle_hash: str, services: Services,
                  extractor: IdExtractorSettings | None) -> None:
         super().__init__(spec, descriptor, runner, bundle_hash, with_session=False)
-        self.spec = spec
         self.services = services
         self.extractor = extractor
         self.org_id = spec.org_id
