@@ -389,3 +389,30 @@ def test_hooks_from_a_downloaded_bundle(gateway_factory: Any, make_api: Any, ech
         assert sent_headers(seen)["x-bundle"] == "from-bundle"
     finally:
         server.stop()
+
+
+def test_custom_auth_chained_with_an_auth_token(gateway_factory: Any, make_api: Any,
+                                                echo: Any) -> None:
+    """Multi-auth: the plugin's ``auth_check`` and an auth token must both
+    pass; ``base_identity_provided_by: custom_auth`` makes the plugin's
+    session the request's (its metadata reaches the upstream)."""
+    api = auth_api(make_api, echo, use_standard_auth=True,
+                   base_identity_provided_by="custom_auth",
+                   auth_configs={"authToken": {"auth_header_name": "X-Key"}})
+    gw = gateway_factory([api], start=False, coprocess_options={"enable_coprocess": True})
+    plugin_dir(gw)
+    gw.start()
+    created = requests.post(gw.url("/tyk/keys/create"), headers={"X-Tyk-Authorization": gw.secret},
+                            json={"org_id": "test-org", "rate": 100, "per": 1,
+                                  "meta_data": {"plan": "from-key"},
+                                  "access_rights": {"auth": {"api_id": "auth", "api_name": "auth",
+                                                             "versions": ["Default"]}}},
+                            timeout=10)
+    assert created.status_code == 200, created.text
+    key = created.json()["key"]
+    assert requests.get(gw.url("/auth/x"), headers={"X-Key": key}, timeout=10).status_code == 403
+    assert requests.get(gw.url("/auth/x"), headers={"Authorization": TOKEN},
+                        timeout=10).status_code == 401
+    seen = upstream(requests.get(gw.url("/auth/x"), headers={"Authorization": TOKEN,
+                                                             "X-Key": key}, timeout=10))
+    assert sent_headers(seen)["x-plan"] == "gold"
