@@ -106,6 +106,17 @@ How the rest works
   starts where it should.  The held piece is at most one read, and is not
   counted in ``pending_bytes``: it never holds flow control (rule 5).
 
+* A plugin may see the upstream's answer before the client
+  (:meth:`Exchange.on_response`).  Wanting the body, the whole answer is
+  collected (bounded by ``MAX_BUFFERED``; over it, a 502), the upstream
+  connection goes back to the pool, and what the hook decides becomes the
+  exchange's ``response``, written by :meth:`ClientProtocol._advance` like
+  any answer of the gateway's own (rules 1, 2 and 9 unchanged).  Not wanting
+  it, the head is held (and the upstream not read) until the hook answers,
+  then the body streams as usual.  The same collection re-frames an answer
+  when a middleware changed the method to or from HEAD: the framing follows
+  the client's method.  With no hook the cost is one flag test per response.
+
 Hop-by-hop fields (RFC 9110 §7.6.1) are never forwarded: ``Connection`` and
 every field it names, ``Keep-Alive``, ``Proxy-*``, ``TE``, ``Trailer``,
 ``Transfer-Encoding`` and ``Upgrade``.  Framing is decided again for each hop.
@@ -327,10 +338,12 @@ class Exchange:
     The middleware chain (authentication, access rights...) sees the request
     through this object -- it implements :class:`fastgate.services.Request`:
     ``method``, ``path``, ``query``, ``client_ip``, :meth:`header`, and the
-    changes :meth:`remove_header`, :meth:`add_header`, :meth:`set_query`, and
+    changes :meth:`remove_header`, :meth:`add_header`, :meth:`set_query`,
+    :meth:`set_path`, :meth:`set_method`, :meth:`set_body`, and
     :meth:`read_body`; it records who is calling in ``session`` and
     ``session_key``.  :meth:`check_body` puts a check on the body as it
-    streams through.
+    streams through; :meth:`on_response` shows the upstream's answer to a
+    hook (plugins' response middleware) before the client gets it.
 
     When the exchange has ended (rule 8) the hook also reads ``route``,
     ``status`` (0: no answer was started), ``complete``, ``bytes_in`` (request head and
