@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from fastgate import responses
+from fastgate.config import ConfigError
 from fastgate.plugins.changes import (
     RequestChanges,
     RequestView,
@@ -43,7 +44,7 @@ from fastgate.plugins.changes import (
     build_response,
     override_answer,
 )
-from fastgate.plugins.js.runtime import JsError, JsRuntime
+from fastgate.plugins.js.runtime import JsError, JsLoadError, JsRuntime
 
 if TYPE_CHECKING:
     from fastgate.apidef import ApiSpec
@@ -81,7 +82,12 @@ class JsMiddleware:
                                  config_data=spec.raw.get("config_data"), services=services,
                                  config_data_disabled=spec.raw.get("config_data_disabled")
                                  is True)
-        self.runtime.add_file(str(descriptor.path))
+        try:
+            self.runtime.add_file(str(descriptor.path))
+        except JsLoadError as exc:
+            # A ConfigError: the definition is refused (on a reload the
+            # configuration in service stays), the file and line named.
+            raise ConfigError(spec.source, descriptor.where + ".path", str(exc)) from None
 
     @staticmethod
     def request_object(view: RequestView) -> dict[str, Any]:

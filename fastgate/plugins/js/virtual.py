@@ -171,7 +171,11 @@ class VirtualEndpoints:
 
     def __init__(self, spec: ApiSpec, endpoints: tuple[VirtualEndpoint, ...],
                  services: Services) -> None:
-        self.spec = spec
+        # What the step needs of the spec, not the spec (as JsMiddleware:
+        # no cycle may keep an out-of-service runtime's workers alive).
+        self.api_id = spec.api_id
+        self.listen_path = spec.listen_path
+        self.session_lifetime = spec.session_lifetime
         self.services = services
         self.endpoints = endpoints
         server = services.config.http_server_options
@@ -193,8 +197,8 @@ class VirtualEndpoints:
 
     def match(self, method: str, path: str) -> VirtualEndpoint | None:
         """The endpoint answering ``method`` on ``path`` (decoded), or None."""
-        clean = strip_listen_path(self.spec.listen_path, path) \
-            if self.spec.listen_path != "/" else path
+        clean = strip_listen_path(self.listen_path, path) \
+            if self.listen_path != "/" else path
         for pattern, endpoint in self._patterns:
             if endpoint.method != method:
                 continue
@@ -230,7 +234,7 @@ class VirtualEndpoints:
             if not isinstance(response, dict):
                 raise JsError("the response has no Response object")
         except (JsError, orjson.JSONDecodeError) as exc:
-            log.error("[JSVM %s] virtual endpoint %s (%s) failed: %s", self.spec.api_id,
+            log.error("[JSVM %s] virtual endpoint %s (%s) failed: %s", self.api_id,
                       endpoint.function_name, endpoint.where, exc)
             return None if endpoint.proxy_on_error else VIRTUAL_ERROR
         if cached is not None and req.session_key:
@@ -245,10 +249,10 @@ class VirtualEndpoints:
         session["meta_data"] = meta
         try:
             await self.services.sessions.save(storage_key, orjson.dumps(session),
-                                              max(self.spec.session_lifetime, 0))
+                                              max(self.session_lifetime, 0))
         except Exception as exc:
             log.error("[JSVM %s] saving the session's meta_data failed: %s",
-                      self.spec.api_id, exc)
+                      self.api_id, exc)
 
     async def aclose(self) -> None:
         """Stop the step's JavaScript workers."""
