@@ -501,3 +501,32 @@ def test_reload_with_a_broken_script_keeps_the_configuration_in_service(
     # The definition is refused with the file and line of the error.
     assert "stamp.js:1: SyntaxError" in gw.logs()
     assert "Traceback" not in gw.logs()
+
+
+def test_a_script_that_does_not_compile_refuses_the_start(gateway_factory: Any, make_api: Any,
+                                                          echo: Any) -> None:
+    gw = gateway_factory(reload_apis(make_api, echo, 0), start=False, enable_jsvm=True)
+    directory = gw.root / "middleware"
+    directory.mkdir()
+    (directory / "stamp.js").write_text("var ok = 1;\nvar stamp = (;\n")
+    (directory / "version.js").write_text(RELOAD_VIRTUAL % "one")
+    gw.start(wait=False)
+    assert gw.proc is not None
+    assert gw.proc.wait(30) == 2
+    gw.expected_exit = None
+    logs = gw.logs()
+    assert "custom_middleware.pre[0].path" in logs and "stamp.js:2: SyntaxError" in logs
+    assert "Traceback" not in logs
+
+
+def test_js_plugins_need_enable_jsvm(gateway_factory: Any, make_api: Any, echo: Any) -> None:
+    gw = gateway_factory(reload_apis(make_api, echo, 0), start=False)
+    directory = gw.root / "middleware"
+    directory.mkdir()
+    (directory / "stamp.js").write_text(RELOAD_PRE % "one")
+    (directory / "version.js").write_text(RELOAD_VIRTUAL % "one")
+    gw.start(wait=False)
+    assert gw.proc is not None
+    assert gw.proc.wait(30) == 2
+    gw.expected_exit = None
+    assert "enable_jsvm: true" in gw.logs()
