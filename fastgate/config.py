@@ -30,7 +30,7 @@ Rules, in one place:
   ``read_header_timeout``, ``lingering_time``, ``lingering_timeout``,
   ``lingering_max_bytes`` and ``max_connections`` (nginx's names where nginx
   has the setting); ``jwks.fetch_timeout`` and ``jwks.refetch_interval``;
-  ``jsvm_memory_limit``, ``coprocess_options.thread_pool_workers`` and
+  ``jsvm_memory_limit``, ``jsvm_workers``, ``coprocess_options.thread_pool_workers`` and
   ``coprocess_options.hook_time_budget`` (plugins, :class:`PluginConfig`).
 * TLS (``http_server_options``): ``use_ssl``, ``certificates``,
   ``min_version``, ``max_version`` and ``ssl_ciphers`` as Tyk reads them
@@ -461,6 +461,8 @@ DEFAULT_MIDDLEWARE_PATH = "middleware"
 #: Tyk's ``jsvm_timeout`` when 0 or unset (seconds).
 DEFAULT_JSVM_TIMEOUT = 5.0
 DEFAULT_JSVM_MEMORY_LIMIT = 64
+#: JavaScript worker processes per hook or virtual-endpoint set (calls at once).
+DEFAULT_JSVM_WORKERS = 2
 DEFAULT_THREAD_POOL_WORKERS = 4
 DEFAULT_HOOK_TIME_BUDGET = 0.05
 #: The schemes Tyk's bundle downloader knows (``FetchBundleByName``).
@@ -783,6 +785,8 @@ class PluginConfig:
     * ``enable_jsvm`` -- run JavaScript middleware and virtual endpoints.
     * ``jsvm_timeout`` -- seconds one JavaScript call may run (0 or unset:
       Tyk's 5).
+    * ``jsvm_workers`` -- fastgate's: JavaScript worker processes per hook
+      (and per API's virtual endpoints): the calls that run at once (default 2).
     * ``jsvm_memory_limit`` -- fastgate's: MiB of heap for each JavaScript
       engine instance (default 64).
     * ``coprocess_options.enable_coprocess`` -- run Python plugins.
@@ -806,6 +810,7 @@ class PluginConfig:
     enable_jsvm: bool = False
     jsvm_timeout: float = DEFAULT_JSVM_TIMEOUT
     jsvm_memory_limit: int = DEFAULT_JSVM_MEMORY_LIMIT
+    jsvm_workers: int = DEFAULT_JSVM_WORKERS
     enable_coprocess: bool = False
     python_path_prefix: str = ""
     thread_pool_workers: int = DEFAULT_THREAD_POOL_WORKERS
@@ -1115,6 +1120,7 @@ def _parse_plugins(top: FieldReader, base: str, ignored: list[str]) -> PluginCon
         jsvm_timeout=_timeout(top, "jsvm_timeout", DEFAULT_JSVM_TIMEOUT),
         jsvm_memory_limit=top.integer("jsvm_memory_limit", DEFAULT_JSVM_MEMORY_LIMIT,
                                       minimum=1),
+        jsvm_workers=top.integer("jsvm_workers", DEFAULT_JSVM_WORKERS, minimum=1, maximum=64),
         enable_coprocess=coprocess.boolean("enable_coprocess"),
         python_path_prefix=_resolve(base, python_path_prefix) if python_path_prefix else "",
         thread_pool_workers=coprocess.integer("thread_pool_workers",

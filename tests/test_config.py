@@ -256,6 +256,7 @@ REFUSALS: list[tuple[str, object, str, str]] = [
     ("jsvm_timeout", "5", "jsvm_timeout", "expected a number, got a string"),
     ("jsvm_timeout", -1, "jsvm_timeout", "at least 0"),
     ("jsvm_memory_limit", 0, "jsvm_memory_limit", "at least 1"),
+    ("jsvm_workers", 0, "jsvm_workers", "between 1 and 64"),
     ("jsvm_memory_limit", 1.5, "jsvm_memory_limit", "expected an integer, got a number"),
     ("coprocess_options", True, "coprocess_options", "expected an object, got a boolean"),
     ("coprocess_options.enable_coprocess", "yes", "coprocess_options.enable_coprocess",

@@ -446,8 +446,21 @@ class Gateway:
             None if spec.preserve_host_header else spec.target_host_header.encode(),
             pool,
             refusal,
-            None if refusal is not None else build_chain(spec, self.services),
+            None if refusal is not None else self._chain(spec),
         )
+
+    def _chain(self, spec: ApiSpec) -> Any:
+        """The API's chain; a plugin that fails in a way of its own (not a
+        ConfigError) is a ConfigError too: the definition is refused, the
+        configuration in service stays, and the reload is answered."""
+        try:
+            return build_chain(spec, self.services)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            log.exception("building the chain of %s failed", spec.source or spec.api_id)
+            raise ConfigError(spec.source, "", f"the API could not be built: "
+                                               f"{type(exc).__name__}: {exc}") from None
 
     def _close_unused_pools(self) -> None:
         used = {id(route.pool) for route in self.router.routes}
