@@ -29,6 +29,7 @@ Tyk's rules, with fastgate's corrections (**fastgate differs**):
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,11 @@ def canonical_name(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
+@functools.lru_cache(maxsize=4096)
+def _canonical(name: bytes) -> str:
+    return canonical_name(name.decode("latin-1"))
+
+
 @dataclass(slots=True)
 class RequestView:
     """The request as a hook is given it (built once per hook call)."""
@@ -101,14 +107,19 @@ class RequestView:
         """The view of ``req``; ``body`` is what ``read_body()`` gave (None: not read)."""
         headers: dict[str, list[str]] = {}
         for _lname, name, value in req.request_headers:
-            key = canonical_name(name.decode("latin-1"))
-            headers.setdefault(key, []).append(value.decode("latin-1"))
+            key = _canonical(name)
+            found = headers.get(key)
+            if found is None:
+                headers[key] = [value.decode("latin-1")]
+            else:
+                found.append(value.decode("latin-1"))
         path = req.path.decode("latin-1")
         query = req.query.decode("latin-1")
         url = f"{path}?{query}" if query else path
         params: dict[str, list[str]] = {}
-        for param, param_value in parse_qsl(query, keep_blank_values=True):
-            params.setdefault(param, []).append(param_value)
+        if query:
+            for param, param_value in parse_qsl(query, keep_blank_values=True):
+                params.setdefault(param, []).append(param_value)
         return cls(method=req.method.decode("latin-1"), url=url, request_uri=url,
                    scheme="https" if req.tls else "http", headers=headers, params=params,
                    body=body or b"", body_read=body is not None)

@@ -253,6 +253,8 @@ class _Step:
 
     @staticmethod
     def _apply(req: Request, call: _Call) -> bytes | None:
+        if call.request.untouched():
+            return None
         changes = call.request.changes()
         if not call.view.body_read:
             changes.body = None

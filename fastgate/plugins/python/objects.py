@@ -100,6 +100,16 @@ class TykCoProcessRequest:
         """The first value of header ``key`` (as Tyk names it: ``X-Api-Key``), or None."""
         return self.object.headers.get(key)
 
+    def untouched(self) -> bool:
+        """Nothing the hook could have changed was changed (the common case:
+        a hook that only reads)."""
+        obj = self.object
+        return (not obj.set_headers and not obj.delete_headers and not obj.add_params
+                and not obj.delete_params and not obj.extended_params
+                and obj.url == self.view.url and obj.method == self.view.method
+                and obj.raw_body is self.view.body and obj.body == self._body
+                and obj.headers == self._headers)
+
     def changes(self) -> RequestChanges:
         """What the hook asked for.  **Beyond Tyk**, which reads back only
         the ``set_``/``delete_`` lists, ``url``, params and ``raw_body``: a
