@@ -83,53 +83,80 @@ def _canonical(name: bytes) -> str:
     return canonical_name(name.decode("latin-1"))
 
 
-@dataclass(slots=True)
 class RequestView:
-    """The request as a hook is given it (built once per hook call)."""
+    """The request as a hook is given it (built once per hook call; the
+    header and parameter maps are made when first asked for)."""
 
-    method: str
-    #: Path and query as the client sent them (``/api/x?a=1``).
-    url: str
-    #: Tyk's ``request_uri``: the same, as received.
-    request_uri: str
-    scheme: str
-    #: Every field by canonical name, all values in order; ``Host`` included.
-    headers: dict[str, list[str]]
-    #: The query's parameters, all values in order.
-    params: dict[str, list[str]]
-    #: The body (b"" for none, or when it was not read: see ``body_read``).
-    body: bytes = b""
-    #: Whether ``body`` is the request's whole body.
-    body_read: bool = False
+    __slots__ = ("_fields", "_headers", "_params", "body", "body_read", "method", "query",
+                 "request_uri", "scheme", "url")
+
+    def __init__(self, *, method: str, url: str, scheme: str,
+                 fields: list[tuple[bytes, bytes, bytes]], query: str = "",
+                 body: bytes = b"", body_read: bool = False) -> None:
+        self.method = method
+        #: Path and query as the client sent them (``/api/x?a=1``).
+        self.url = url
+        #: Tyk's ``request_uri``: the same, as received.
+        self.request_uri = url
+        self.scheme = scheme
+        self.query = query
+        #: The body (b"" for none, or when it was not read: see ``body_read``).
+        self.body = body
+        #: Whether ``body`` is the request's whole body.
+        self.body_read = body_read
+        self._fields = fields
+        self._headers: dict[str, list[str]] | None = None
+        self._params: dict[str, list[str]] | None = None
 
     @classmethod
     def of(cls, req: Request, body: bytes | None = None) -> RequestView:
         """The view of ``req``; ``body`` is what ``read_body()`` gave (None: not read)."""
-        headers: dict[str, list[str]] = {}
-        for _lname, name, value in req.request_headers:
-            key = _canonical(name)
-            found = headers.get(key)
-            if found is None:
-                headers[key] = [value.decode("latin-1")]
-            else:
-                found.append(value.decode("latin-1"))
         path = req.path.decode("latin-1")
         query = req.query.decode("latin-1")
-        url = f"{path}?{query}" if query else path
-        params: dict[str, list[str]] = {}
-        if query:
-            for param, param_value in parse_qsl(query, keep_blank_values=True):
-                params.setdefault(param, []).append(param_value)
-        return cls(method=req.method.decode("latin-1"), url=url, request_uri=url,
-                   scheme="https" if req.tls else "http", headers=headers, params=params,
-                   body=body or b"", body_read=body is not None)
+        return cls(method=req.method.decode("latin-1"),
+                   url=f"{path}?{query}" if query else path,
+                   scheme="https" if req.tls else "http", fields=req.request_headers,
+                   query=query, body=body or b"", body_read=body is not None)
+
+    @property
+    def headers(self) -> dict[str, list[str]]:
+        """Every field by canonical name, all values in order; ``Host`` included."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = {}
+            for _lname, name, value in self._fields:
+                key = _canonical(name)
+                found = headers.get(key)
+                if found is None:
+                    headers[key] = [value.decode("latin-1")]
+                else:
+                    found.append(value.decode("latin-1"))
+        return headers
+
+    @property
+    def params(self) -> dict[str, list[str]]:
+        """The query's parameters, all values in order."""
+        params = self._params
+        if params is None:
+            params = self._params = {}
+            if self.query:
+                for param, value in parse_qsl(self.query, keep_blank_values=True):
+                    params.setdefault(param, []).append(value)
+        return params
 
     def first_values(self) -> dict[str, str]:
         """Each field's first value (Tyk's Python ``headers`` map)."""
-        return {name: values[0] for name, values in self.headers.items()}
+        out: dict[str, str] = {}
+        for _lname, name, value in self._fields:
+            key = _canonical(name)
+            if key not in out:
+                out[key] = value.decode("latin-1")
+        return out
 
     def first_params(self) -> dict[str, str]:
         """Each parameter's first value (Tyk's Python ``params`` map)."""
+        if not self.query:
+            return {}
         return {name: values[0] for name, values in self.params.items()}
 
 
