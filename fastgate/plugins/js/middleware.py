@@ -133,19 +133,25 @@ class JsMiddleware:
         return apply_changes(req, view, _changes(new, view))
 
     async def _save_meta(self, storage_key: str, session: dict[str, Any], meta: object) -> None:
-        if not isinstance(meta, dict) or meta == (session.get("meta_data") or {}):
-            return
-        session["meta_data"] = meta
-        try:
-            await self.services.sessions.save(storage_key, orjson.dumps(session),
-                                              max(self.session_lifetime, 0))
-        except Exception as exc:
-            log.error("[JSVM %s] saving the session's meta_data failed: %s",
-                      self.api_id, exc)
+        await save_session_meta(self.services, self.api_id, storage_key, session, meta,
+                                self.session_lifetime)
 
     async def aclose(self) -> None:
         """Stop the hook's JavaScript workers."""
         await self.runtime.aclose()
+
+
+async def save_session_meta(services: Services, api_id: str, storage_key: str,
+                            session: dict[str, Any], meta: object, lifetime: int) -> None:
+    """Save ``meta`` as the session's ``meta_data`` when a script changed it
+    (Tyk's ``SessionMeta``); a store failure is logged."""
+    if not isinstance(meta, dict) or meta == (session.get("meta_data") or {}):
+        return
+    session["meta_data"] = meta
+    try:
+        await services.sessions.save(storage_key, orjson.dumps(session), max(lifetime, 0))
+    except Exception as exc:
+        log.error("[JSVM %s] saving the session's meta_data failed: %s", api_id, exc)
 
 
 def _override(overrides: dict[str, Any]) -> bytes | None:

@@ -43,6 +43,7 @@ import orjson
 from fastgate import responses
 from fastgate.config import FieldReader, json_type_name
 from fastgate.plugins.changes import build_response, canonical_name
+from fastgate.plugins.js.middleware import save_session_meta
 from fastgate.plugins.js.runtime import JsError, JsLoadError, JsRuntime, compile_check
 from fastgate.session.access import compile_url_pattern, strip_listen_path
 
@@ -242,17 +243,8 @@ class VirtualEndpoints:
         return _response_bytes(response, req.response_headers)
 
     async def _save_meta(self, storage_key: str, session: dict[str, Any], meta: object) -> None:
-        if meta is None:
-            meta = {}
-        if not isinstance(meta, dict) or meta == (session.get("meta_data") or {}):
-            return
-        session["meta_data"] = meta
-        try:
-            await self.services.sessions.save(storage_key, orjson.dumps(session),
-                                              max(self.session_lifetime, 0))
-        except Exception as exc:
-            log.error("[JSVM %s] saving the session's meta_data failed: %s",
-                      self.api_id, exc)
+        await save_session_meta(self.services, self.api_id, storage_key, session,
+                                {} if meta is None else meta, self.session_lifetime)
 
     async def aclose(self) -> None:
         """Stop the step's JavaScript workers."""
