@@ -96,11 +96,12 @@ def has_body(req: Request) -> bool:
 class _Reporter:
     """Logs a hook's trouble once per burst, with how many were not logged."""
 
-    __slots__ = ("last", "skipped")
+    __slots__ = ("last", "level", "skipped")
 
-    def __init__(self) -> None:
+    def __init__(self, level: int = logging.ERROR) -> None:
         self.last = -BURST
         self.skipped = 0
+        self.level = level
 
     def report(self, message: str, *args: object, exc: BaseException | None = None) -> None:
         now = time.monotonic()
@@ -111,7 +112,7 @@ class _Reporter:
             message += " (and %d more times in the last burst)"
             args = (*args, self.skipped)
         self.last, self.skipped = now, 0
-        log.error(message, *args, exc_info=exc)
+        log.log(self.level, message, *args, exc_info=exc)
 
 
 class HookRunner:
@@ -128,7 +129,7 @@ class HookRunner:
         self.threaded = descriptor.run_in_thread and not hook.is_async
         self.label = f"{descriptor.where} {hook.name!r}"
         self.failures = _Reporter()
-        self.slow = _Reporter()
+        self.slow = _Reporter(logging.WARNING)
 
     def call(self, args: tuple[Any, ...]) -> Any:
         """The hook's result, or an awaitable of it; raises what a synchronous hook raises."""
