@@ -44,12 +44,13 @@ if TYPE_CHECKING:
     from fastgate.config import FieldReader
     from fastgate.services import Request
 
-__all__ = ["GlobalHeaders", "HeaderRule", "parse_global_headers", "render_value"]
+__all__ = ["PROXY_OWNED", "GlobalHeaders", "HeaderRule", "is_header_name", "parse_global_headers",
+           "render_value"]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VARIABLE = re.compile(r"\$tyk_(meta|context)\.([A-Za-z0-9_\-.]+)")
-#: Fields the proxy owns: they frame or route the request.
-_PROXY_OWNED = frozenset({
+#: Fields the proxy owns: they frame or route the request (lower case).
+PROXY_OWNED = frozenset({
     "content-length", "transfer-encoding", "connection", "host", "te", "trailer",
     "upgrade", "keep-alive", "proxy-connection", "expect",
 })
@@ -118,10 +119,15 @@ def parse_global_headers(top: FieldReader, version_data: dict[str, Any]
     return tuple(removed), tuple(rules)
 
 
+def is_header_name(name: str) -> bool:
+    """Whether ``name`` is a field name (an RFC 9110 token)."""
+    return _TOKEN.fullmatch(name) is not None
+
+
 def _check_name(top: FieldReader, field: str, name: str) -> None:
-    if not _TOKEN.fullmatch(name):
+    if not is_header_name(name):
         raise top.error(field, f"{name!r} is not a header name (RFC 9110 token)")
-    if name.lower() in _PROXY_OWNED:
+    if name.lower() in PROXY_OWNED:
         raise top.error(field, f"{name!r} frames or routes the request: the proxy sets it")
 
 

@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import orjson
 
 from fastgate import responses
+from fastgate.middleware.headers import PROXY_OWNED, is_header_name
 
 if TYPE_CHECKING:
     from fastgate.services import Request
@@ -58,11 +59,8 @@ log = logging.getLogger("fastgate.plugins")
 #: Tyk's answer when a hook (other than auth_check) fails.
 MIDDLEWARE_ERROR = responses.error_response(500, "Middleware error")
 
-#: Fields the proxy owns: they frame or route the request.
-_PROXY_OWNED = frozenset({
-    b"content-length", b"transfer-encoding", b"connection", b"host", b"te", b"trailer",
-    b"upgrade", b"keep-alive", b"proxy-connection", b"expect",
-})
+#: Fields the proxy owns (they frame or route the request), as the request holds them.
+_PROXY_OWNED = frozenset(name.encode("ascii") for name in PROXY_OWNED)
 _UNSAFE = frozenset("\r\n\x00")
 # RFC 3986 characters a path may hold as they are (and "%" of an escape).
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
@@ -227,13 +225,9 @@ def _apply(req: Request, view: RequestView, changes: RequestChanges) -> None:
 
 
 def _header_name(name: str) -> bytes:
-    try:
-        raw = name.encode("ascii")
-    except (UnicodeEncodeError, AttributeError):
-        raise ValueError(f"{name!r} is not a header name") from None
-    if not raw or not all(chr(c).isalnum() or chr(c) in "!#$%&'*+-.^_`|~" for c in raw):
+    if not isinstance(name, str) or not is_header_name(name):
         raise ValueError(f"{name!r} is not a header name")
-    return raw
+    return name.encode("ascii")
 
 
 def _split_url(url: str) -> tuple[bytes, str]:

@@ -29,23 +29,19 @@ if TYPE_CHECKING:
     from fastgate.plugins.settings import IdExtractorSettings
     from fastgate.services import Request
 
-__all__ = ["MISSING", "check_xpath", "extract", "needs_body", "session_id"]
+__all__ = ["MISSING", "check_xpath", "extract", "session_id"]
 
 #: Tyk's answer when the identity cannot be extracted.
 MISSING = responses.error_response(400, "Authorization field missing")
-
-
-def needs_body(settings: IdExtractorSettings) -> bool:
-    """Whether extraction may read the body."""
-    return settings.extract_from in ("form", "body")
 
 
 def check_xpath(expression: str) -> str | None:
     """Why ``expression`` cannot be used (None: it can)."""
     try:
         ElementTree.fromstring("<a/>").find(_relative(expression))  # noqa: S314 (a constant)
-    except (SyntaxError, KeyError, ValueError) as exc:
-        return f"unsupported XPath expression: {exc}"
+    except (SyntaxError, KeyError, ValueError, TypeError) as exc:
+        return (f"{expression!r} is not an XPath expression fastgate can read (ElementTree's "
+                f"subset: paths, //, [@attr], positions): {exc}")
     return None
 
 

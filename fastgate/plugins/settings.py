@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastgate.config import ConfigError, FieldReader, json_type_name
+from fastgate.plugins.id_extractor import check_xpath
 
 __all__ = [
     "DRIVERS",
@@ -224,6 +225,9 @@ def _id_extractor(section: FieldReader) -> IdExtractorSettings | None:
         xpath = config.string("xpath_expression")
         if not xpath:
             raise config.error("xpath_expression", "is required with extract_with \"xpath\"")
+        problem = check_xpath(xpath)
+        if problem is not None:
+            raise config.error("xpath_expression", problem)
     return IdExtractorSettings(extract_from=source, extract_with=kind, header_name=header_name,
                                param_name=param_name, regex=pattern, regex_match_index=index,
                                xpath=xpath)

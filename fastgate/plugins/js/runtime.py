@@ -288,19 +288,25 @@ class JsRuntime:
             self._release(worker, healthy)
 
     async def _call(self, worker: _Worker, expression: str) -> str:
-        await worker.send({"op": "run", "ctx": self._ctx, "expr": expression})
+        message = await self._converse(worker, {"op": "run", "ctx": self._ctx,
+                                                "expr": expression})
+        if "result" in message:
+            return str(message["result"])
+        raise _ScriptError(str(message.get("error") or "the script failed"))
+
+    async def _converse(self, worker: _Worker, request: dict[str, Any]) -> dict[str, Any]:
+        """Send ``request`` to ``worker`` and serve its log lines and host
+        calls (at load time too) until it answers; that answer."""
+        await worker.send(request)
         while True:
             message = await worker.receive()
             if "log" in message:
                 self._log(message)
-                continue
-            if "host" in message:
+            elif "host" in message:
                 value = await self._host(str(message["host"]), message.get("args") or [])
                 await worker.send({"value": value})
-                continue
-            if "result" in message:
-                return str(message["result"])
-            raise _ScriptError(str(message.get("error") or "the script failed"))
+            else:
+                return message
 
     async def _load(self, worker: _Worker) -> None:
         """Bring ``worker``'s context up to date with the scripts added."""
@@ -319,19 +325,9 @@ class JsRuntime:
                             f"{START_TIMEOUT:g}s") from None
 
     async def _load_one(self, worker: _Worker, name: str, source: str, memory: int) -> None:
-        await worker.send({"op": "load", "ctx": self._ctx, "name": name, "source": source,
-                           "memory": memory, "stack": STACK_BYTES, "prelude": TYKJS})
-        while True:
-            message = await worker.receive()
-            if "log" in message:
-                self._log(message)
-                continue
-            if "host" in message:
-                # A script calling a host function at load time: served as usual.
-                value = await self._host(str(message["host"]), message.get("args") or [])
-                await worker.send({"value": value})
-                continue
-            break
+        message = await self._converse(worker, {
+            "op": "load", "ctx": self._ctx, "name": name, "source": source, "memory": memory,
+            "stack": STACK_BYTES, "prelude": TYKJS})
         if "error" in message:
             text = str(message["error"])
             found = _LINE.search(text)

@@ -118,7 +118,8 @@ class _Reporter:
 class HookRunner:
     """Calls one hook the way its declaration asks (see the module docstring)."""
 
-    __slots__ = ("budget", "failures", "hook", "host", "label", "slow", "threaded", "workers")
+    __slots__ = ("budget", "failures", "hook", "host", "label", "oversized", "slow", "threaded",
+                 "workers")
 
     def __init__(self, hook: Hook, descriptor: HookDescriptor, host: PluginHost, *,
                  budget: float, workers: int) -> None:
@@ -130,6 +131,7 @@ class HookRunner:
         self.label = f"{descriptor.where} {hook.name!r}"
         self.failures = _Reporter()
         self.slow = _Reporter(logging.WARNING)
+        self.oversized = _Reporter(logging.WARNING)
 
     def call(self, args: tuple[Any, ...]) -> Any:
         """The hook's result, or an awaitable of it; raises what a synchronous hook raises."""
@@ -205,8 +207,8 @@ class _Step:
     def _invoke(self, req: Request, body: bytes | None,
                 done: Callable[[Request, _Call, Any], Outcome]) -> Outcome:
         if body is None:
-            log.warning("%s: the request body is larger than the proxy buffers: the hook "
-                        "sees none", self.runner.label)
+            self.runner.oversized.report("%s: the request body is larger than the proxy "
+                                         "buffers: the hook sees none", self.runner.label)
         view = RequestView.of(req, body)
         found = req.session if self.with_session else None
         call = _Call(view, TykCoProcessRequest(view, raw_body_only=self.descriptor.raw_body_only),
