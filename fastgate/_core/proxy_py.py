@@ -416,6 +416,8 @@ class Exchange:
     upstream_head: cython.bint
     #: The whole request body once known (read_body resolved it, or set_body).
     body_known: bytes | None
+    #: read_body found the body larger than MAX_BUFFERED (it resolved to None).
+    body_too_large: cython.bint
     #: on_response(): the hook, and whether it wants the body.
     response_hook: Any
     hook_body: cython.bint
@@ -474,6 +476,7 @@ class Exchange:
         self.body = None
         self.upstream_head = self.is_head
         self.body_known = None
+        self.body_too_large = False
         self.response_hook = None
         self.hook_body = False
 
@@ -659,12 +662,16 @@ class Exchange:
         see it before deciding (it is still forwarded).  It resolves to None
         when the body is larger than ``MAX_BUFFERED`` bytes.  Call it from
         ``process()`` itself (the chain runs when the head is complete), not
-        after awaiting something else -- or once it has resolved to bytes:
-        later calls resolve at once to the same bytes (or to what
-        :meth:`set_body` set)."""
+        after awaiting something else -- or once it has resolved: later calls
+        resolve at once to the same bytes (or to what :meth:`set_body` set),
+        or to None again for a body found too large (its end may not arrive
+        before the chain decides: reading is paused while it waits)."""
         waiter = asyncio.get_running_loop().create_future()
         if self.body_known is not None:
             waiter.set_result(self.body_known)
+            return waiter
+        if self.body_too_large:
+            waiter.set_result(None)
             return waiter
         if self.body_kind == BODY_NONE:
             waiter.set_result(b"")
@@ -1018,6 +1025,7 @@ class ClientProtocol:
             ex.collected_bytes += len(data)
             if ex.collected_bytes > MAX_BUFFERED:
                 ex.collected = None
+                ex.body_too_large = True
                 if not ex.body_waiter.done():
                     ex.body_waiter.set_result(None)
 

@@ -7,6 +7,7 @@ the ``id_extractor`` cache, and plugins that fail to load."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import threading
 import time
@@ -153,6 +154,21 @@ def test_post_hook_changes_a_chunked_body(gw: Any) -> None:
 
     seen = upstream(requests.post(gw.url("/pre/echo"), data=chunks(), timeout=10))
     assert seen["body"] == "CHUNKED WORDS"
+
+
+def test_a_body_larger_than_the_buffers_passes_through_unchanged(gw: Any, raw: Any) -> None:
+    """1 MiB sent at once, without Expect: the hook sees no body, the body
+    reaches the upstream as sent, and the connection serves on."""
+    body = b"x" * (1 << 20)
+    conn = raw(gw.port)
+    conn.send(b"POST /pre/echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+              + body)
+    resp = conn.read_response()
+    assert resp.status == 200
+    seen = resp.json()
+    assert seen["body_length"] == len(body)
+    assert seen["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert conn.request(b"GET /pre/again HTTP/1.1\r\nHost: x\r\n\r\n").status == 200
 
 
 def test_response_hook_adds_a_header_and_may_change_the_answer(gw: Any) -> None:
