@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_keys_parser(sub)
 
+    from fastgate.cli_top import add_top_parser
+
+    add_top_parser(sub)
+
     echo = sub.add_parser("echo", help="run a small upstream that answers with what it got")
     echo.add_argument("--port", type=int, required=True)
     echo.add_argument("--host", default="127.0.0.1")

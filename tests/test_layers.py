@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fastgate.apidef",),
     ("fastgate.admin", "fastgate.echo"),
     ("fastgate.server",),
-    ("fastgate.cli", "fastgate.cli_keys", "fastgate.__main__"),
+    ("fastgate.cli", "fastgate.cli_keys", "fastgate.cli_top", "fastgate.__main__"),
 )
 
 
