@@ -74,8 +74,10 @@ class Browser:
             targets = json.load(r)
         for target in targets:
             if target.get("type") == "page":
-                return Page(connect(target["webSocketDebuggerUrl"], max_size=64 * 2**20,
-                                    open_timeout=10))
+                ws = connect(target["webSocketDebuggerUrl"], max_size=64 * 2**20,
+                             open_timeout=10)
+                # Entered as its context manager (websockets >= 17.1 warns otherwise).
+                return Page(ws.__enter__())
         raise CdpError(f"no page target in {targets!r}")
 
     def close(self) -> None:

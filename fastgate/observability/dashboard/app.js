@@ -499,9 +499,10 @@
   function colourOf(apiId) {
     const index = state.apis.findIndex((a) => a.api_id === apiId);
     let n = index;
-    if (n < 0) {
+    if (n < 0) {  // not a loaded API ("" or one just removed): after theirs
       n = 0;
       for (const ch of apiId) n = (n * 31 + ch.charCodeAt(0)) >>> 0;
+      n = state.apis.length + (n % Math.max(1, COLOURS.length - state.apis.length));
     }
     return COLOURS[n % COLOURS.length];
   }
