@@ -96,6 +96,10 @@ def build_chain(spec: ApiSpec, services: Services) -> Chain | None:
     Raises ConfigError when the API's plugins or virtual endpoints cannot be
     loaded (the definition is then not put into service)."""
     steps: list[Middleware] = []
+    tracing = services.config.observability.tracing
+    if tracing.enabled:  # first, so that refused requests are traced too
+        from fastgate.observability.tracing import TraceStep
+        steps.append(TraceStep(tracing))
     plugins = plugins_for(spec, services)
     if plugins is not None:
         steps += plugins.pre
