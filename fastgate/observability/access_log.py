@@ -66,6 +66,7 @@ import orjson
 
 from fastgate._core import proxy
 from fastgate.config import ACCESS_LOG_FIELDS
+from fastgate.observability.metrics import Family
 from fastgate.session.keys import hash_key
 
 if TYPE_CHECKING:
@@ -144,6 +145,21 @@ class AccessLog:
                 ex.bytes_out, ex.http11 if _HAS_HTTP11 else True))
         else:
             self.dropped += 1
+
+    def collect(self) -> list[Family]:
+        """The access log's counters as metric families
+        (:meth:`fastgate.observability.metrics.Metrics.add_collector`)."""
+        return [
+            Family("fastgate_access_log_lines_total", "counter",
+                   "Access log lines written.", [((), self.lines)]),
+            Family("fastgate_access_log_dropped_total", "counter",
+                   "Access log lines dropped: the buffer was full.", [((), self.dropped)]),
+            Family("fastgate_access_log_lost_total", "counter",
+                   "Access log lines lost in batches that could not be written.",
+                   [((), self.lost)]),
+            Family("fastgate_access_log_write_errors_total", "counter",
+                   "Access log batches that could not be written.", [((), self.write_errors)]),
+        ]
 
     # -- batches -----------------------------------------------------------------------
 

@@ -241,5 +241,9 @@ def test_past_the_buffer_bound_lines_are_dropped_and_counted(tmp_path: Path) -> 
     assert access_log.dropped == 2
     access_log.flush()
     assert access_log.lines == 3
+    counters = {family.name: family.samples for family in access_log.collect()}
+    assert counters["fastgate_access_log_lines_total"] == [((), 3)]
+    assert counters["fastgate_access_log_dropped_total"] == [((), 2)]
+    assert counters["fastgate_access_log_write_errors_total"] == [((), 0)]
     assert len(log_file.read_text().splitlines()) == 3
     os.close(access_log._fd or os.open(os.devnull, os.O_RDONLY))
