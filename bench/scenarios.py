@@ -145,6 +145,45 @@ SCENARIOS.append(
 )
 
 
+#: Metrics (on by default) and analytics (off by default) off, then both on:
+#: issue 13's cost, compared in one run (analytics to the memory store's
+#: JSON-lines file, as a single node writes them).
+OBSERVABILITY_OFF: dict[str, Any] = {"prometheus": {"enabled": False}}
+OBSERVABILITY_ON: dict[str, Any] = {"prometheus": {"enabled": True}, "enable_analytics": True}
+
+SCENARIOS += [
+    Scenario(
+        name="keyless-observability-off",
+        description="keyless API, GET /, metrics and analytics off",
+        api_definitions=(keyless_api(),),
+        gateway_config=OBSERVABILITY_OFF,
+        haproxy=HAPROXY_PLAIN_PROXY,
+    ),
+    Scenario(
+        name="keyless-observability-on",
+        description="keyless API, GET /, Prometheus metrics and analytics records on",
+        api_definitions=(keyless_api(),),
+        gateway_config=OBSERVABILITY_ON,
+        haproxy=HAPROXY_PLAIN_PROXY,
+    ),
+    Scenario(
+        name="auth-token-10k-observability-off",
+        description=f"auth token, {AUTH_TOKEN_KEYS:,} keys rotating, metrics and analytics off",
+        api_definitions=(keyless_api(use_keyless=False, use_standard_auth=True),),
+        gateway_config={"hash_keys": True, **OBSERVABILITY_OFF},
+        setup=create_auth_token_keys,
+    ),
+    Scenario(
+        name="auth-token-10k-observability-on",
+        description=(f"auth token, {AUTH_TOKEN_KEYS:,} keys rotating, Prometheus metrics and "
+                     "analytics records on"),
+        api_definitions=(keyless_api(use_keyless=False, use_standard_auth=True),),
+        gateway_config={"hash_keys": True, **OBSERVABILITY_ON},
+        setup=create_auth_token_keys,
+    ),
+]
+
+
 SCENARIOS.append(
     Scenario(
         name="auth-token-limits-redis",

@@ -464,6 +464,18 @@ DEFAULT_JSVM_MEMORY_LIMIT = 64
 #: JavaScript worker processes per hook or virtual-endpoint set (calls at once).
 DEFAULT_JSVM_WORKERS = 2
 DEFAULT_THREAD_POOL_WORKERS = 4
+#: The fields an access-log line may carry: Tyk's template names, and
+#: fastgate's ``timestamp``, ``request_id``, ``bytes_in``, ``bytes_out``.
+ACCESS_LOG_FIELDS: tuple[str, ...] = (
+    "timestamp", "api_id", "api_key", "api_name", "client_ip", "host", "latency_gateway",
+    "latency_total", "method", "org_id", "original_path", "path", "protocol",
+    "remote_addr", "status", "trace_id", "request_id", "upstream_addr", "upstream_latency",
+    "user_agent", "bytes_in", "bytes_out",
+)
+#: Upper bounds (seconds) of the latency histograms, Prometheus' defaults
+#: from 0.5 ms up (a gateway's own latency is well under 5 ms).
+DEFAULT_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                           0.5, 1.0, 2.5, 5.0, 10.0)
 DEFAULT_HOOK_TIME_BUDGET = 0.05
 #: The schemes Tyk's bundle downloader knows (``FetchBundleByName``).
 BUNDLE_URL_SCHEMES = ("http", "https", "file")
@@ -477,6 +489,10 @@ _TYK_FIELDS: dict[str, frozenset[str]] = {
     "jwks.": tyk_conf_fields.JWKS_FIELDS,
     "jwks.cache.": tyk_conf_fields.JWKS_CACHE_FIELDS,
     "coprocess_options.": tyk_conf_fields.COPROCESS_OPTIONS_FIELDS,
+    "analytics_config.": tyk_conf_fields.ANALYTICS_CONFIG_FIELDS,
+    "access_logs.": tyk_conf_fields.ACCESS_LOGS_FIELDS,
+    "opentelemetry.": tyk_conf_fields.OPENTELEMETRY_FIELDS,
+    "opentelemetry.traces.": tyk_conf_fields.OPENTELEMETRY_FIELDS,
 }
 
 
@@ -760,6 +776,154 @@ class JwksConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """fastgate's ``prometheus`` section: the ``/metrics`` endpoint
+    (:mod:`fastgate.observability.metrics`).  Served on the control port when
+    ``control_api_port`` is set, else on the gateway port; either way only
+    with the gateway ``secret`` (``X-Tyk-Authorization``, or ``Authorization:
+    Bearer <secret>`` as Prometheus' ``authorization`` setting sends it).
+
+    * ``enabled`` -- count and serve (default on).
+    * ``path`` -- where (default ``/metrics``).
+    * ``latency_buckets`` -- upper bounds, seconds, of the latency histograms.
+    * ``merge_interval`` -- with ``workers > 1``: seconds between two
+      snapshots a worker writes for the others to merge (default 1).
+    """
+
+    enabled: bool = True
+    path: str = "/metrics"
+    latency_buckets: tuple[float, ...] = DEFAULT_LATENCY_BUCKETS
+    merge_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsConfig:
+    """Tyk's ``enable_analytics`` and ``analytics_config``: one record per
+    request, as Tyk Pump reads them (:mod:`fastgate.observability.analytics`).
+
+    * ``enabled`` -- ``enable_analytics``.
+    * ``ignored_ips`` -- client IPs that produce no record (no CIDRs, as Tyk).
+    * ``enable_detailed_recording`` -- keep the raw request and response
+      (base64 of the wire format, as Tyk) in each record.
+    * ``enable_geo_ip``, ``geo_ip_db_path`` -- the client's country and city
+      from a MaxMind database.
+    * ``storage_expiration_time`` -- seconds the record list lives in Redis
+      if nothing reads it (Tyk's default 60; -1: never expires).  A record's
+      ``ExpireAt`` comes from the API's ``expire_analytics_after``, as in Tyk.
+    * ``records_buffer_size`` -- records a worker holds before it drops (and
+      counts) new ones (Tyk's 1000 per analytics worker; here per gateway
+      worker, default 10000).
+    * ``enable_multiple_analytics_keys`` -- spread records over Tyk's ten
+      ``analytics-tyk-system-analytics_<n>`` lists (Redis Cluster).
+    * ``purge_interval`` -- seconds between two pushes at most (default 0.1;
+      a full batch goes out at once).
+    * ``serializer_type`` -- ``msgpack`` (Tyk's default; ``protobuf`` is refused).
+    * fastgate's ``file_path`` -- with the memory store, where the records
+      go instead (JSON lines; default ``analytics.jsonl`` beside the config).
+    """
+
+    enabled: bool = False
+    ignored_ips: frozenset[str] = frozenset()
+    enable_detailed_recording: bool = False
+    enable_geo_ip: bool = False
+    geo_ip_db_path: str = ""
+    storage_expiration_time: int = 60
+    records_buffer_size: int = 10000
+    enable_multiple_analytics_keys: bool = False
+    purge_interval: float = 0.1
+    serializer_type: str = "msgpack"
+    file_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLogConfig:
+    """Tyk's ``access_logs`` section: one JSON line per request.
+
+    * ``enabled`` -- off by default, as in Tyk.
+    * ``template`` -- the fields to write, Tyk's names (``api_id``,
+      ``api_key`` (the key's hash, never the key), ``client_ip``, ``status``,
+      ``latency_total``...); empty: all of them.
+    * fastgate's ``file`` -- a file to append to ("": standard output).
+    """
+
+    enabled: bool = False
+    template: tuple[str, ...] = ()
+    file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TracingConfig:
+    """Trace context and OpenTelemetry export
+    (:mod:`fastgate.observability.tracing`).
+
+    fastgate's ``request_tracing`` section:
+
+    * ``enabled`` -- send the upstream a W3C ``traceparent`` naming the
+      gateway's span (the client's trace continued, its ``tracestate``
+      kept); on by itself when ``opentelemetry.enabled`` is.
+    * ``start_traces`` -- start a new trace when the request carries none
+      (default on; off: such requests are forwarded without one).
+    * ``request_id_header`` -- a request id header sent upstream and back
+      to the client (the client's own kept when it sent one; "" for none;
+      default ``X-Request-Id``).
+
+    Tyk's ``opentelemetry`` section (its fields, or the same under
+    ``opentelemetry.traces`` as Tyk 5.8 nests them):
+
+    * ``enabled``, ``exporter`` (``http``: OTLP/HTTP protobuf; ``grpc`` is
+      refused), ``endpoint`` (``host:port`` or a URL; ``/v1/traces`` added
+      when it has no path), ``headers``, ``connection_timeout`` (seconds,
+      default 1), ``resource_name`` (the ``service.name``, default
+      ``fastgate``), ``span_processor_type`` (``batch``, the default, or
+      ``simple``), ``span_batch_config{max_queue_size, max_export_batch_size,
+      batch_timeout}``, ``context_propagation`` (``tracecontext``),
+      ``sampling{type: AlwaysOn|AlwaysOff|TraceIDRatioBased, rate,
+      parent_based}`` (``rate`` 0 or absent with TraceIDRatioBased: 0.5, as
+      Tyk has it).
+    """
+
+    enabled: bool = False
+    start_traces: bool = True
+    request_id_header: str = "X-Request-Id"
+    otel_enabled: bool = False
+    exporter: str = "http"
+    endpoint: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    connection_timeout: float = 1.0
+    resource_name: str = "fastgate"
+    span_processor_type: str = "batch"
+    max_queue_size: int = 2048
+    max_export_batch_size: int = 512
+    batch_timeout: float = 5.0
+    sampling_type: str = "AlwaysOn"
+    sampling_rate: float = 1.0
+    parent_based: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardConfig:
+    """fastgate's ``dashboard`` section: the live page at ``/dashboard/``
+    (on the control port when ``control_api_port`` is set); its data comes
+    from ``/tyk/`` and ``/metrics`` with the gateway secret.
+
+    * ``enabled`` -- serve it (default on; it needs ``prometheus.enabled``).
+    """
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ObservabilityConfig:
+    """What the exchange-finished consumers read (:mod:`fastgate.observability`)."""
+
+    metrics: MetricsConfig = MetricsConfig()
+    analytics: AnalyticsConfig = AnalyticsConfig()
+    access_logs: AccessLogConfig = AccessLogConfig()
+    tracing: TracingConfig = TracingConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+
+
+@dataclass(frozen=True, slots=True)
 class PluginConfig:
     """The gateway's plugin settings (Tyk's names, top level of ``tyk.conf``
     unless said otherwise): bundles (:mod:`fastgate.plugins.bundles`), the
@@ -863,6 +1027,8 @@ class GatewayConfig:
     oauth: OAuthConfig = OAuthConfig()
     #: Plugins: bundles, Python hooks, JavaScript (:class:`PluginConfig`).
     plugins: PluginConfig = PluginConfig()
+    #: Metrics, analytics, access logs, traces, the dashboard.
+    observability: ObservabilityConfig = ObservabilityConfig()
     #: Tyk's ``security.private_certificate_encoding_secret``: the password of
     #: the private keys in the certificate store ("": the gateway ``secret``).
     private_certificate_encoding_secret: str = field(default="", repr=False)
@@ -1000,6 +1166,7 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
     enable_hashed_keys_listing = top.boolean("enable_hashed_keys_listing")
     jwks = _parse_jwks(top.section("jwks"))
     plugins = _parse_plugins(top, base, extra_ignored)
+    observability = _parse_observability(top, base, storage)
     oauth = OAuthConfig(
         token_expire=top.integer("oauth_token_expire", 0, minimum=0) or 3600,
         refresh_token_expire=(top.integer("oauth_refresh_token_expire", 0, minimum=0)
@@ -1065,6 +1232,7 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
         jwks=jwks,
         oauth=oauth,
         plugins=plugins,
+        observability=observability,
         private_certificate_encoding_secret=certificate_secret,
         api_client_certificates=api_client_certificates,
         control_api_use_mutual_tls=control_api_mtls,
@@ -1173,4 +1341,138 @@ def _parse_storage(section: FieldReader, base: str, ignored: list[str]) -> Stora
         database=section.integer("database", 0, minimum=0),
         path=path,
         timeout=_timeout(section, "timeout", 1.0),
+    )
+
+
+def _parse_observability(top: FieldReader, base: str,
+                         storage: StorageConfig) -> ObservabilityConfig:
+    prom = top.section("prometheus")
+    path = prom.string("path", "/metrics")
+    if not path.startswith("/") or path.startswith(("/tyk/", "/dashboard")) or path == "/hello":
+        raise prom.error("path", "must be an absolute path outside /tyk/, /dashboard/ "
+                         f"and /hello; got {path!r}")
+    buckets = _bounds(prom, "latency_buckets") or DEFAULT_LATENCY_BUCKETS
+    metrics = MetricsConfig(
+        enabled=prom.boolean("enabled", True), path=path, latency_buckets=buckets,
+        merge_interval=_timeout(prom, "merge_interval", 1.0))
+
+    section = top.section("analytics_config")
+    serializer = section.string("serializer_type", "msgpack", choices=("", "msgpack",
+                                                                        "protobuf"))
+    if serializer == "protobuf":
+        raise section.error("serializer_type", "fastgate writes msgpack records (Tyk's "
+                            'default); set it to "msgpack" or leave it out')
+    geo = section.boolean("enable_geo_ip")
+    geo_path = _optional_path(section, "geo_ip_db_path", base) or ""
+    if geo and not geo_path:
+        raise section.error("geo_ip_db_path", "enable_geo_ip needs the path of a MaxMind "
+                            "database")
+    if geo and not os.path.isfile(geo_path):
+        raise section.error("geo_ip_db_path", f"no such file: {geo_path}")
+    if geo:
+        try:
+            import maxminddb
+
+            maxminddb.open_database(geo_path).close()
+        except ImportError:
+            raise section.error("geo_ip_db_path", "enable_geo_ip needs the maxminddb "
+                                "package") from None
+        except Exception as exc:  # any failure to read it is the answer
+            raise section.error("geo_ip_db_path", f"{geo_path} is not a MaxMind "
+                                f"database: {exc}") from None
+    file_path = (_optional_path(section, "file_path", base)
+                 or _resolve(base, "analytics.jsonl"))
+    analytics = AnalyticsConfig(
+        enabled=top.boolean("enable_analytics"),
+        ignored_ips=frozenset(section.string_list("ignored_ips")),
+        enable_detailed_recording=section.boolean("enable_detailed_recording"),
+        enable_geo_ip=geo, geo_ip_db_path=geo_path,
+        # Tyk: 0 (unset) is 60 seconds, -1 never expires the list.
+        storage_expiration_time=(section.integer("storage_expiration_time", 0, minimum=-1)
+                                 or 60),
+        records_buffer_size=(section.integer("records_buffer_size", 0, minimum=0) or 10000),
+        enable_multiple_analytics_keys=section.boolean("enable_multiple_analytics_keys"),
+        purge_interval=_timeout(section, "purge_interval", 0.1),
+        serializer_type="msgpack",
+        file_path=file_path if storage.type != "redis" else "",
+    )
+
+    logs = top.section("access_logs")
+    template = logs.string_list("template")
+    # Tyk's names for what fastgate never produces are accepted (and never
+    # written, as Tyk leaves them out when they do not apply).
+    tyk_only = ("api_type", "circuit_breaker_state", "error_source", "error_target",
+                "mcp_error_code", "mcp_method", "mcp_primitive_name", "mcp_primitive_type",
+                "response_code_details", "response_flag", "tls_cert_expiry",
+                "tls_cert_subject", "upstream_status")
+    for index, name in enumerate(template):
+        if name not in ACCESS_LOG_FIELDS and name not in tyk_only:
+            raise ConfigError(top.file, f"access_logs.template[{index}]",
+                              f"unknown field {name!r}; known: {', '.join(ACCESS_LOG_FIELDS)}")
+    log_file = _optional_path(logs, "file", base) or ""
+    access_logs = AccessLogConfig(enabled=logs.boolean("enabled"), template=template,
+                                  file=log_file)
+
+    tracing = _parse_tracing(top)
+    dashboard = DashboardConfig(enabled=top.section("dashboard").boolean("enabled", True))
+    return ObservabilityConfig(metrics=metrics, analytics=analytics, access_logs=access_logs,
+                               tracing=tracing, dashboard=dashboard)
+
+
+def _bounds(reader: FieldReader, name: str) -> tuple[float, ...]:
+    value = reader.get(name)
+    if value is None:
+        return ()
+    if (not isinstance(value, list) or not value
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0
+                   for v in value)
+            or sorted(set(value)) != value):
+        raise reader.error(name, "must be a non-empty array of increasing positive numbers")
+    return tuple(float(v) for v in value)
+
+
+def _parse_tracing(top: FieldReader) -> TracingConfig:
+    own = top.section("request_tracing")
+    otel = top.section("opentelemetry")
+    # Tyk 5.8 nests the trace settings under "traces"; older ones are flat.
+    traces = otel.section("traces")
+    reader = traces if traces.obj else otel
+    otel_enabled = reader.boolean("enabled")
+    exporter = reader.string("exporter", "http", choices=("", "http", "grpc")) or "http"
+    if otel_enabled and exporter == "grpc":
+        raise reader.error("exporter", 'fastgate exports OTLP over HTTP: set it to "http" '
+                           "and point endpoint at the collector's HTTP port (4318)")
+    endpoint = reader.string("endpoint")
+    if otel_enabled and not endpoint:
+        raise reader.error("endpoint", "must name the OTLP collector (host:port or a URL)")
+    headers = tuple(sorted(string_map(reader, "headers").items()))
+    propagation = reader.string("context_propagation", "tracecontext",
+                                choices=("", "tracecontext", "b3"))
+    if propagation == "b3":
+        raise reader.error("context_propagation", 'fastgate propagates W3C trace context: '
+                           'set it to "tracecontext"')
+    batch = reader.section("span_batch_config")
+    sampling = reader.section("sampling")
+    sampling_type = sampling.string("type", "AlwaysOn", choices=(
+        "", "AlwaysOn", "AlwaysOff", "TraceIDRatioBased")) or "AlwaysOn"
+    return TracingConfig(
+        enabled=own.boolean("enabled") or otel_enabled,
+        start_traces=own.boolean("start_traces", True),
+        request_id_header=own.string("request_id_header", "X-Request-Id"),
+        otel_enabled=otel_enabled,
+        exporter=exporter,
+        endpoint=endpoint,
+        headers=headers,
+        connection_timeout=_timeout(reader, "connection_timeout", 1.0),
+        resource_name=reader.string("resource_name") or "fastgate",
+        span_processor_type=reader.string("span_processor_type", "batch",
+                                          choices=("", "batch", "simple")) or "batch",
+        max_queue_size=batch.integer("max_queue_size", 0, minimum=0) or 2048,
+        max_export_batch_size=batch.integer("max_export_batch_size", 0, minimum=0) or 512,
+        batch_timeout=_timeout(batch, "batch_timeout", 5.0),
+        sampling_type=sampling_type,
+        # Tyk: TraceIDRatioBased with no rate (or 0) samples half the traces.
+        sampling_rate=sampling.number("rate", 0, minimum=0, maximum=1) or (
+            0.5 if sampling_type == "TraceIDRatioBased" else 1.0),
+        parent_based=sampling.boolean("parent_based"),
     )

@@ -89,6 +89,8 @@ class Request(Protocol):
     response_headers: bytes
     #: The certificate-store id the client certificate was admitted by (mTLS), or None.
     certificate_id: str | None
+    #: ``(step name, refusal)`` once a chain step refused the request (metrics).
+    refused_by: tuple[str | None, bytes] | None
 
     @property
     def tls(self) -> bool:

@@ -21,11 +21,14 @@ closest name) when it is not.
 from __future__ import annotations
 
 __all__ = [
+    "ACCESS_LOGS_FIELDS",
+    "ANALYTICS_CONFIG_FIELDS",
     "CONFIG_FIELDS",
     "COPROCESS_OPTIONS_FIELDS",
     "HTTP_SERVER_OPTIONS_FIELDS",
     "JWKS_CACHE_FIELDS",
     "JWKS_FIELDS",
+    "OPENTELEMETRY_FIELDS",
     "POLICIES_FIELDS",
     "STORAGE_FIELDS",
 ]
@@ -137,4 +140,21 @@ COPROCESS_OPTIONS_FIELDS: frozenset[str] = frozenset((
     "enable_coprocess", "coprocess_grpc_server", "grpc_recv_max_size",
     "grpc_send_max_size", "grpc_authority", "grpc_round_robin_load_balancing",
     "python_path_prefix", "python_version",
+))
+
+#: ``AnalyticsConfigConfig`` (``analytics_config``).
+ANALYTICS_CONFIG_FIELDS: frozenset[str] = frozenset((
+    "type", "ignored_ips", "enable_detailed_recording", "enable_geo_ip", "geo_ip_db_path",
+    "normalise_urls", "pool_size", "records_buffer_size", "storage_expiration_time",
+    "enable_multiple_analytics_keys", "purge_interval", "serializer_type",
+))
+
+#: ``AccessLogsConfig`` (``access_logs``).
+ACCESS_LOGS_FIELDS: frozenset[str] = frozenset(("enabled", "template"))
+
+#: ``otel.OpenTelemetry`` (``opentelemetry``, and its ``traces`` of Tyk 5.8).
+OPENTELEMETRY_FIELDS: frozenset[str] = frozenset((
+    "enabled", "exporter", "endpoint", "headers", "connection_timeout", "resource_name",
+    "tls", "span_processor_type", "span_batch_config", "context_propagation",
+    "custom_trace_header", "sampling", "traces", "metrics", "mcp",
 ))

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent / "fastgate"
 
 #: Lowest first.  A module may import its own layer and the ones before it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("fastgate", "fastgate._core", "fastgate.responses"),
+    ("fastgate", "fastgate._core", "fastgate.responses", "fastgate.stats"),
     ("fastgate.config", "fastgate.tyk_conf_fields", "fastgate.certs"),
     ("fastgate.storage", "fastgate.session"),
     ("fastgate.limits", "fastgate.outbound", "fastgate.policies", "fastgate.services"),

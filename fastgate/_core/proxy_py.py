@@ -372,6 +372,11 @@ class Exchange:
     #: (static mTLS: the allow-list entry, leaf or CA; dynamic mTLS: the
     #: key's certificate), or None.
     certificate_id = cython.declare(object, visibility="public")
+    #: Set by the middleware chain when one of its steps refused the request:
+    #: ``(step name, the refusal)`` (what the metrics count refusals by), or
+    #: None; ``(None, refusal)`` when the chain's last step refused through
+    #: the awaitable the chain handed back.
+    refused_by = cython.declare(object, visibility="public")
     # What the exchange-finished hook reads (rule 8).
     status = cython.declare(cython.int, visibility="readonly")
     #: The answer was written completely (False: the connection went away or
@@ -439,6 +444,7 @@ class Exchange:
         self.context = None
         self.response_headers = b""
         self.certificate_id = None
+        self.refused_by = None
         self.status = 0
         self.complete = False
         self.bytes_in = client.head_size
@@ -492,6 +498,11 @@ class Exchange:
         if self.upstream_at and self.upstream_head_at > self.upstream_at:
             return self.upstream_head_at - self.upstream_at
         return 0.0
+
+    @property
+    def control_port(self) -> bool:
+        """The request came to the control port (``control_api_port``)."""
+        return self.client.mode == SERVE_CONTROL
 
     @property
     def tls(self) -> bool:
@@ -1103,7 +1114,9 @@ class ClientProtocol:
             return
         ex.path = path
         ex.query = query
-        if path == b"/hello" or (path.startswith(b"/tyk/") and self.mode != SERVE_APIS):
+        if path == b"/hello" or (self.mode != SERVE_APIS and (
+                path.startswith(self.gateway.admin_prefixes)
+                or path in self.gateway.admin_paths)):
             ex.admin = True
             ex.request_headers = self.headers
             if _declared_length(self.headers) > MAX_ADMIN_BODY:
@@ -1197,6 +1210,9 @@ class ClientProtocol:
         else:
             result = task.result()
             if result is not None:
+                if ex.refused_by is None:
+                    # The chain's last step answered through its awaitable.
+                    ex.refused_by = (None, result)
                 self._answer(ex, result, False)
             elif ex.headers_modified:
                 self._build_head(ex, cython.cast(Route, ex.route))
@@ -1601,6 +1617,12 @@ class UpstreamPool:
     busy = cython.declare(set, visibility="public")
     closed = cython.declare(cython.bint, visibility="public")
     writes: UpstreamWrites
+    #: Counters the metrics read: connections opened, attempts that failed,
+    #: connections that broke under an exchange, upstream timeouts.
+    connects = cython.declare(cython.long, visibility="readonly")
+    connect_failures = cython.declare(cython.long, visibility="readonly")
+    resets = cython.declare(cython.long, visibility="readonly")
+    timeouts = cython.declare(cython.long, visibility="readonly")
 
     def __init__(self, loop: Any, scheme: str, host: str, port: int, max_idle: int,
                  tls: Any = None) -> None:
@@ -1617,6 +1639,10 @@ class UpstreamPool:
         self.idle = []
         self.busy = set()
         self.closed = False
+        self.connects = 0
+        self.connect_failures = 0
+        self.resets = 0
+        self.timeouts = 0
 
     @cython.ccall
     def acquire(self) -> UpstreamConnection | None:
@@ -1647,6 +1673,7 @@ class UpstreamPool:
     @cython.ccall
     def connect(self, ex: Exchange) -> None:
         """Open a new connection for ``ex`` (asynchronously)."""
+        self.connects += 1
         task = self.loop.create_task(self._connect())
         task.add_done_callback(functools.partial(self._connected, ex))
 
@@ -1668,6 +1695,7 @@ class UpstreamPool:
         client: ClientProtocol = ex.client
         exc = task.exception()
         if exc is not None:
+            self.connect_failures += 1
             log.warning("upstream %s:%d unreachable: %s", self.host, self.port, exc)
             message = _upstream_error(exc)
             if message is None:
@@ -2077,6 +2105,8 @@ class UpstreamConnection:
         client: ClientProtocol = ex.client
         if client.transport is None:
             return
+        if not (self.until_close and ex.response_started and not self.done):
+            self.pool.resets += 1  # broke off under an exchange
         if self.until_close and ex.response_started and not self.done:
             # A close-delimited response ends here.
             if self.relay == RELAY_CHUNKED:
@@ -2329,6 +2359,7 @@ class UpstreamConnection:
         self.idle_ticks += 1
         if self.idle_ticks < timeout_ticks:
             return
+        self.pool.timeouts += 1
         self._detach(ex)
         self.reusable = False
         if self.transport is not None:

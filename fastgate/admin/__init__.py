@@ -14,23 +14,29 @@ for health checks.
 
 Routes (trailing slashes are ignored, as Tyk's ``stripSlashes`` does):
 
-================================  ==========================  ==================
-path                              methods                     module
-================================  ==========================  ==================
-``/tyk/reload[/group]``           GET                         here
-``/tyk/keys``                     GET (list), POST (create)   :mod:`.keys`
-``/tyk/keys/create``              POST                        :mod:`.keys`
-``/tyk/keys/{key}``               GET POST PUT DELETE         :mod:`.keys`
-``/tyk/keys/policy/{key hash}``   POST                        :mod:`.keys`
-``/tyk/policies[/{id}]``          GET POST PUT DELETE         :mod:`.policies`
-``/tyk/apis[/{id}]``              GET POST PUT DELETE         :mod:`.apis`
-``/tyk/org/keys``                 GET (list)                  :mod:`.orgs`
-``/tyk/org/keys/{org}``           GET POST PUT DELETE         :mod:`.orgs`
-``/tyk/cache/{api_id}``           DELETE                      :mod:`.cache`
-``/tyk/cache/jwks[/{api_id}]``    DELETE                      :mod:`.cache`
-``/tyk/certs[/{id}[,{id}...]]``   GET POST DELETE             :mod:`.certs`
-``/tyk/oauth/...``                (see the module)            :mod:`.oauth`
-================================  ==========================  ==================
+==================================  ========================  ==================
+path                                methods                   module
+==================================  ========================  ==================
+``/tyk/reload[/group]``             GET                       here
+``/tyk/keys``                       GET (list), POST (create) :mod:`.keys`
+``/tyk/keys/create``                POST                      :mod:`.keys`
+``/tyk/keys/{key}``                 GET POST PUT DELETE       :mod:`.keys`
+``/tyk/keys/policy/{key hash}``     POST                      :mod:`.keys`
+``/tyk/policies[/{id}]``            GET POST PUT DELETE       :mod:`.policies`
+``/tyk/apis[/{id}]``                GET POST PUT DELETE       :mod:`.apis`
+``/tyk/org/keys``                   GET (list)                :mod:`.orgs`
+``/tyk/org/keys/{org}``             GET POST PUT DELETE       :mod:`.orgs`
+``/tyk/cache/{api_id}``             DELETE                    :mod:`.cache`
+``/tyk/cache/jwks[/{api_id}]``      DELETE                    :mod:`.cache`
+``/tyk/certs[/{id}[,{id}...]]``     GET POST DELETE           :mod:`.certs`
+``/tyk/oauth/...``                  (see the module)          :mod:`.oauth`
+``/metrics`` (``prometheus.path``)  GET                       :mod:`~.observability.metrics`
+``/dashboard[/...]``                GET                       :mod:`~.observability.dashboard`
+==================================  ========================  ==================
+
+``/metrics`` needs the secret (``X-Tyk-Authorization``, or ``Authorization:
+Bearer <secret>``) except on the control port; the dashboard's static files
+need none (they hold no data).
 
 Anything else under ``/tyk/`` is 404; a known path with another method is
 405 ``{"status":"error","message":"Method not supported"}`` (Tyk's text).
@@ -107,6 +113,11 @@ class AdminApi:
         self.certs = CertsApi(gateway)
         self.oauth = OAuthApi(gateway)
         config = gateway.config
+        #: ``prometheus.path`` (None: metrics off) and the dashboard, made on
+        #: its first request.
+        self.metrics_path = (config.observability.metrics.path.encode()
+                             if config.observability.metrics.enabled else None)
+        self._dashboard_files: Any = None
         #: ``control_api_use_mutual_tls``: the client certificate a ``/tyk/``
         #: request must present (static mTLS's check and answers).
         self.client_certificate: CertificateCheck | None = None
@@ -122,6 +133,16 @@ class AdminApi:
             if method not in (b"GET", b"HEAD"):
                 return METHOD_NOT_ALLOWED
             return self.hello
+        if path == self.metrics_path:
+            check = self.client_certificate  # control_api_use_mutual_tls: it too
+            if check is None:
+                return self._metrics(method, headers, request)
+            outcome = check.process(request) if request is not None else TLS_NOT_ENABLED
+            return cast("bytes | Awaitable[bytes]", then(
+                outcome, lambda refusal: refusal if refusal is not None
+                else self._metrics(method, headers, request)))
+        if path == b"/dashboard" or path.startswith(b"/dashboard/"):
+            return self._dashboard(method, path, query, headers)
         check = self.client_certificate
         if check is None:
             return self._handle(method, path, query, headers, body)
@@ -130,6 +151,46 @@ class AdminApi:
         return cast("bytes | Awaitable[bytes]", then(
             outcome, lambda refusal: refusal if refusal is not None
             else self._handle(method, path, query, headers, body)))
+
+    def _metrics(self, method: bytes, headers: list[Header], request: Request | None) -> bytes:
+        """``GET /metrics``: open on the control port, else only with the secret
+        (``X-Tyk-Authorization``, or ``Authorization: Bearer`` as Prometheus
+        sends a credential)."""
+        if method not in (b"GET", b"HEAD"):
+            return METHOD_NOT_ALLOWED
+        on_control_port = request is not None and getattr(request, "control_port", False)
+        if not on_control_port and not (self._authorised(headers)
+                                        or self._bearer_authorised(headers)):
+            return FORBIDDEN
+        accept = None
+        for lname, _name, value in headers:
+            if lname == b"accept":
+                accept = value
+                break
+        content_type, body = self.gateway.metrics.export(accept)
+        return (b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type
+                + b"\r\nCache-Control: no-store\r\nContent-Length: %d\r\n\r\n" % len(body)
+                + body)
+
+    def _dashboard(self, method: bytes, path: bytes, query: bytes,
+                   headers: list[Header]) -> bytes:
+        """The dashboard's static files (they carry no data: the page asks
+        ``/tyk/`` and ``/metrics`` with the secret the user types in)."""
+        dashboard = self._dashboard_files
+        if dashboard is None:
+            from fastgate.observability.dashboard import Dashboard
+            dashboard = self._dashboard_files = Dashboard(self.gateway.config)
+        return cast("bytes", dashboard.handle(method, path, query, headers))
+
+    def _bearer_authorised(self, headers: list[Header]) -> bool:
+        supplied = b""
+        for lname, _name, value in headers:
+            if lname == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    supplied = token.strip()
+                break
+        return compare.constant_time_equals(self.secret, supplied) and bool(supplied)
 
     def _handle(self, method: bytes, path: bytes, query: bytes, headers: list[Header],
                 body: bytes) -> bytes | Awaitable[bytes]:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from fastgate.auth.jwt.jwks import JwksCache
     from fastgate.auth.oauth2.model import OAuthStore
     from fastgate.config import GatewayConfig
+    from fastgate.observability.metrics import Metrics
     from fastgate.session.cache import SessionCache
     from fastgate.storage.base import Store
     from fastgate.storage.certificates import CertificateCache
@@ -49,6 +50,10 @@ class Control(Protocol):
     @property
     def oauth(self) -> OAuthStore:
         """The OAuth 2.0 provider's clients, codes and tokens."""
+
+    @property
+    def metrics(self) -> Metrics:
+        """This worker's metrics (``/metrics``)."""
 
     @property
     def specs(self) -> Sequence[ApiSpec]:

@@ -67,25 +67,33 @@ class Chain:
             if result is None:
                 continue
             if result.__class__ is bytes:
+                req.refused_by = (steps[index].name, result)
                 return result
             if index == len(steps) - 1:
-                return result  # the last step: its awaitable is the chain's
-            return self._resume(result, index + 1, req)  # type: ignore[arg-type]
+                # The last step: its awaitable is the chain's (no coroutine
+                # around it); the proxy records its refusal as (None, refusal).
+                return result
+            return self._resume(result, index, req)  # type: ignore[arg-type]
         return None
 
-    async def _resume(self, pending: Awaitable[bytes | None], start: int,
+    async def _resume(self, pending: Awaitable[bytes | None], waiting: int,
                       req: Request) -> bytes | None:
+        """The rest of the chain once step ``waiting``'s awaitable resolves."""
+        steps = self.steps
         result = await pending
         if result is not None:
+            req.refused_by = (steps[waiting].name, result)
             return result
-        for step in self.steps[start:]:
-            outcome = step.process(req)
+        for index in range(waiting + 1, len(steps)):
+            outcome = steps[index].process(req)
             if outcome is None:
                 continue
             if isinstance(outcome, bytes):
+                req.refused_by = (steps[index].name, outcome)
                 return outcome
             result = await outcome
             if result is not None:
+                req.refused_by = (steps[index].name, result)
                 return result
         return None
 

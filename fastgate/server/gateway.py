@@ -17,9 +17,11 @@ import logging
 import math
 import os
 import resource
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,6 +45,8 @@ from fastgate.config import ConfigError, GatewayConfig
 from fastgate.limits import Limiter
 from fastgate.middleware.chain import build_chain
 from fastgate.middleware.mtls import allowed_cas
+from fastgate.observability import Observability
+from fastgate.observability.metrics import Family
 from fastgate.outbound import HttpClient
 from fastgate.plugins.bundles import BundleCache, BundleError, wanted_bundle
 from fastgate.plugins.runtime import plugin_files
@@ -78,7 +82,8 @@ _BACKGROUND: set[asyncio.Task[None]] = set()
 class Gateway:
     """Configuration in service and the connections it serves."""
 
-    def __init__(self, config: GatewayConfig, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, config: GatewayConfig, loop: asyncio.AbstractEventLoop, *,
+                 worker_id: int = 0, metrics_dir: str | None = None) -> None:
         from fastgate.admin import AdminApi
 
         self.config = config
@@ -135,6 +140,29 @@ class Gateway:
                                  policies=lambda: self.policies, jwks=self.jwks,
                                  certificates=self.certificates, oauth=self.oauth,
                                  bundles=self.bundles)
+        #: Metrics, analytics, access log, traces (the exchange-finished hook's
+        #: consumers, :mod:`fastgate.observability`).
+        self.observability = Observability(config, self.services, worker_id=worker_id,
+                                           metrics_dir=metrics_dir)
+        self.metrics = self.observability.metrics
+        self.metrics.add_collector(self._collect_metrics)
+        #: Reloads put in service and refused, for the metrics.
+        self.reloads_ok = 0
+        self.reloads_failed = 0
+        for hook in self.observability.hooks():
+            self.add_exchange_hook(hook)
+        obs = config.observability
+        #: What the listeners hand the admin API besides /hello (not on the
+        #: API-only port when control_api_port is set): /tyk/..., /metrics,
+        #: /dashboard/... .
+        self.admin_prefixes: tuple[bytes, ...] = (
+            (b"/tyk/", b"/dashboard/") if obs.dashboard.enabled else (b"/tyk/",))
+        paths = set()
+        if obs.metrics.enabled:
+            paths.add(obs.metrics.path.encode())
+        if obs.dashboard.enabled:
+            paths.add(b"/dashboard")
+        self.admin_paths: frozenset[bytes] = frozenset(paths)
         self.admin = AdminApi(self)
         self.shutting_down = False
         self.servers: list[asyncio.AbstractServer] = []
@@ -311,6 +339,7 @@ class Gateway:
         try:
             definitions = load_definitions(self.config)
         except ConfigError as exc:
+            self.reloads_failed += 1
             log.error("reload failed, the previous configuration stays in service: %s", exc)
             return str(exc)
         wanted = self.bundles_to_fetch(definitions[0])
@@ -328,6 +357,7 @@ class Gateway:
             # Read again: the definitions may have changed during the download.
             definitions = load_definitions(self.config)
         except ConfigError as exc:
+            self.reloads_failed += 1
             log.error("reload failed, the previous configuration stays in service: %s", exc)
             return
         tried = tried | {name for _, name in wanted}
@@ -344,8 +374,10 @@ class Gateway:
         try:
             warnings = self.load(definitions)
         except ConfigError as exc:
+            self.reloads_failed += 1
             log.error("reload failed, the previous configuration stays in service: %s", exc)
             return str(exc)
+        self.reloads_ok += 1
         if self.specs is in_service:  # load() changed nothing
             log.debug("reload: API definitions and policies unchanged")
             return None
@@ -483,6 +515,7 @@ class Gateway:
             # store reconnects by itself.
             log.error("session store unavailable at start: %s", exc)
         self.limiter.start()
+        self.observability.start()
         await self.load_stored_certificates()
         await self.load_client_auth()
         listeners = [(cfg.listen_port, SERVE_APIS if cfg.control_api_port else SERVE_ALL)]
@@ -519,6 +552,40 @@ class Gateway:
             hook(exchange)
 
         self.exchange_finished = both
+
+    def _collect_metrics(self) -> list[Family]:
+        """The gateway's own families: connections, upstream pools, reloads, APIs."""
+        pools: list[tuple[Any, Any]] = []
+        counters: dict[str, list[tuple[Any, Any]]] = {
+            "connects": [], "connect_failures": [], "resets": [], "timeouts": []}
+        for pool in self.pools.values():
+            upstream = (("upstream", f"{pool.host}:{pool.port}"),)
+            pools.append(((*upstream, ("state", "idle")), len(pool.idle)))
+            pools.append(((*upstream, ("state", "busy")), len(pool.busy)))
+            for name, samples in counters.items():
+                samples.append((upstream, getattr(pool, name)))
+        apis: list[tuple[Any, Any]] = [((("api_id", spec.api_id), ("api_name", spec.name),
+                  ("listen_path", spec.listen_path)), 1) for spec in self.specs if spec.active]
+        families = [
+            Family("fastgate_client_connections", "gauge", "Client connections open.",
+                   [((), len(self.connections))]),
+            Family("fastgate_upstream_connections", "gauge",
+                   "Upstream keep-alive connections, idle or busy.", pools),
+            Family("fastgate_reloads_total", "counter",
+                   "Reloads put in service (ok, also when nothing changed) or refused.",
+                   [((("result", "ok"),), self.reloads_ok),
+                    ((("result", "failed"),), self.reloads_failed)]),
+            Family("fastgate_api_info", "gauge", "The APIs in service.", apis),
+            Family("fastgate_workers", "gauge", "Worker processes serving.", [((), 1)]),
+        ]
+        helps = {"connects": "Upstream connections opened.",
+                 "connect_failures": "Upstream connections that could not be opened.",
+                 "resets": "Upstream connections that broke off under a request.",
+                 "timeouts": "Upstream requests that timed out."}
+        for name, samples in counters.items():
+            families.append(Family(f"fastgate_upstream_{name}_total", "counter", helps[name],
+                                   samples))
+        return families
 
     def admit(self, conn: ClientProtocol) -> bool:
         """Count a new client connection in; False when ``max_connections`` are
@@ -579,6 +646,7 @@ class Gateway:
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.limiter.stop()
+        await self.observability.close()
         await self.jwks.close()
         await self.http.close()
         await self.store.close()
@@ -678,16 +746,19 @@ def bind_socket(address: str, port: int, *, reuse_port: bool) -> socket.socket:
 # -- process entry points --------------------------------------------------------
 
 
-def run_worker(config: GatewayConfig, *, worker_id: int = 0, supervisor: int = 0) -> int:
-    """Run one gateway in this process until SIGTERM/SIGINT; the exit code."""
+def run_worker(config: GatewayConfig, *, worker_id: int = 0, supervisor: int = 0,
+               metrics_dir: str | None = None) -> int:
+    """Run one gateway in this process until SIGTERM/SIGINT; the exit code.
+    ``metrics_dir``: where the workers of one supervisor share their metrics."""
     import uvloop
 
-    return uvloop.run(_serve(config, worker_id, supervisor))
+    return uvloop.run(_serve(config, worker_id, supervisor, metrics_dir))
 
 
-async def _serve(config: GatewayConfig, worker_id: int, supervisor: int = 0) -> int:
+async def _serve(config: GatewayConfig, worker_id: int, supervisor: int = 0,
+                 metrics_dir: str | None = None) -> int:
     loop = asyncio.get_running_loop()
-    gateway = Gateway(config, loop)
+    gateway = Gateway(config, loop, worker_id=worker_id, metrics_dir=metrics_dir)
     try:
         gateway.load_tls()
         warnings = await gateway.load_first()
@@ -743,6 +814,8 @@ def run_supervisor(config: GatewayConfig) -> int:
     stopping = False
 
     supervisor = os.getpid()
+    # The workers' metrics snapshots, merged by whichever answers a scrape.
+    metrics_dir = tempfile.mkdtemp(prefix="fastgate-metrics-")
 
     def spawn(worker_id: int) -> None:
         pid = os.fork()
@@ -751,7 +824,8 @@ def run_supervisor(config: GatewayConfig) -> int:
                 signal.signal(sig, signal.SIG_DFL)
             code = 1
             try:
-                code = run_worker(config, worker_id=worker_id, supervisor=supervisor)
+                code = run_worker(config, worker_id=worker_id, supervisor=supervisor,
+                                  metrics_dir=metrics_dir)
             except BaseException:
                 log.exception("worker %d failed", worker_id)
             finally:
@@ -794,4 +868,5 @@ def run_supervisor(config: GatewayConfig) -> int:
         log.error("worker %d exited with %d; restarting it", worker_id, code)
         time.sleep(0.1)
         spawn(worker_id)
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     return exit_code

@@ -33,6 +33,7 @@ import orjson
 from fastgate.responses import error_response
 from fastgate.session.access import compile_access
 from fastgate.session.policy import PolicyError, apply_policies
+from fastgate.stats import cache_stats
 from fastgate.storage.base import run_now
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ class SessionCache:
         self.storage_keys: OrderedDict[bytes, str] = OrderedDict()
         self.generation = 0
         self._local = not store.shared
+        #: Hits and misses, for the metrics.
+        self.stats = cache_stats("session")
 
     # -- credentials ------------------------------------------------------------
 
@@ -118,7 +121,9 @@ class SessionCache:
         """
         entry = self.entries.get(storage_key)
         if entry is not None:
+            self.stats.hits += 1
             return None if entry is _ABSENT else entry
+        self.stats.misses += 1
         if self._local:
             return self._fill(storage_key, run_now(self.store.get_session(storage_key)),
                               self.generation)

@@ -26,6 +26,7 @@ from typing import Any
 
 import hiredis
 
+from fastgate.stats import REDIS
 from fastgate.storage.base import StoreError
 
 
@@ -57,6 +58,11 @@ class _Connection(asyncio.Protocol):
         self.flushing = False
         self.timer: asyncio.TimerHandle | None = None
         self.lost = False
+        # Round trips (fastgate.stats.REDIS): commands queued and answered so
+        # far, and per write (time written, commands queued by then).
+        self.queued = 0
+        self.answered = 0
+        self.writes: deque[tuple[float, int]] = deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -77,7 +83,10 @@ class _Connection(asyncio.Protocol):
                 self._drop(f"{self.where}: a reply nobody asked for")
                 return
             waiter = waiting.popleft()
+            self.answered += 1
             error = isinstance(reply, hiredis.ReplyError)
+            if error:
+                REDIS.errors += 1
             if not isinstance(waiter, asyncio.Future):
                 waiter(ReplyError(str(reply)) if error else reply)
             elif waiter.done():
@@ -86,6 +95,11 @@ class _Connection(asyncio.Protocol):
                 waiter.set_exception(ReplyError(str(reply)))
             else:
                 waiter.set_result(reply)
+        writes = self.writes
+        if writes and self.answered >= writes[0][1]:
+            now = self.loop.time()
+            while writes and self.answered >= writes[0][1]:
+                REDIS.observe(now - writes.popleft()[0])
         self._arm()
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
@@ -106,6 +120,8 @@ class _Connection(asyncio.Protocol):
                waiter: asyncio.Future[Any] | Callable[[Any], None]) -> None:
         self.out.append(command)
         self.waiting.append(waiter)
+        self.queued += 1
+        REDIS.decisions += 1
         if not self.flushing:
             self.flushing = True
             self.loop.call_soon(self._flush)
@@ -116,6 +132,7 @@ class _Connection(asyncio.Protocol):
         self.flushing = False
         if self.out and self.transport is not None and not self.lost:
             self.transport.write(b"".join(self.out))
+            self.writes.append((self.loop.time(), self.queued))
         self.out.clear()
 
     def _arm(self) -> None:
@@ -141,6 +158,8 @@ class _Connection(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         waiting, self.waiting = self.waiting, deque()
+        self.writes.clear()
+        REDIS.errors += len(waiting)
         for waiter in waiting:
             if not isinstance(waiter, asyncio.Future):
                 waiter(StoreError(why))

@@ -66,6 +66,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fastgate.config import StorageConfig
+from fastgate.stats import REDIS
 from fastgate.storage import scripts
 from fastgate.storage.base import (
     EVENT_RESYNC,
@@ -355,6 +356,7 @@ class RedisStore(Store):
         """
         started = False
         self._in_flight += 1
+        REDIS.commands += 1
         try:
             async with asyncio.timeout(self._timeout if timeout is None else timeout), self._limit:
                 if self._closing:
@@ -362,10 +364,12 @@ class RedisStore(Store):
                 started = True
                 return await awaitable
         except TimeoutError:
+            REDIS.errors += 1
             raise StoreError(
                 f"{self._where}: {command} got no answer within {self._timeout:g}s"
             ) from None
         except (RedisError, RedisClusterException, OSError) as exc:
+            REDIS.errors += 1
             raise StoreError(f"{self._where}: {command} failed: {_describe(exc)}") from exc
         finally:
             if not started and inspect.iscoroutine(awaitable):

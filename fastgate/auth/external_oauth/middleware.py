@@ -75,6 +75,7 @@ from fastgate.responses import error_response
 from fastgate.services import store_unavailable, then
 from fastgate.session import storage_key
 from fastgate.session.cache import CachedSession
+from fastgate.stats import cache_stats
 from fastgate.storage.base import StoreError
 
 if TYPE_CHECKING:
@@ -310,6 +311,8 @@ class ExternalIntrospection(_ExternalOAuth):
         self.results: OrderedDict[bytes, tuple[_Caller, float]] = OrderedDict()
         # token -> the call under way (one per token, whoever waits for it).
         self.in_flight: dict[bytes, asyncio.Task[_Caller | bytes]] = {}
+        #: Hits and misses of ``results``, for the metrics.
+        self.stats = cache_stats("introspection")
 
     def process(self, req: Request) -> Outcome:
         raw = self.source.read(req)
@@ -318,8 +321,10 @@ class ExternalIntrospection(_ExternalOAuth):
         entry = self.results.get(raw)
         if entry is not None:
             if self.clock() < entry[1]:
+                self.stats.hits += 1
                 return self._grant(req, entry[0])
             del self.results[raw]
+        self.stats.misses += 1
         return self._introspected(req, raw)
 
     async def _introspected(self, req: Request, raw: bytes) -> bytes | None:

@@ -97,6 +97,7 @@ import orjson
 
 from fastgate.auth.jwt.keys import parse_jwks
 from fastgate.outbound import OutboundError
+from fastgate.stats import cache_stats
 
 if TYPE_CHECKING:
     from fastgate.auth.jwt.keys import VerifyKey
@@ -249,6 +250,8 @@ class JwksCache:
         self.ttl = float(ttl)
         self.fetch_timeout = float(fetch_timeout)
         self.refetch_interval = float(refetch_interval)
+        #: Key lookups answered from a cached set (hits) or not, for the metrics.
+        self.stats = cache_stats("jwks")
         self._max_document = max_document
         self._entries: dict[tuple[str, bool | None], _Entry] = {}
         self._closed = False
@@ -279,7 +282,9 @@ class JwksCache:
                 self._start_due(entry)
             found = keys.get(kid)
             if found is not None:
+                self.stats.hits += 1
                 return found
+        self.stats.misses += 1
         task = entry.task
         if task is None:
             now = self._clock()

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from fastgate.stats import CacheStats, cache_stats
+
 if TYPE_CHECKING:
     from fastgate.auth.jwt.keys import VerifyKey
 
@@ -28,12 +30,14 @@ __all__ = ["TokenCache"]
 class TokenCache:
     """Verified tokens by their bytes (see the module docstring)."""
 
-    __slots__ = ("_entries", "max_entries")
+    __slots__ = ("_entries", "max_entries", "stats")
 
-    def __init__(self, max_entries: int = 50_000) -> None:
+    def __init__(self, max_entries: int = 50_000, stats: CacheStats | None = None) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
+        #: Hits and misses, for the metrics (``fastgate.stats``).
+        self.stats = stats or cache_stats("jwt")
         # An OrderedDict: the oldest entry leaves in O(1) (a dict's first entry
         # after many deletions from its front is found by a linear scan).
         self._entries: OrderedDict[bytes, tuple[Any, VerifyKey, float]] = OrderedDict()
@@ -46,10 +50,13 @@ class TokenCache:
         key retired -- the entry is then dropped)."""
         entry = self._entries.get(raw)
         if entry is None:
+            self.stats.misses += 1
             return None
         if now < entry[2] and not entry[1].retired:
+            self.stats.hits += 1
             return entry[0]
         del self._entries[raw]
+        self.stats.misses += 1
         return None
 
     def put(self, raw: bytes, value: Any, key: VerifyKey, deadline: float) -> None:
