@@ -1382,8 +1382,9 @@ def _parse_observability(top: FieldReader, base: str,
                                 f"database: {exc}") from None
     file_path = (_optional_path(section, "file_path", base)
                  or _resolve(base, "analytics.jsonl"))
+    enabled = top.boolean("enable_analytics")
     analytics = AnalyticsConfig(
-        enabled=top.boolean("enable_analytics"),
+        enabled=enabled,
         ignored_ips=frozenset(section.string_list("ignored_ips")),
         enable_detailed_recording=section.boolean("enable_detailed_recording"),
         enable_geo_ip=geo, geo_ip_db_path=geo_path,
@@ -1394,7 +1395,7 @@ def _parse_observability(top: FieldReader, base: str,
         enable_multiple_analytics_keys=section.boolean("enable_multiple_analytics_keys"),
         purge_interval=_timeout(section, "purge_interval", 0.1),
         serializer_type="msgpack",
-        file_path=file_path if storage.type != "redis" else "",
+        file_path=file_path if enabled and storage.type != "redis" else "",
     )
 
     logs = top.section("access_logs")

@@ -559,8 +559,7 @@ def test_real_tyk_conf_loads_and_lists_what_is_ignored(tmp_path: Path) -> None:
         "use_db_app_configs",
         "storage.optimisation_max_idle",
         "storage.optimisation_max_active",
-        "enable_analytics",
-        "analytics_config",
+        "analytics_config.type",
         "health_check",
         "enable_non_transactional_rate_limiter",
         "enable_sentinel_rate_limiter",
@@ -593,10 +592,14 @@ UNKNOWN_CONFIG: list[tuple[str, dict[str, Any], tuple[str, ...], tuple[UnknownFi
      (UnknownField("http_server_options.enable_websocket", "enable_websockets"),
       UnknownField("http_server_options.idle_timout", "idle_timeout"))),
     # Tyk's own fields are ignored, not unknown, whatever their value ...
-    ("Tyk field", {"enable_analytics": False, "close_idle_connections": True},
-     ("enable_analytics", "close_idle_connections"), ()),
+    ("Tyk field", {"enable_custom_domains": False, "close_idle_connections": True},
+     ("enable_custom_domains", "close_idle_connections"), ()),
     # ... and sections fastgate does not read are ignored as a whole.
-    ("unread section", {"analytics_config": {"no_such_thing": 1}}, ("analytics_config",), ()),
+    ("unread section", {"uptime_tests": {"no_such_thing": 1}}, ("uptime_tests",), ()),
+    # In a section fastgate reads, Tyk's names it ignores and misspellings.
+    ("in analytics_config", {"analytics_config": {"pool_size": 4, "ignored_ip": []}},
+     ("analytics_config.pool_size",),
+     (UnknownField("analytics_config.ignored_ip", "ignored_ips"),)),
     ("file order", {"zz_b": 1, "storage": {"zz_c": 1}, "zz_a": 1}, (),
      (UnknownField("zz_b", ""), UnknownField("storage.zz_c", ""), UnknownField("zz_a", ""))),
 ]

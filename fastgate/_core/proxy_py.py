@@ -404,7 +404,7 @@ class Exchange:
     pending_bytes: cython.Py_ssize_t
     body_kind: cython.int
     is_head: cython.bint
-    http11: cython.bint
+    http11 = cython.declare(cython.bint, visibility="readonly")
     keep_alive: cython.bint
     expect_continue: cython.bint
     request_done: cython.bint

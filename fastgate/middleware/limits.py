@@ -150,9 +150,9 @@ class SessionLimits:
             wait = renews_at - now if renews_at > 0 else 0.0
             return _refusal(403, QUOTA_EXCEEDED, quota_max, 0, renews_at, wait)
         if quota_max > 0 and (self.quota_headers or remaining < 0):
-            ex.response_headers = _limit_headers(quota_max, quota_remaining, renews_at)
+            ex.response_headers += _limit_headers(quota_max, quota_remaining, renews_at)
         elif remaining >= 0:
-            ex.response_headers = _limit_headers(rate, remaining, now + reset_after)
+            ex.response_headers += _limit_headers(rate, remaining, now + reset_after)
         return None
 
 

@@ -53,6 +53,7 @@ class Observability:
         if obs.access_logs.enabled:
             from fastgate.observability.access_log import AccessLog
             self.access_log = AccessLog(config, services)
+            self.metrics.add_collector(self.access_log.collect)
         self.tracing: Any = None
         if obs.tracing.enabled:
             from fastgate.observability.tracing import Tracing

@@ -64,7 +64,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from fastgate._core import proxy
 from fastgate.config import ACCESS_LOG_FIELDS
 from fastgate.observability.metrics import Family
 from fastgate.session.keys import hash_key
@@ -88,9 +87,6 @@ _REOPEN_CHECK = 1.0
 #: Hashes of keys kept for hash_keys off (the same keys come back).
 _KEY_CACHE_SIZE = 4096
 
-# The compiled Exchange shows ``http11`` only when it is declared visible;
-# the pure-Python twin always has it.
-_HAS_HTTP11 = proxy.__name__.endswith("_py") or hasattr(proxy.Exchange, "http11")
 
 _time = time.time
 _METHODS = {m.encode(): m for m in (
@@ -142,7 +138,7 @@ class AccessLog:
             buffer.append((
                 _time(), ex.route, ex.method, ex.path, ex.request_headers, ex.client_ip,
                 ex.session_key, ex.status, ex.total_time, ex.upstream_time, ex.bytes_in,
-                ex.bytes_out, ex.http11 if _HAS_HTTP11 else True))
+                ex.bytes_out, ex.http11))
         else:
             self.dropped += 1
 

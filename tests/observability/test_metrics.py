@@ -228,3 +228,51 @@ def test_redis_counters_and_two_workers_merged(gateway_factory, make_api, echo, 
     assert value(samples, "fastgate_redis_decisions_total") >= sent
     assert value(samples, "fastgate_redis_roundtrip_seconds_count") >= 1
     assert value(samples, "fastgate_redis_errors_total") == 0
+
+
+@pytest.mark.parametrize(("section", "field", "fragment"), [
+    ({"prometheus": {"path": "/tyk/metrics"}}, "prometheus.path", "outside /tyk/"),
+    ({"prometheus": {"path": "metrics"}}, "prometheus.path", "absolute"),
+    ({"prometheus": {"latency_buckets": [1, 0.5]}}, "prometheus.latency_buckets",
+     "increasing"),
+    ({"prometheus": {"latency_buckets": []}}, "prometheus.latency_buckets", "non-empty"),
+    ({"prometheus": {"enabled": "yes"}}, "prometheus.enabled", "true or false"),
+])
+def test_bad_metrics_settings_name_the_field(tmp_path, section, field, fragment):
+    from fastgate.config import ConfigError, parse_gateway_config
+
+    with pytest.raises(ConfigError) as err:
+        parse_gateway_config({"secret": "s", **section}, str(tmp_path / "tyk.conf"))
+    assert field in str(err.value) and fragment in str(err.value)
+    assert str(tmp_path / "tyk.conf") in str(err.value)
+
+
+def test_merge_sums_counters_and_histograms_and_keeps_the_largest_info():
+    from fastgate.observability.metrics import Family, merge, render
+
+    one = [Family("x_total", "counter", "h", [((("a", "1"),), 2)]),
+           Family("h_seconds", "histogram", "h", [((), ([1, 0, 2], 0.5))], (0.1, 1.0)),
+           Family("fastgate_info", "gauge", "h", [((("version", "v"),), 1)])]
+    two = [Family("x_total", "counter", "h", [((("a", "1"),), 3), ((("a", "2"),), 1)]),
+           Family("h_seconds", "histogram", "h", [((), ([0, 4, 1], 1.5))], (0.1, 1.0)),
+           Family("fastgate_info", "gauge", "h", [((("version", "v"),), 1)])]
+    text = render(merge([one, two])).decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples[("x_total", (("a", "1"),))] == 5
+    assert samples[("x_total", (("a", "2"),))] == 1
+    assert samples[("h_seconds_bucket", (("le", "0.1"),))] == 1
+    assert samples[("h_seconds_bucket", (("le", "1.0"),))] == 5
+    assert samples[("h_seconds_bucket", (("le", "+Inf"),))] == 8
+    assert samples[("h_seconds_count", ())] == 8
+    assert samples[("h_seconds_sum", ())] == 2.0
+    assert samples[("fastgate_info", (("version", "v"),))] == 1
+
+
+def test_label_values_are_escaped():
+    from fastgate.observability.metrics import Family, render
+
+    text = render([Family("r_total", "counter", "h",
+                          [((("reason", 'a "b"\\\nc'),), 1)])]).decode()
+    [family] = text_string_to_metric_families(text)
+    assert family.samples[0].labels["reason"] == 'a "b"\\\nc'
