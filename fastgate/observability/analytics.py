@@ -40,7 +40,9 @@ of their field names, ints in their smallest form, nil slices and maps as
 nil.  ``time.Time`` in msgpack.v2 is **not** the msgpack timestamp extension
 (that came with vmihailenco/msgpack v4): it is a two-element array
 ``[unix seconds, nanoseconds]`` (``0x92``...), and that is what Tyk Pump's
-decoder requires.
+decoder requires.  :meth:`Analytics.encode` writes those bytes from pieces
+encoded once per API, session, user agent, client address and second
+(``encode_record(build(entry))`` is the reference it is tested against).
 
 The values (what Tyk puts there, and where fastgate differs):
 
@@ -159,6 +161,37 @@ _NO_GEO = {"Country": {"ISOCode": ""}, "City": {"GeoNameID": 0, "Names": None},
            "Location": {"Latitude": 0.0, "Longitude": 0.0, "TimeZone": ""}}
 
 _packer = msgpack.Packer(use_bin_type=True, datetime=False)
+_pack = _packer.pack
+#: AnalyticsRecord's fields in the Go struct's order (tyk-pump v1.17, which
+#: Tyk's gateway pins).
+GO_FIELDS = (
+    "Method", "Host", "Path", "RawPath", "ContentLength", "UserAgent", "Day", "Month",
+    "Year", "Hour", "ResponseCode", "APIKey", "TimeStamp", "APIVersion", "APIName", "APIID",
+    "OrgID", "OauthID", "RequestTime", "RawRequest", "RawResponse", "IPAddress", "Geo",
+    "Network", "Latency", "Tags", "Alias", "TrackPath", "ExpireAt", "ApiSchema",
+    "OriginalPath", "ListenPath", "GraphQLStats", "MCPStats", "CollectionName",
+)
+_K = {name: _pack(name) for name in (*GO_FIELDS, "Total", "Upstream", "Gateway")}
+_MAP_HEADER = b"\xde" + len(GO_FIELDS).to_bytes(2, "big")
+_SMALL_INTS = [_pack(i) for i in range(4096)]
+_SEG_NETWORK = _K["Network"] + _pack(_NETWORK)
+_SEG_NO_GEO = _K["Geo"] + _pack(_NO_GEO)
+_SEG_TRACK = _K["TrackPath"] + _pack(False)
+_LATENCY = _K["Latency"] + b"\x83" + _K["Total"]
+_EMPTY = _pack("")
+_ARRAY16 = b"\xdc"
+_METHODS = {m: _pack(m.decode()) for m in (b"GET", b"POST", b"PUT", b"DELETE", b"PATCH",
+                                            b"HEAD", b"OPTIONS")}
+_RAW_NONE = _K["RawRequest"] + _EMPTY + _K["RawResponse"] + _EMPTY
+_HEAD_METHOD = _MAP_HEADER + _K["Method"]
+_K_RAW_PATH = _K["RawPath"]
+_K_CONTENT_LENGTH = _K["ContentLength"]
+_K_USER_AGENT = _K["UserAgent"]
+_K_UPSTREAM = _K["Upstream"]
+_K_GATEWAY = _K["Gateway"]
+_K_TAGS = _K["Tags"]
+_TAGS_HEADS = [_K_TAGS + bytes((0x90 | n,)) for n in range(16)]
+
 
 
 def encode_record(record: dict[str, Any]) -> bytes:
@@ -180,8 +213,9 @@ class _ApiInfo:
     """What the records of one API share, read once per batch from its definition."""
 
     __slots__ = ("api_id", "auth_headers", "auth_params", "detailed", "do_not_track",
-                 "expire_after", "host", "listen_path", "name", "org_id", "spec", "strip",
-                 "tag_headers", "tags", "tail_tags", "version")
+                 "expire_after", "host", "listen_path", "name", "org_id", "seg_host",
+                 "seg_names", "seg_tail", "spec", "strip", "tag_headers", "tags",
+                 "tags_packed", "tail_packed", "tail_tags", "version")
 
     def __init__(self, spec: Any) -> None:
         raw = spec.raw if isinstance(spec.raw, dict) else {}
@@ -222,6 +256,17 @@ class _ApiInfo:
                 params.add(param.encode("latin-1", "replace"))
         self.auth_headers = frozenset(headers)
         self.auth_params = frozenset(params)
+        # The encoded pieces of the record that are the API's (see Analytics.encode).
+        self.seg_host = _K["Host"] + _pack(self.host) + _K["Path"]
+        self.seg_names = (_K["APIVersion"] + _pack(self.version) + _K["APIName"]
+                          + _pack(self.name) + _K["APIID"] + _pack(self.api_id)
+                          + _K["OrgID"] + _pack(self.org_id))
+        self.seg_tail = (_K["ApiSchema"] + _pack("") + _K["OriginalPath"] + _pack("")
+                         + _K["ListenPath"] + _pack(self.listen_path)
+                         + _K["GraphQLStats"] + _pack(_GRAPHQL) + _K["MCPStats"] + _pack(_MCP)
+                         + _K["CollectionName"] + _pack(""))
+        self.tags_packed = [_pack(t) for t in self.tags]
+        self.tail_packed = [_pack(t) for t in self.tail_tags]
 
 
 def _list(value: Any) -> list[Any]:
@@ -271,6 +316,13 @@ class Analytics:
         self._file: Any = None
         self._apis: dict[int, _ApiInfo] = {}
         self._key_hashes: dict[str, str] = {}
+        # Pieces of records already encoded (see encode()).
+        self._sessions: dict[Any, tuple[Any, ...]] = {}
+        self._ips: dict[tuple[Any, ...], tuple[str, bytes]] = {}
+        self._agents: dict[bytes, bytes] = {}
+        self._second = -1
+        self._second_seg = b""
+        self._second_packed = b""
         self._geo: Any = None
         if cfg.enable_geo_ip:
             self._geo = _open_geo(config.path, cfg.geo_ip_db_path)
@@ -369,11 +421,11 @@ class Analytics:
                 await asyncio.sleep(0)  # requests run between two slices
             for entry in entries[start:start + ENCODE_SLICE]:
                 try:
-                    record = self.build(entry)
-                    if record is None:
+                    data = _json_line(self.build(entry)) if as_json else self.encode(entry)
+                    if data is None:
                         self.ignored += 1
                         continue
-                    encoded.append(_json_line(record) if as_json else encode_record(record))
+                    encoded.append(data)
                 except Exception:
                     self.failed += 1
                     log.exception("analytics: a record could not be encoded")
@@ -490,8 +542,7 @@ class Analytics:
         if (self.detailed or api.detailed
                 or effective.get("enable_detailed_recording") is True):
             raw_request = _raw_request(api, method, raw_path, query, headers)
-            status_line = STATUS_LINES.get(code) or b"HTTP/1.1 %d Unknown\r\n" % code
-            raw_response = base64.b64encode(status_line + b"\r\n").decode("ascii")
+            raw_response = _raw_response(code)
         alias = effective.get("alias")
         oauth_id = effective.get("oauth_client_id")
         return {
@@ -532,6 +583,143 @@ class Analytics:
             "MCPStats": _MCP,
             "CollectionName": "",
         }
+
+    def encode(self, entry: tuple[Any, ...]) -> bytes | None:
+        """The msgpack bytes of :meth:`build`'s record, assembled from
+        pieces encoded once per API, session, user agent, client address and
+        second (the same bytes, a third of the time); None as :meth:`build`."""
+        (route, method, path, query, headers, peer, session, session_key, status, total,
+         upstream, at_ns) = entry
+        spec = route.spec
+        api = self._apis.get(id(spec))
+        if api is None or api.spec is not spec:
+            api = self._api(spec)
+        if api.do_not_track:
+            return None
+        user_agent = real_ip = forwarded = None
+        content_length = 0
+        tag_values: list[bytes] | None = None
+        tag_headers = api.tag_headers
+        for lname, _name, value in headers:
+            if lname == b"user-agent":
+                if user_agent is None:
+                    user_agent = value
+            elif lname == b"content-length":
+                content_length = int(value) if value.isdigit() else 0
+            elif lname == b"transfer-encoding":
+                content_length = -1
+            elif lname == b"x-real-ip":
+                real_ip = real_ip or value
+            elif lname == b"x-forwarded-for":
+                forwarded = forwarded or value
+            if tag_headers and lname in tag_headers:
+                if tag_values is None:
+                    tag_values = []
+                tag_values.append(_pack(lname.decode("latin-1") + "-" + value.decode("latin-1")))
+        cache = self._ips
+        where = (peer, real_ip, forwarded)
+        found = cache.get(where)
+        if found is None:
+            if len(cache) >= _KEY_CACHE_SIZE:
+                cache.clear()
+            ip = _real_ip(real_ip, forwarded) or peer.decode("latin-1")
+            found = cache[where] = (ip, _K["IPAddress"] + _pack(ip)
+                                    + (self._geo_segment(ip) if self._geo is not None
+                                       else _SEG_NO_GEO) + _SEG_NETWORK + _LATENCY)
+        if self._ignored_text and found[0] in self._ignored_text:
+            return None
+
+        listen = route.listen_path
+        raw_path = path[len(listen):] if api.strip and path.startswith(listen) else path
+        if not raw_path.startswith(b"/"):
+            raw_path = b"/" + raw_path
+        packed_path = _pack((unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path)
+                            .decode("utf-8", "replace"))
+
+        who = self._session_parts(session, session_key)
+        tags = who[3] + (tag_values or []) + api.tags_packed
+        if who[4] is not None:
+            tags.append(who[4])
+        tags += api.tail_packed
+        count = len(tags)
+
+        if user_agent is None:
+            packed_ua = _EMPTY
+        else:
+            cached = self._agents.get(user_agent)
+            if cached is None:
+                if len(self._agents) >= _KEY_CACHE_SIZE:
+                    self._agents.clear()
+                cached = self._agents[user_agent] = _pack(user_agent.decode("latin-1"))
+            packed_ua = cached
+
+        seconds, nanos = divmod(at_ns, 1_000_000_000)
+        if seconds != self._second:
+            local = time.localtime(seconds)
+            self._second = seconds
+            self._second_seg = (_K["Day"] + _pack(local.tm_mday) + _K["Month"]
+                                + _pack(local.tm_mon) + _K["Year"] + _pack(local.tm_year)
+                                + _K["Hour"] + _pack(local.tm_hour) + _K["ResponseCode"])
+            self._second_packed = _pack(seconds)
+        expire = api.expire_after if api.expire_after > 0 else _HUNDRED_YEARS
+        code = status or 499
+        total_ms = int(total * 1000.0)
+        upstream_ms = int(upstream * 1000.0)
+        small = _SMALL_INTS
+        packed_total = small[total_ms] if total_ms < 4096 else _pack(total_ms)
+        packed_nanos = _pack(nanos)
+        gateway_ms = total_ms - upstream_ms
+        if self.detailed or api.detailed or who[5]:
+            raw = (_K["RawRequest"] + _pack(_raw_request(api, method, raw_path, query, headers))
+                   + _K["RawResponse"] + _pack(_raw_response(code)))
+        else:
+            raw = _RAW_NONE
+        return b"".join((
+            _HEAD_METHOD, _METHODS.get(method) or _pack(method.decode("latin-1")),
+            api.seg_host, packed_path, _K_RAW_PATH, packed_path, _K_CONTENT_LENGTH,
+            small[content_length] if 0 <= content_length < 4096 else _pack(content_length),
+            _K_USER_AGENT, packed_ua, self._second_seg,
+            small[code] if code < 4096 else _pack(code),
+            who[0], self._second_packed, packed_nanos, api.seg_names, who[1], packed_total,
+            raw, found[1], packed_total, _K_UPSTREAM,
+            small[upstream_ms] if upstream_ms < 4096 else _pack(upstream_ms), _K_GATEWAY,
+            small[gateway_ms] if 0 <= gateway_ms < 4096 else _pack(gateway_ms),
+            _TAGS_HEADS[count] if count < 16 else _K_TAGS + _ARRAY16 + count.to_bytes(2, "big"),
+            *tags, who[2], _pack(seconds + expire), packed_nanos, api.seg_tail))
+
+    def _session_parts(self, session: Any, session_key: Any) -> tuple[Any, ...]:
+        """(APIKey piece, OauthID piece, Alias piece, the session's tags packed,
+        the key tag packed or None, detailed recording) for one session."""
+        cache = self._sessions
+        found = cache.get(session_key)
+        if found is not None and found[6] is session:
+            return found
+        if len(cache) >= _KEY_CACHE_SIZE:
+            cache.clear()
+        effective = getattr(session, "effective", None) if session is not None else None
+        if not isinstance(effective, dict):
+            effective = {}
+        api_key = self._api_key(session_key)
+        tags = [_pack("pol-" + p) for p in _list(effective.get("apply_policies"))
+                if isinstance(p, str)]
+        developer = _dict(effective.get("meta_data")).get("tyk_developer_id")
+        if isinstance(developer, str):
+            tags.append(_pack("dev-" + developer))
+        tags += [_pack(t) for t in _list(effective.get("tags")) if isinstance(t, str)]
+        alias = effective.get("alias")
+        oauth_id = effective.get("oauth_client_id")
+        found = cache[session_key] = (
+            _K["APIKey"] + _pack(api_key) + _K["TimeStamp"] + b"\x92",
+            _K["OauthID"] + _pack(oauth_id if isinstance(oauth_id, str) else "")
+            + _K["RequestTime"],
+            _K["Alias"] + _pack(alias if isinstance(alias, str) else "") + _SEG_TRACK
+            + _K["ExpireAt"] + b"\x92",
+            tags, _pack("key-" + api_key) if api_key else None,
+            effective.get("enable_detailed_recording") is True, session)
+        return found
+
+    def _geo_segment(self, ip: str) -> bytes:
+        return _K["Geo"] + _pack(self._geo_of(ip))
 
     def _api_key(self, session_key: Any) -> str:
         if not session_key:
@@ -635,8 +823,16 @@ def _raw_request(api: _ApiInfo, method: bytes, path: bytes, query: bytes,
     return base64.b64encode(b"".join(lines)).decode("ascii")
 
 
-def _json_line(record: dict[str, Any]) -> bytes:
+def _raw_response(code: int) -> str:
+    """Base64 of the response's status line (see the module docstring)."""
+    status_line = STATUS_LINES.get(code) or b"HTTP/1.1 %d Unknown\r\n" % code
+    return base64.b64encode(status_line + b"\r\n").decode("ascii")
+
+
+def _json_line(record: dict[str, Any] | None) -> bytes | None:
     """A record as one JSON line: the same names, times as RFC 3339 text."""
+    if record is None:
+        return None
     line = dict(record)
     line["TimeStamp"] = go_rfc3339(*record["TimeStamp"])
     line["ExpireAt"] = go_rfc3339(*record["ExpireAt"])
