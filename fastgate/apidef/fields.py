@@ -95,6 +95,9 @@ _CORE_FIELDS: frozenset[str] = frozenset(
     # Plugins (fastgate.plugins): hooks, bundles and the configuration they get.
     | {"custom_middleware", "custom_middleware_bundle", "custom_middleware_bundle_disabled",
        "config_data", "config_data_disabled"}
+    # Analytics records (fastgate.observability.analytics).
+    | {"do_not_track", "tags", "tag_headers", "enable_detailed_recording",
+       "expire_analytics_after"}
 )
 #: Endpoint lists of ``extended_paths`` that fastgate applies (JavaScript
 #: virtual endpoints: fastgate.plugins.js.virtual).

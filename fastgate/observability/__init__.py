@@ -22,6 +22,7 @@ runs in batches off the request path.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from fastgate.observability.metrics import Metrics
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from fastgate.services import Services
 
 __all__ = ["Observability"]
+
+log = logging.getLogger("fastgate")
 
 
 class Observability:
@@ -79,7 +82,11 @@ class Observability:
 
     async def close(self) -> None:
         """Flush what is buffered and stop (at shutdown)."""
-        for consumer in (self.tracing, self.access_log, self.analytics):
-            if consumer is not None:
+        for consumer in (self.tracing, self.access_log, self.analytics, self.metrics):
+            if consumer is None:
+                continue
+            try:
                 await consumer.close()
-        await self.metrics.close()
+            except Exception:
+                # Never in the way of the shutdown itself.
+                log.exception("closing %s failed", type(consumer).__name__)
