@@ -1090,7 +1090,6 @@ def test_realistic_dashboard_export_loads_and_reports(tmp_path: Path) -> None:
     assert spec.raw == DASHBOARD_EXPORT["api_definition"]
     assert spec.ignored_fields == (
         "api_definition.cache_options",
-        "api_definition.tags",
         "api_definition.proxy.disable_strip_slash",
         "api_definition.version_data.versions.Default.extended_paths.ignored",
         "api_definition.version_data.versions.Default.extended_paths.transform_headers",

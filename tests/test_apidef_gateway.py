@@ -113,10 +113,10 @@ def test_refused_api_is_said_once_without_its_settings(gateway_factory, make_api
 
 
 def test_config_unknown_and_ignored_fields_are_logged_once(gateway_factory):
-    gw = gateway_factory(worker=2, enable_analytics=True)
+    gw = gateway_factory(worker=2, enable_custom_domains=True)
     text = stderr_of(gw)
     assert text.count("worker: unknown field (did you mean workers?)") == 1
-    assert text.count("fields not implemented by fastgate, ignored: enable_analytics") == 1
+    assert text.count("fields not implemented by fastgate, ignored: enable_custom_domains") == 1
     assert gw.reload().status_code == 200
     assert stays(lambda: count(gw, "worker: unknown field") == 1, 0.3)
 
