@@ -200,10 +200,19 @@ def encode_record(record: dict[str, Any]) -> bytes:
     return _packer.pack(record)
 
 
+#: Seconds -> their RFC 3339 text (the records of one batch share a few).
+_RFC3339_SECONDS: dict[int, str] = {}
+
+
 def go_rfc3339(seconds: int, nanos: int) -> str:
     """A time as Go's ``time.Time`` JSON (RFC 3339, nanoseconds without
     trailing zeros, UTC as ``Z``)."""
-    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    text = _RFC3339_SECONDS.get(seconds)
+    if text is None:
+        if len(_RFC3339_SECONDS) >= 64:
+            _RFC3339_SECONDS.clear()
+        text = _RFC3339_SECONDS[seconds] = datetime.fromtimestamp(seconds, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S")
     if nanos:
         text += ("." + "%09d" % nanos).rstrip("0")  # noqa: UP031
     return text + "Z"
@@ -322,6 +331,9 @@ class Analytics:
         self._agents: dict[bytes, bytes] = {}
         self._second = -1
         self._second_seg = b""
+        #: build()'s local time, per second.
+        self._local_second = -1
+        self._local = time.localtime(0)
         self._second_packed = b""
         self._geo: Any = None
         if cfg.enable_geo_ip:
@@ -535,7 +547,10 @@ class Analytics:
         total_ms = int(total * 1000.0)
         upstream_ms = int(upstream * 1000.0)
         seconds, nanos = divmod(at_ns, 1_000_000_000)
-        local = time.localtime(seconds)
+        if seconds != self._local_second:
+            self._local_second = seconds
+            self._local = time.localtime(seconds)
+        local = self._local
         expire = api.expire_after if api.expire_after > 0 else _HUNDRED_YEARS
         code = status or 499
         raw_request = raw_response = ""
@@ -833,7 +848,7 @@ def _json_line(record: dict[str, Any] | None) -> bytes | None:
     """A record as one JSON line: the same names, times as RFC 3339 text."""
     if record is None:
         return None
-    line = dict(record)
-    line["TimeStamp"] = go_rfc3339(*record["TimeStamp"])
-    line["ExpireAt"] = go_rfc3339(*record["ExpireAt"])
-    return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+    # The record is this line's own (build() made it): changed in place.
+    record["TimeStamp"] = go_rfc3339(*record["TimeStamp"])
+    record["ExpireAt"] = go_rfc3339(*record["ExpireAt"])
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
