@@ -285,7 +285,7 @@ class AccessLog:
             if spec.org_id:
                 line["org_id"] = spec.org_id
         line["api_key"] = self._key(session_key)
-        line["client_ip"] = ((_real_ip(real_ip, forwarded) or peer_ip)
+        line["client_ip"] = ((real_ip_of(real_ip, forwarded) or peer_ip)
                              if real_ip is not None or forwarded is not None else peer_ip)
         line["host"] = host.decode("latin-1") if host is not None else ""
         # Milliseconds with microseconds (int() then / is 3x round(x, 3)).
@@ -337,8 +337,9 @@ class AccessLog:
         return hashed
 
 
-def _real_ip(real_ip: bytes | None, forwarded: bytes | None) -> str | None:
-    """Tyk's ``RealIP`` from the headers (None: use the peer's address)."""
+def real_ip_of(real_ip: bytes | None, forwarded: bytes | None) -> str | None:
+    """Tyk's ``RealIP`` from the ``X-Real-IP`` and ``X-Forwarded-For`` values
+    (None: use the peer's address); the analytics records use it too."""
     for value in (real_ip, (forwarded or b"").split(b",", 1)[0]):
         if value:
             try:

@@ -95,7 +95,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import logging
 import os
 import random
@@ -109,6 +108,7 @@ import msgpack
 import orjson
 
 from fastgate.config import ConfigError
+from fastgate.observability.access_log import real_ip_of
 from fastgate.observability.metrics import Family
 from fastgate.responses import STATUS_LINES
 from fastgate.session.keys import hash_key
@@ -516,7 +516,7 @@ class Analytics:
                 forwarded = forwarded or value
             if lname in api.tag_headers:
                 tag_values.append(lname.decode("latin-1") + "-" + value.decode("latin-1"))
-        ip = _real_ip(real_ip, forwarded) or peer.decode("latin-1")
+        ip = real_ip_of(real_ip, forwarded) or peer.decode("latin-1")
         if self._ignored_text and ip in self._ignored_text:
             return None
 
@@ -637,7 +637,7 @@ class Analytics:
         if found is None:
             if len(cache) >= _KEY_CACHE_SIZE:
                 cache.clear()
-            ip = _real_ip(real_ip, forwarded) or peer.decode("latin-1")
+            ip = real_ip_of(real_ip, forwarded) or peer.decode("latin-1")
             found = cache[where] = (ip, _K["IPAddress"] + _pack(ip)
                                     + (self._geo_segment(ip) if self._geo is not None
                                        else _SEG_NO_GEO) + _SEG_NETWORK + _LATENCY)
@@ -805,17 +805,6 @@ def _open_geo(config_path: str, db_path: str) -> Any:
     except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
         raise ConfigError(config_path, "analytics_config.geo_ip_db_path",
                           f"cannot read the MaxMind database {db_path}: {exc}") from None
-
-
-def _real_ip(real_ip: bytes | None, forwarded: bytes | None) -> str | None:
-    """Tyk's ``RealIP`` from the headers (None: use the peer's address)."""
-    for value in (real_ip, (forwarded or b"").split(b",", 1)[0]):
-        if value:
-            try:
-                return str(ipaddress.ip_address(value.strip().decode("latin-1")))
-            except ValueError:
-                continue
-    return None
 
 
 def _raw_request(api: _ApiInfo, method: bytes, path: bytes, query: bytes,
