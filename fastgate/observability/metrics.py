@@ -26,7 +26,7 @@ Exported (labels in braces):
 * ``fastgate_requests_total{api_id,method,status_class}`` -- every answer,
   ``api_id=""`` for requests no API served (404, ``/tyk/``...),
   ``status_class`` ``1xx``-``5xx`` or ``none`` (the connection went away
-  before an answer).
+  before an answer, or a status past 599).
 * ``fastgate_request_duration_seconds{api_id}``,
   ``fastgate_upstream_duration_seconds{api_id}`` (request sent to response
   head), ``fastgate_gateway_duration_seconds{api_id}`` -- histograms.
@@ -161,8 +161,9 @@ class Metrics:
             api = route.spec.metrics
             if api is None:
                 api = route.spec.metrics = self._stats(route.spec.api_id)
+        status = ex.status
         api.requests[_METHOD_INDEX.get(ex.method, _OTHER_METHOD) * _NCLASSES
-                     + ex.status // 100] += 1
+                     + (status // 100 if status < 600 else 0)] += 1
         bounds = self.bounds
         total = ex.total_time
         api.total[bisect_left(bounds, total)] += 1
@@ -177,7 +178,7 @@ class Metrics:
         sums[2] += total
         refused = ex.refused_by
         if refused is not None:
-            self._refused(api, route, ex.status, refused)
+            self._refused(api, route, status, refused)
 
     def _refused(self, api: ApiStats, route: Any, status: int,
                  refused: tuple[str | None, bytes]) -> None:
