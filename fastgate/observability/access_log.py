@@ -325,16 +325,23 @@ class AccessLog:
         return text
 
     def _key(self, session_key: Any) -> str:
-        if not session_key:
-            return ""
-        if self.hash_keys:
-            return str(session_key)
-        hashed = self._key_hashes.get(session_key)
-        if hashed is None:
-            if len(self._key_hashes) >= _KEY_CACHE_SIZE:
-                self._key_hashes.clear()
-            hashed = self._key_hashes[session_key] = hash_key(session_key, "")
-        return hashed
+        return recorded_key(session_key, self.hash_keys, self._key_hashes)
+
+
+def recorded_key(session_key: Any, hash_keys: bool, cache: dict[str, str]) -> str:
+    """What a log line or an analytics record says of the caller's key: the
+    storage key (a hash) with ``hash_keys``, else the key hashed here (never
+    the credential itself); "" for none.  ``cache`` keeps the hashes made."""
+    if not session_key:
+        return ""
+    if hash_keys:
+        return str(session_key)
+    hashed = cache.get(session_key)
+    if hashed is None:
+        if len(cache) >= _KEY_CACHE_SIZE:
+            cache.clear()
+        hashed = cache[session_key] = hash_key(str(session_key), "")
+    return hashed
 
 
 def real_ip_of(real_ip: bytes | None, forwarded: bytes | None) -> str | None:

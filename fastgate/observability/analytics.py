@@ -108,10 +108,9 @@ import msgpack
 import orjson
 
 from fastgate.config import ConfigError
-from fastgate.observability.access_log import real_ip_of
+from fastgate.observability.access_log import real_ip_of, recorded_key
 from fastgate.observability.metrics import Family
 from fastgate.responses import STATUS_LINES
-from fastgate.session.keys import hash_key
 from fastgate.storage.base import StoreError
 
 if TYPE_CHECKING:
@@ -739,15 +738,8 @@ class Analytics:
     def _api_key(self, session_key: Any) -> str:
         if not session_key:
             return KEYLESS_KEY_HASH if self.hash_keys else ""
-        if self.hash_keys:
-            return str(session_key)
         # hash_keys off: Tyk records the raw key; fastgate records its hash.
-        hashed = self._key_hashes.get(session_key)
-        if hashed is None:
-            if len(self._key_hashes) >= _KEY_CACHE_SIZE:
-                self._key_hashes.clear()
-            hashed = self._key_hashes[session_key] = hash_key(str(session_key), "")
-        return hashed
+        return recorded_key(session_key, self.hash_keys, self._key_hashes)
 
     def _geo_of(self, ip: str) -> dict[str, Any]:
         if self._geo is None:

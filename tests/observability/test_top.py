@@ -4,6 +4,7 @@ real gateway and a real metrics server over sockets."""
 
 from __future__ import annotations
 
+import hmac
 import http.server
 import math
 import os
@@ -208,7 +209,7 @@ class CountingMetrics(http.server.BaseHTTPRequestHandler):
     secret = "top-secret"
 
     def do_GET(self) -> None:
-        if self.headers.get("X-Tyk-Authorization") != self.secret:
+        if not hmac.compare_digest(self.headers.get("X-Tyk-Authorization") or "", self.secret):
             self.send_response(403)
             self.end_headers()
             return
