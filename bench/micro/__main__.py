@@ -1,9 +1,20 @@
-"""``python -m bench.micro [--short] [-k TEXT] [--json FILE]``: compiled vs twin, with floors.
+"""``python -m bench.micro [--short] [-k TEXT] [--json FILE] [--functions | --exchanges]``.
 
-Exit status: 0 when every ratio is at or above its floor; 1 when one is below,
-when a compiled module is missing, or when a public ``_core`` function has no
-floor or no case; 0 with a notice when ``FASTGATE_NO_EXTENSIONS`` is set (there is
-nothing compiled to compare).
+Two gates, both run by default (``tools/test`` runs ``--short``):
+
+* **functions** -- each compiled ``_core`` function against its pure-Python
+  twin, with the speed-up floors of ``bench/micro/cases.py``;
+* **exchanges** -- whole requests through the real gateway in process
+  (``bench/micro/exchange.py``), each path's CPU per exchange relative to a
+  keyless exchange measured in the same run, with the ceilings of
+  ``exchange.CEILINGS``.
+
+Exit status: 0 when every ratio keeps its floor or ceiling; 1 when one does
+not, when a compiled module is missing, when a public ``_core`` function has
+no floor or no case, or when an exchange case does not take the path it names.
+With ``FASTGATE_NO_EXTENSIONS`` set there is nothing compiled to compare: the
+function floors are skipped (with a notice) and the exchanges run on the twins,
+checked against ``exchange.TWIN_CEILINGS``.
 """
 
 from __future__ import annotations
@@ -11,61 +22,91 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 import fastgate._core as core
+from bench.micro import exchange
 from bench.micro.cases import CASES
-from bench.micro.runner import FULL, SHORT, coverage_problems, format_table, measure
+from bench.micro.runner import FULL, SHORT, Result, coverage_problems, format_table, measure
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__)
-    parser.add_argument("--short", action="store_true", help="a few seconds in all (CI mode)")
-    parser.add_argument("-k", metavar="TEXT", help="only cases whose function contains TEXT")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    args = parser.parse_args(argv)
-
-    if core.NO_EXTENSIONS:
-        print("bench.micro: FASTGATE_NO_EXTENSIONS is set, no compiled module to measure: skipped")
-        return 0
+def _functions(short: bool, text: str | None) -> tuple[list[Result], list[str]]:
+    """The function floors: results and problems (nothing measured when there are problems)."""
     problems = coverage_problems()
     missing = [name for name in core.MODULES if core.compiled(name) is None]
     problems += [f"fastgate._core.{name}: extension not built" for name in missing]
     if problems:
-        for problem in problems:
-            print(f"bench.micro: {problem}", file=sys.stderr)
-        return 1
-
-    mode = SHORT if args.short else FULL
-    cases = [c for c in CASES if args.k is None or args.k in c.function]
+        return [], problems
+    mode = SHORT if short else FULL
+    cases = [c for c in CASES if text is None or text in c.function]
     results = [measure(case, mode) for case in cases]
-    print(format_table(results))
+    below = [r.case.function for r in results if not r.ok]
+    if below:
+        problems.append(f"{len(below)} function(s) below their speed-up floor: "
+                        + ", ".join(below))
+    return results, problems
+
+
+def _exchanges(short: bool, text: str | None) -> tuple[list[exchange.ExchangeResult], list[str]]:
+    problems: list[str] = []
+    names = [n for n in exchange.CEILINGS if text is None or text in n]
+    results = exchange.run(exchange.SHORT if short else exchange.FULL, names, problems)
+    above = [r.name for r in results if not r.ok]
+    if above:
+        problems.append(f"{len(above)} exchange(s) above their ceiling (x keyless): "
+                        + ", ".join(above))
+    return results, problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--short", action="store_true", help="a few seconds in all (CI mode)")
+    parser.add_argument("-k", metavar="TEXT",
+                        help="only functions / exchange cases whose name contains TEXT")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--functions", action="store_true",
+                       help="only the compiled-vs-twin function floors")
+    which.add_argument("--exchanges", action="store_true",
+                       help="only the whole-exchange ceilings")
+    args = parser.parse_args(argv)
+
+    problems: list[str] = []
+    report: dict[str, Any] = {"extensions": not core.NO_EXTENSIONS}
+    if not args.exchanges:
+        if core.NO_EXTENSIONS:
+            print("bench.micro: FASTGATE_NO_EXTENSIONS is set, no compiled function to "
+                  "compare with its twin: function floors skipped")
+        else:
+            results, found = _functions(args.short, args.k)
+            problems += found
+            if results:
+                print(format_table(results))
+            report["functions"] = [
+                {"function": r.case.function, "input": r.case.label, "twin_ns": r.twin_ns,
+                 "compiled_ns": r.compiled_ns, "ratio": r.ratio, "floor": r.floor,
+                 "ok": r.ok}
+                for r in results
+            ]
+    if not args.functions:
+        outcomes, found = _exchanges(args.short, args.k)
+        problems += found
+        if outcomes:
+            if not args.exchanges:
+                print()
+            print(exchange.format_table(outcomes))
+        report["exchanges"] = [
+            {"case": r.name, "us": r.us, "keyless_us": r.keyless_us, "ratio": r.ratio,
+             "ceiling": r.ceiling, "ok": r.ok}
+            for r in outcomes
+        ]
     if args.json:
         with open(args.json, "w") as out:
-            json.dump(
-                [
-                    {
-                        "function": r.case.function,
-                        "input": r.case.label,
-                        "twin_ns": r.twin_ns,
-                        "compiled_ns": r.compiled_ns,
-                        "ratio": r.ratio,
-                        "floor": r.floor,
-                        "ok": r.ok,
-                    }
-                    for r in results
-                ],
-                out,
-                indent=2,
-            )
-    below = [r for r in results if not r.ok]
-    if below:
-        print(
-            f"bench.micro: {len(below)} function(s) below their speed-up floor: "
-            + ", ".join(r.case.function for r in below),
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+            json.dump(report, out, indent=2)
+    for problem in problems:
+        print(f"bench.micro: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 raise SystemExit(main())
