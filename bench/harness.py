@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench import client, jwt, procstat, scenarios
+from bench import client, jwt, luagen, procstat, scenarios
 from bench.processes import (
     ManagedProcess,
     StartupError,
@@ -53,8 +53,12 @@ from bench.report import (
     RunMeasurement,
     TargetSummary,
     describe_goal,
+    describe_paced_goal,
+    format_latency,
     goal_result,
+    paced_summary,
     ratios,
+    render_paced_table,
     render_table,
 )
 from bench.spec import (
@@ -63,6 +67,7 @@ from bench.spec import (
     UPSTREAM_URL,
     PrepareContext,
     Probe,
+    RefusalProbe,
     Scenario,
     SetupContext,
     WrkPlan,
@@ -100,6 +105,15 @@ class Settings:
     json_path: Path
     keep_tmp: bool
     cache_dir: Path = field(default_factory=jwt.default_cache_dir)
+    #: fastgate's ``workers``, nginx's ``worker_processes`` and HAProxy's ``nbthread``.
+    workers: int = 1
+    #: Pace every run at this many requests/s in all (None: as fast as wrk can).
+    rate: float | None = None
+    #: After the rounds, one paced run per target at ``latency_load`` x nginx's
+    #: measured req/s, with ``latency_connections`` connections.
+    latency: bool = False
+    latency_load: float = 0.5
+    latency_connections: int = 1000
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings | None:
@@ -123,6 +137,20 @@ def parse_args(argv: Sequence[str] | None) -> Settings | None:
     parser.add_argument("--cache-dir", type=Path, default=None, metavar="PATH",
                         help="keep minted JWT pools and signing keys here (default "
                              "$FASTGATE_BENCH_CACHE, else bench/results/cache)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="fastgate workers (SO_REUSEPORT processes; on the redis store), "
+                             "nginx worker_processes and HAProxy nbthread (default 1); with "
+                             "N > 1 the proxies run on the first N CPUs, sharing the load's")
+    parser.add_argument("--rate", type=float, default=None, metavar="REQ_PER_S",
+                        help="pace every wrk run at this rate in all (wrk Lua delay(); e.g. "
+                             "--connections 10000 --rate 2000 to hold 10k idle-ish connections)")
+    parser.add_argument("--latency", action="store_true",
+                        help="after the rounds, a paced run per target at half nginx's "
+                             "measured req/s: p50-p99.99 and fastgate's p99 over nginx's")
+    parser.add_argument("--latency-load", type=float, default=0.5, metavar="FRACTION",
+                        help="the paced rate as a fraction of nginx's req/s (default 0.5)")
+    parser.add_argument("--latency-connections", type=int, default=1000, metavar="N",
+                        help="connections of the paced latency runs (default 1000)")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -139,7 +167,20 @@ def parse_args(argv: Sequence[str] | None) -> Settings | None:
         json_path=args.json,
         keep_tmp=args.keep_tmp,
         cache_dir=args.cache_dir if args.cache_dir is not None else jwt.default_cache_dir(),
+        workers=args.workers,
+        rate=args.rate,
+        latency=args.latency,
+        latency_load=args.latency_load,
+        latency_connections=args.latency_connections,
     )
+    if settings.workers < 1:
+        parser.error("--workers must be >= 1")
+    if settings.rate is not None and settings.rate <= 0:
+        parser.error("--rate must be > 0")
+    if not 0 < settings.latency_load <= 1 or settings.latency_connections < 1:
+        parser.error("--latency-load must be in (0, 1], --latency-connections >= 1")
+    if settings.latency and settings.rate is not None:
+        parser.error("--latency paces at nginx's measured rate: do not give --rate too")
     if settings.rounds < 1 or settings.duration_s < 1 or settings.warmup_s < 0:
         parser.error("--rounds and --duration must be >= 1, --warmup >= 0")
     if settings.connections < WRK_THREADS:
@@ -160,13 +201,28 @@ class Tools:
     proxy_cpu: int | None
     load_cpu: int | None
     haproxy: str | None = None
+    #: Every CPU the harness may use, in order (the proxy's, the load's, ...).
+    cpus: tuple[int, ...] = ()
     #: Why there is no HAProxy peer, when ``haproxy`` is None.
     haproxy_missing: str = "haproxy is not installed (apt-get install -y haproxy)"
 
-    def pinned(self, cpu: int | None, argv: Sequence[str]) -> list[str]:
+    def pinned(self, cpu: int | str | None, argv: Sequence[str]) -> list[str]:
+        """``argv`` under ``taskset -c cpu`` (a CPU number or a list such as "0,1")."""
         if cpu is None or self.taskset is None:
             return list(argv)
         return [self.taskset, "-c", str(cpu), *argv]
+
+    def proxy_cpus(self, workers: int) -> int | str | None:
+        """Where the proxies run: the proxy's CPU with one worker, the first
+        ``workers`` CPUs with more -- the load's core among them on a 2-core box."""
+        if workers <= 1 or self.proxy_cpu is None or len(self.cpus) < 2:
+            return self.proxy_cpu
+        return ",".join(str(cpu) for cpu in self.cpus[:workers])
+
+    def shares_load_core(self, workers: int) -> bool:
+        """Whether the proxies' CPUs include the load's (wrk, the upstream, redis)."""
+        cpus = self.proxy_cpus(workers)
+        return isinstance(cpus, str) and str(self.load_cpu) in cpus.split(",")
 
 
 def find_tools() -> Tools:
@@ -187,7 +243,8 @@ def find_tools() -> Tools:
     if len(cpus) >= 2 and taskset is not None:
         proxy_cpu, load_cpu = cpus[0], cpus[1]
     haproxy = shutil.which("haproxy", path=SBIN_PATH)
-    tools = Tools(wrk, nginx, taskset, str(fastgate), proxy_cpu, load_cpu, haproxy)
+    tools = Tools(wrk, nginx, taskset, str(fastgate), proxy_cpu, load_cpu, haproxy,
+                  cpus=tuple(cpus))
     if haproxy is not None:
         version = haproxy_version(_command_output([haproxy, "-v"]))
         if version is None or version < HAPROXY_MIN_VERSION:
@@ -306,6 +363,41 @@ def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
+def connection_limits(connections: int) -> dict[str, int]:
+    """The peers' limits for ``connections`` client connections: nginx's
+    ``worker_connections`` (client and upstream connections both count) and
+    ``worker_rlimit_nofile``, HAProxy's ``maxconn``; at least the 4096 of a normal
+    run."""
+    worker_connections = max(4096, connections + 1024)
+    return {"worker_connections": worker_connections,
+            "rlimit_nofile": 2 * worker_connections,
+            "maxconn": max(4096, connections + 256)}
+
+
+def raise_file_limit(connections: int) -> tuple[int, int]:
+    """Raise this process's open-file limit (inherited by everything it starts) so
+    that wrk and each proxy can hold ``connections`` sockets, and a proxy twice that
+    (a client and an upstream socket each); root raises the hard limit too.  The
+    limits now; BenchError when they are too low and cannot be raised."""
+    want = 2 * connection_limits(connections)["rlimit_nofile"]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            soft, hard = want, want
+        except (ValueError, OSError):
+            pass  # not root: the hard limit stays
+    target = hard if hard == resource.RLIM_INFINITY or hard < want else want
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft < connections + 1024:
+        raise BenchError(f"the open-file limit is {soft} and cannot be raised (hard limit "
+                         f"{hard}): too low for --connections {connections}; run as root or "
+                         f"raise it (ulimit -n)")
+    return soft, hard
+
+
 # ---------------------------------------------------------------- the running bench
 
 
@@ -332,10 +424,22 @@ class Bench:
         self._client_ca_id: str | None = None
         #: Client-certificate relays of the scenario running (stopped with it).
         self.relays: list[ManagedProcess] = []
+        self._paced_scripts = 0
+
+    @property
+    def proxy_cpus(self) -> int | str | None:
+        """The CPU (or CPU list) every proxy under test is pinned to."""
+        return self.tools.proxy_cpus(self.settings.workers)
+
+    @property
+    def shared_cores(self) -> bool:
+        """The proxies share their cores with wrk and the upstream (--workers N on a
+        box with no more than N cores): the per-core accounting means nothing."""
+        return self.tools.shares_load_core(self.settings.workers)
 
     # -- processes
 
-    def _start_nginx(self, name: str, template: str, cpu: int | None,
+    def _start_nginx(self, name: str, template: str, cpu: int | str | None,
                      values: Mapping[str, object]) -> ManagedProcess:
         assert self.tools.nginx is not None
         prefix = self.tmp / name
@@ -439,10 +543,11 @@ class Bench:
                 ssl_block += (f"        ssl_client_certificate {client_ca};\n"
                               f"        ssl_verify_client on;\n")
         proc = self._start_nginx(
-            f"{work.name}-nginx-proxy", "proxy.conf", self.tools.proxy_cpu,
+            f"{work.name}-nginx-proxy", "proxy.conf", self.proxy_cpus,
             {"port": port, "upstream_port": upstream_port, "upstream_name": NGINX_UPSTREAM,
              "locations": scenario.nginx_locations, "listen_ssl": listen_ssl,
-             "ssl": ssl_block},
+             "ssl": ssl_block, "workers": self.settings.workers,
+             **connection_limits(self.settings.connections)},
         )
         wait_ready(proc, lambda: port_open(port), f"nginx listened on {port}")
         return Target(BASELINE, f"{scheme}://127.0.0.1:{port}", proc)
@@ -455,7 +560,9 @@ class Bench:
         conf = directory / "haproxy.cfg"
         text = (BENCH_DIR / "haproxy" / "proxy.cfg").read_text()
         conf.write_text(render_template(text, {
-            "port": port, "upstream_port": upstream_port, "rules": scenario.haproxy.rules}))
+            "port": port, "upstream_port": upstream_port, "rules": scenario.haproxy.rules,
+            "threads": self.settings.workers,
+            "maxconn": connection_limits(self.settings.connections)["maxconn"]}))
         return conf
 
     def start_haproxy(self, scenario: Scenario, work: Path) -> Target:
@@ -465,7 +572,7 @@ class Bench:
         conf = self.write_haproxy_config(scenario, directory, port)
         # -db: stay in the foreground, one process (nbthread 1 is in the config).
         argv = [self.tools.haproxy, "-db", "-f", str(conf)]
-        proc = self.sup.start(f"{work.name}-haproxy", self.tools.pinned(self.tools.proxy_cpu, argv),
+        proc = self.sup.start(f"{work.name}-haproxy", self.tools.pinned(self.proxy_cpus, argv),
                               directory / "process.log")
         wait_ready(proc, lambda: port_open(port), f"haproxy listened on {port}")
         return Target(PEER, f"http://127.0.0.1:{port}", proc)
@@ -480,14 +587,21 @@ class Bench:
             "app_path": str(apps),
             "storage": {"type": "memory"},
         }
-        if scenario.needs_redis:
+        workers = self.settings.workers
+        if scenario.needs_redis or workers > 1:
+            # Several workers need a shared store (fastgate refuses the memory
+            # store with workers > 1).
             base["storage"] = {"type": "redis", "host": "127.0.0.1", "port": self.start_redis()}
+        if workers > 1:
+            base["workers"] = workers
         if scenario.tls:
             cert, key = self.tls_files()
             base["http_server_options"] = {"use_ssl": True, "certificates": [
                 {"domain_name": "localhost", "cert_file": str(cert), "key_file": str(key)}]}
-        config = substitute(deep_merge(base, scenario.gateway_config),
-                            UPSTREAM_URL, self.upstream_url)
+        extra = dict(scenario.gateway_config)
+        if workers > 1 and extra.get("storage", {}).get("type") == "memory":
+            extra.pop("storage")
+        config = substitute(deep_merge(base, extra), UPSTREAM_URL, self.upstream_url)
         for n, api in enumerate(scenario.api_definitions):
             api = substitute(api, UPSTREAM_URL, self.upstream_url)
             if scenario.client_certificates:
@@ -509,7 +623,7 @@ class Bench:
         secret = json.loads(config_path.read_text()).get("secret", SECRET)
         argv = [self.tools.fastgate, "run", "--config", str(config_path)]
         proc = self.sup.start(f"{work.name}-fastgate",
-                              self.tools.pinned(self.tools.proxy_cpu, argv),
+                              self.tools.pinned(self.proxy_cpus, argv),
                               gw_dir / "process.log", cwd=gw_dir)
         url = f"{'https' if scenario.tls else 'http'}://127.0.0.1:{port}"
         wait_ready(proc, lambda: client.request(url, path="/hello").status == 200,
@@ -525,12 +639,28 @@ class Bench:
 
     # -- load
 
+    def paced_script(self, plan: WrkPlan, rate: float, connections: int) -> Path:
+        """The plan's script (or plain GETs) paced at ``rate`` requests/s in all."""
+        self._paced_scripts += 1
+        directory = self.tmp / "paced"
+        directory.mkdir(exist_ok=True)
+        return luagen.write_paced_script(directory / f"paced-{self._paced_scripts}.lua",
+                                         luagen.mean_delay_ms(rate, connections), plan.script)
+
     def run_wrk(self, target: Target, scenario: Scenario, plan: WrkPlan, duration_s: int,
-                round_no: int) -> RunMeasurement:
-        argv = [self.tools.wrk, f"-t{WRK_THREADS}", f"-c{self.settings.connections}",
+                round_no: int, *, rate: float | None = None,
+                connections: int | None = None) -> RunMeasurement:
+        """One wrk run against ``target``: as fast as wrk goes, or paced at ``rate``
+        (default ``--rate``) over ``connections`` (default ``--connections``)."""
+        connections = connections if connections is not None else self.settings.connections
+        rate = rate if rate is not None else self.settings.rate
+        script = plan.script
+        if rate is not None:
+            script = self.paced_script(plan, rate, connections)
+        argv = [self.tools.wrk, f"-t{WRK_THREADS}", f"-c{connections}",
                 f"-d{duration_s}s", "--latency"]
-        if plan.script is not None:
-            argv += ["-s", str(plan.script)]
+        if script is not None:
+            argv += ["-s", str(script)]
         for header in scenario.wrk_headers:
             argv += ["-H", header]
         argv.append(target.url + scenario.path)
@@ -550,7 +680,7 @@ class Bench:
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         cores_before = procstat.read_core_times()
         started = time.monotonic()
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
+        done, rss_peak = self._wrk_sampling_rss(argv, target, duration_s + 60)
         wall = time.monotonic() - started
         cores_after = procstat.read_core_times()
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -578,7 +708,8 @@ class Bench:
                    + children_after.ru_stime - children_before.ru_stime)
         proxy_core_busy = proxy_core_steal = load_core_busy = None
         proxy_cpu, load_cpu = self.tools.proxy_cpu, self.tools.load_cpu
-        if proxy_cpu is not None and load_cpu is not None:
+        shared = self.shared_cores
+        if proxy_cpu is not None and load_cpu is not None and not shared:
             tick = procstat.CLOCK_TICKS_PER_SEC
             proxy_core_busy = (cores_after[proxy_cpu].busy - cores_before[proxy_cpu].busy) / tick
             proxy_core_steal = (cores_after[proxy_cpu].steal
@@ -601,7 +732,35 @@ class Bench:
             feed_problems=feed.problems if feed is not None else (),
             feed_notes=feed.notes if feed is not None else (),
             feed_retry=feed.retry if feed is not None else False,
+            proxy_rss_kb=rss_peak,
+            shared_cores=shared,
+            target_rate=rate,
+            paced_latency_us=(luagen.parse_paced_latency(done.stdout)
+                              if rate is not None else None),
         )
+
+    @staticmethod
+    def _wrk_sampling_rss(argv: list[str], target: Target, timeout: float
+                          ) -> tuple[subprocess.CompletedProcess[str], int | None]:
+        """Run wrk to its end, sampling the target tree's resident set meanwhile
+        (every 0.5 s, from the load core); wrk's result and the highest sample."""
+        peak: int | None = None
+        deadline = time.monotonic() + timeout
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) as wrk:
+            while True:
+                try:
+                    out, err = wrk.communicate(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    rss = procstat.tree_rss_kb(target.proc.pid)
+                    if rss is not None:
+                        peak = rss if peak is None else max(peak, rss)
+                    if time.monotonic() > deadline:
+                        wrk.kill()
+                        wrk.communicate()
+                        raise
+        return subprocess.CompletedProcess(argv, wrk.returncode, out, err), peak
 
     def measure_round(self, target: Target, scenario: Scenario, plan: WrkPlan,
                       round_no: int) -> RunMeasurement:
@@ -656,11 +815,6 @@ class Bench:
         try:
             if self.tools.nginx is not None:
                 targets.append(self.start_nginx_proxy(scenario, work))
-            if scenario.haproxy is not None:
-                if self.tools.haproxy is not None:
-                    targets.append(self.start_haproxy(scenario, work))
-                else:
-                    peer_notes.append(f"no HAProxy row: {self.tools.haproxy_missing}")
             fastgate, secret = self.start_fastgate(scenario, work)
             targets.append(fastgate)
 
@@ -675,6 +829,14 @@ class Bench:
                     scenario=scenario, gateway_url=fastgate.url, secret=secret,
                     upstream_url=self.upstream_url, work_dir=setup_dir, plan=plan,
                 ))
+            # After the setup hook: its files (a key map, say) are complete now.
+            if scenario.haproxy is not None:
+                if self.tools.haproxy is not None:
+                    targets.insert(len(targets) - 1, self.start_haproxy(scenario, work))
+                else:
+                    peer_notes.append(f"no HAProxy row: {self.tools.haproxy_missing}")
+            if self.settings.workers > 1:
+                peer_notes.append(self.workers_note())
             if scenario.client_certificates:
                 # Every target through the same kind of relay, which presents
                 # the client certificate wrk cannot.
@@ -685,6 +847,10 @@ class Bench:
                            == 200, "fastgate admitted the client certificate")
             for target in targets:
                 self.probe(target, plan.probe)
+            for refusal in scenario.refusals:
+                for target in targets:
+                    if target.name in refusal.statuses:
+                        self.probe_refused(target, refusal)
 
             warmup_problems: list[str] = []
             warmup_notes: list[str] = []
@@ -704,6 +870,7 @@ class Bench:
                     run = self.measure_round(target, scenario, plan, round_no)
                     summaries[target.name].runs.append(run)
                     print("  " + progress_line(run, settings.rounds), flush=True)
+            paced_runs = self.measure_latency(targets, scenario, plan, summaries)
         finally:
             for target in targets:
                 self.sup.stop(target.proc)
@@ -739,7 +906,69 @@ class Bench:
             result["ratios_to_haproxy"] = {
                 s.target: ratios(s, summaries[PEER]) for s in ordered if s.target != PEER
             }
+        if self.settings.workers > 1:
+            result["workers"] = {"count": self.settings.workers,
+                                 "proxy_cpus": str(self.proxy_cpus),
+                                 "shared_cores": self.shared_cores}
+        if paced_runs:
+            paced = paced_summary(paced_runs, BASELINE, FASTGATE)
+            paced["connections"] = self.settings.latency_connections
+            paced["load_fraction"] = self.settings.latency_load
+            paced["table"] = render_paced_table(paced)
+            result["paced"] = paced
+            result["problems"] += [f"paced {run.target}: {p}" for run in paced_runs
+                                   for p in run.problems()]
+            result["notes"] += [f"paced {run.target}: {n}" for run in paced_runs
+                                for n in run.notes()]
         return result
+
+    def workers_note(self) -> str:
+        """What the cores do with --workers N (printed under the table)."""
+        n = self.settings.workers
+        where = f"CPUs {self.proxy_cpus}"
+        text = (f"--workers {n}: fastgate workers={n} (SO_REUSEPORT, redis store), nginx "
+                f"worker_processes {n}, HAProxy nbthread {n}, all on {where}")
+        if self.shared_cores:
+            text += (f"; {n} workers sharing the {len(self.tools.cpus)} cores with the load "
+                     "(wrk, the upstream, redis): req/s is what the box gives, not a per-core "
+                     "figure; compare with nginx's row of the same run")
+        return text
+
+    def measure_latency(self, targets: list[Target], scenario: Scenario, plan: WrkPlan,
+                        summaries: Mapping[str, TargetSummary]) -> list[RunMeasurement]:
+        """With ``--latency``: one run per target paced at ``latency_load`` x nginx's
+        median req/s of the rounds just measured (nothing without nginx)."""
+        settings = self.settings
+        base = summaries.get(BASELINE)
+        if not settings.latency or base is None or not base.requests_per_sec:
+            return []
+        rate = settings.latency_load * base.requests_per_sec
+        runs = []
+        for target in targets:
+            run = self.run_wrk(target, scenario, plan, settings.duration_s, settings.rounds + 1,
+                               rate=rate, connections=settings.latency_connections)
+            runs.append(run)
+            lat = run.paced_latency_us or {}
+            print(f"  paced {rate:,.0f} req/s  {target.name:9} "
+                  f"{run.wrk.requests_per_sec:>10,.0f} req/s  p50 "
+                  f"{format_latency(lat.get('p50'))}  p99 {format_latency(lat.get('p99'))}  "
+                  f"p99.9 {format_latency(lat.get('p99.9'))}", flush=True)
+        return runs
+
+    def probe_refused(self, target: Target, refusal: RefusalProbe) -> None:
+        """``refusal``'s request must get its status from ``target``: a peer that
+        lets a wrong key through would make the comparison false."""
+        probe, want = refusal.probe, refusal.statuses[target.name]
+        try:
+            resp = client.request(target.url, probe.method, probe.path, dict(probe.headers),
+                                  probe.body)
+        except OSError as exc:
+            raise BenchError(f"refusal probe to {target.name}: {exc}") from exc
+        if resp.status != want:
+            raise BenchError(
+                f"refusal probe {probe.method} {probe.path} with headers "
+                f"{sorted(probe.headers)} to {target.name} answered {resp.status}, not {want}: "
+                f"it does not do the scenario's checks")
 
 
 def progress_line(run: RunMeasurement, rounds: int) -> str:
@@ -838,6 +1067,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _interrupt)
     try:
         tools = find_tools()
+        nofile = raise_file_limit(max(settings.connections, settings.latency_connections
+                                      if settings.latency else 0))
     except BenchError as exc:
         print(f"tools/bench: {exc}", file=sys.stderr)
         return 2
@@ -861,10 +1092,16 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
 
     selected = scenarios.by_name(list(settings.scenarios))
+    proxy_cpus = tools.proxy_cpus(settings.workers)
+    paced = f", paced at {settings.rate:,.0f} req/s" if settings.rate is not None else ""
     print(f"fastgate bench: {len(selected)} scenario(s), {settings.rounds} round(s) x "
           f"{settings.duration_s}s, warm-up {settings.warmup_s}s, wrk -t{WRK_THREADS} "
-          f"-c{settings.connections}; proxy on CPU {tools.proxy_cpu}, wrk + upstream on CPU "
-          f"{tools.load_cpu}", flush=True)
+          f"-c{settings.connections}{paced}; proxy on CPU {proxy_cpus}, wrk + upstream on CPU "
+          f"{tools.load_cpu}; open files {nofile[0]}", flush=True)
+    if tools.shares_load_core(settings.workers):
+        print(f"note: --workers {settings.workers}: the proxies' workers share the "
+              f"{len(tools.cpus)} cores with wrk and the upstream; per-core figures "
+              "(proxy CPU, disturbance notes) do not apply", flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="fastgate-bench-"))
     results: list[dict[str, Any]] = []
@@ -903,6 +1140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "warmup_s": settings.warmup_s,
             "connections": settings.connections,
             "wrk_threads": WRK_THREADS,
+            "workers": settings.workers,
+            "proxy_cpus": str(proxy_cpus),
+            "rate": settings.rate,
+            "latency": ({"load": settings.latency_load,
+                         "connections": settings.latency_connections}
+                        if settings.latency else None),
+            "open_files": nofile[0],
         },
         "scenarios": results,
         "failures": failures,
@@ -927,6 +1171,15 @@ def print_summary(results: list[dict[str, Any]], failures: list[str],
         print(result["table"])
         if "goal" in result:
             print(f"  {describe_goal(FASTGATE, result['goal'])}")
+        if "paced" in result:
+            paced = result["paced"]
+            print(f"  paced at {paced['rate']:,.0f} req/s ({paced['load_fraction']:.0%} of "
+                  f"nginx's req/s), {paced['connections']} connections; latency from send "
+                  "(wrk delay(): no coordinated-omission correction):")
+            print("  " + paced["table"].replace("\n", "\n  "))
+            line = describe_paced_goal(paced, FASTGATE)
+            if line:
+                print(f"  {line}")
         for note in result["notes"]:
             print(f"  note: {note}")
         if result["problems"]:

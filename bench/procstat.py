@@ -133,3 +133,29 @@ def parse_core_times(text: str) -> dict[int, CoreTimes]:
 
 def read_core_times() -> dict[int, CoreTimes]:
     return parse_core_times((PROC / "stat").read_text())
+
+
+def parse_status_rss_kb(text: str) -> int | None:
+    """``VmRSS`` in kB from a ``/proc/<pid>/status`` text (None for a kernel thread
+    or a zombie, which have none)."""
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
+def tree_rss_kb(root: int) -> int | None:
+    """The summed resident set of ``root``'s live process tree, in kB (pages shared
+    by several processes, such as nginx's master and worker, count once each), or
+    None when the tree is gone."""
+    pids = tree_pids(root, _all_stats())
+    if not pids:
+        return None
+    total = 0
+    for pid in pids:
+        try:
+            rss = parse_status_rss_kb((PROC / str(pid) / "status").read_text())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += rss or 0
+    return total

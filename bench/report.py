@@ -50,6 +50,15 @@ class RunMeasurement:
     feed_notes: tuple[str, ...] = ()
     #: The feed asks for the run to be measured again (its pool ran out).
     feed_retry: bool = False
+    #: The proxy tree's resident set, in kB: the highest sample while wrk ran.
+    proxy_rss_kb: int | None = None
+    #: The proxies ran on the load's cores too (--workers N on N cores): the
+    #: per-core disturbance and saturation notes mean nothing then.
+    shared_cores: bool = False
+    #: A paced run: the rate asked for in all (requests/s), and the percentiles
+    #: the pacing script printed (``{"p50": us, ..., "p99.99": us, "max": us}``).
+    target_rate: float | None = None
+    paced_latency_us: Mapping[str, float] | None = None
 
     @property
     def cpu_us_per_request(self) -> float | None:
@@ -81,6 +90,15 @@ class RunMeasurement:
         """Caveats that do not invalidate the run."""
         found = []
         wall = self.wall_s
+        if self.target_rate is not None:
+            reached = self.wrk.requests_per_sec / self.target_rate
+            if not 0.95 <= reached <= 1.05:
+                found.append(f"paced at {self.target_rate:,.0f} req/s, reached "
+                             f"{self.wrk.requests_per_sec:,.0f} ({reached:.0%})")
+            # Paced: the proxy is meant to idle part of the time.
+            return found + list(self.feed_notes)
+        if self.shared_cores:
+            return found + list(self.feed_notes)
         if self.proxy_core_busy_s is not None and wall > 0:
             others = (self.proxy_core_busy_s - self.proxy_cpu_s) / wall
             if others > DISTURBANCE:
@@ -139,6 +157,11 @@ class RunMeasurement:
             "proxy_core_busy_s": self.proxy_core_busy_s,
             "proxy_core_steal_s": self.proxy_core_steal_s,
             "load_core_busy_s": self.load_core_busy_s,
+            "proxy_rss_kb": self.proxy_rss_kb,
+            "shared_cores": self.shared_cores,
+            "target_rate": self.target_rate,
+            "paced_latency_us": (dict(self.paced_latency_us)
+                                 if self.paced_latency_us is not None else None),
             "feed": dict(self.feed) if self.feed is not None else None,
             "problems": self.problems(),
             "notes": self.notes(),
@@ -181,6 +204,10 @@ class TargetSummary:
         return self._median_of(lambda run: run.proxy_utilisation)
 
     @property
+    def rss_kb(self) -> float | None:
+        return self._median_of(lambda run: run.proxy_rss_kb)
+
+    @property
     def requests(self) -> int:
         return sum(run.wrk.requests for run in self.runs)
 
@@ -201,6 +228,7 @@ class TargetSummary:
             "latency_p99_us": self.p99_us,
             "cpu_us_per_request": self.cpu_us_per_request,
             "proxy_utilisation": self.proxy_utilisation,
+            "rss_kb": self.rss_kb,
             "requests": self.requests,
             "errors": self.errors,
             "problems": self.problems(),
@@ -251,6 +279,11 @@ def format_latency(us: float | None) -> str:
     return f"{us / 1e6:.2f}s"
 
 
+def format_rss(kb: float | None) -> str:
+    """A resident set in kB as MB ("-" when not measured)."""
+    return "-" if kb is None else f"{kb / 1024:.0f}MB"
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -271,11 +304,11 @@ def render_table(summaries: Sequence[TargetSummary], baseline: str = BASELINE,
     other = next((s for s in summaries if s.target == peer), None)
     if other is None:
         header: tuple[str, ...] = ("target", "req/s", "ratio", "p50", "p99", "ratio",
-                                   "CPU us/req", "ratio", "proxy CPU", "errors")
+                                   "CPU us/req", "ratio", "proxy CPU", "RSS", "errors")
     else:
         header = ("target", "req/s", f"x {baseline}", f"x {peer}", "p50", "p99",
                   f"x {baseline}", "CPU us/req", f"x {baseline}", f"x {peer}", "proxy CPU",
-                  "errors")
+                  "RSS", "errors")
     rows = [header]
     for summary in summaries:
         r = ratios(summary, base) if base is not None else {}
@@ -293,6 +326,7 @@ def render_table(summaries: Sequence[TargetSummary], baseline: str = BASELINE,
             _fmt_ratio(r.get("latency_p99")),
             *cpu,
             _fmt(summary.proxy_utilisation, ".0%"),
+            format_rss(summary.rss_kb),
             str(summary.errors),
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -304,3 +338,67 @@ def render_table(summaries: Sequence[TargetSummary], baseline: str = BASELINE,
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+#: The latency target of issue 14: fastgate's p99 at most this much over nginx's,
+#: both paced at the same rate.
+P99_ADDED_GOAL_US = 1000.0
+
+
+def paced_summary(runs: Sequence[RunMeasurement], baseline: str = BASELINE,
+                  target: str = "fastgate") -> dict[str, Any]:
+    """The paced latency runs of one scenario (one per target, same rate): each
+    target's rate and percentiles, and ``target``'s p99 over ``baseline``'s, against
+    ``P99_ADDED_GOAL_US``."""
+    by_target = {run.target: run for run in runs}
+    result: dict[str, Any] = {
+        "rate": runs[0].target_rate if runs else None,
+        "targets": {run.target: {"requests_per_sec": run.wrk.requests_per_sec,
+                                 "latency_us": dict(run.paced_latency_us or {}),
+                                 "cpu_us_per_request": run.cpu_us_per_request,
+                                 "proxy_rss_kb": run.proxy_rss_kb,
+                                 "errors": run.wrk.errors}
+                    for run in runs},
+    }
+    ours, base = by_target.get(target), by_target.get(baseline)
+    if ours is not None and base is not None:
+        p99 = (ours.paced_latency_us or {}).get("p99")
+        p99_base = (base.paced_latency_us or {}).get("p99")
+        added = p99 - p99_base if p99 is not None and p99_base is not None else None
+        result["p99_added_us"] = added
+        result["goal"] = {"metric": "p99_added_us", "vs": baseline,
+                          "max_us": P99_ADDED_GOAL_US, "added_us": added,
+                          "met": added is not None and added <= P99_ADDED_GOAL_US}
+    return result
+
+
+def render_paced_table(summary: Mapping[str, Any]) -> str:
+    """The paced runs' table: rate reached and p50 to p99.99 per target."""
+    names = ("p50", "p90", "p99", "p99.9", "p99.99")
+    rows: list[tuple[str, ...]] = [("target", "req/s", *names, "CPU us/req", "RSS", "errors")]
+    for name, data in summary["targets"].items():
+        lat = data["latency_us"]
+        rows.append((name, _fmt(data["requests_per_sec"], ",.0f"),
+                     *(format_latency(lat.get(p)) for p in names),
+                     _fmt(data["cpu_us_per_request"], ".1f"),
+                     format_rss(data["proxy_rss_kb"]), str(data["errors"])))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def describe_paced_goal(summary: Mapping[str, Any], target: str = "fastgate") -> str | None:
+    """``goal: fastgate p99 - nginx p99 <= 1.00ms at N req/s: ..., met``, or None."""
+    goal = summary.get("goal")
+    if goal is None:
+        return None
+    added = goal["added_us"]
+    got = "not measured" if added is None else f"{added / 1e3:+.2f}ms"
+    return (f"goal: {target} p99 - {goal['vs']} p99 <= {goal['max_us'] / 1e3:.2f}ms at "
+            f"{summary['rate']:,.0f} req/s: {got}, {'met' if goal['met'] else 'MISSED'}")

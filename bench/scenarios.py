@@ -23,7 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from bench import client, jwt
+from bench import client, jwt, keyauth
 from bench.luagen import write_rotating_requests_script
 from bench.spec import (
     CLIENT_CA_ID,
@@ -33,6 +33,7 @@ from bench.spec import (
     PrepareContext,
     PrepareHook,
     Probe,
+    RefusalProbe,
     Scenario,
     SetupContext,
     WrkPlan,
@@ -63,9 +64,11 @@ POST_BODY_1K = b"x" * 1024  # what bench/wrk/post_1k.lua sends
 AUTH_TOKEN_KEYS = 10_000
 
 
-def create_auth_token_keys(ctx: SetupContext, **limits: Any) -> WrkPlan:
+def create_auth_token_keys(ctx: SetupContext, map_path: Path | None = None,
+                           **limits: Any) -> WrkPlan:
     """Create AUTH_TOKEN_KEYS keys through the REST API (generated, so hashed in
-    the store as with hash_keys) and rotate them per request."""
+    the store as with hash_keys) and rotate them per request; with ``map_path``,
+    write the same raw keys there as HAProxy's map (``bench/keyauth.py``)."""
     keys = []
     session = {
         "access_rights": {"bench": {"api_id": "bench", "api_name": "bench",
@@ -78,9 +81,44 @@ def create_auth_token_keys(ctx: SetupContext, **limits: Any) -> WrkPlan:
         if resp.status != 200:
             raise RuntimeError(f"creating a key failed: {resp.status} {resp.body!r}")
         keys.append(resp.json()["key"])
+    if map_path is not None:
+        keyauth.write_key_map(map_path, keys)
     script = write_rotating_requests_script(
         ctx.work_dir / "keys.lua", [{"Authorization": key} for key in keys])
     return replace(ctx.plan, script=script, probe=Probe(headers={"Authorization": keys[0]}))
+
+
+#: A key no scenario creates (same length as a generated one), and no key at all:
+#: HAProxy's map and fastgate must both refuse them before the load.
+WRONG_KEY = "0" * 32
+KEY_REFUSALS = (
+    RefusalProbe(Probe(headers={"Authorization": WRONG_KEY}),
+                 {"haproxy": 403, "fastgate": 403}),
+    RefusalProbe(Probe(), {"haproxy": 403, "fastgate": 401}),
+)
+
+
+def key_auth_scenario(name: str, description: str, gateway_config: dict[str, Any],
+                      rate_limit: int | None = None, needs_redis: bool = False,
+                      **limits: Any) -> Scenario:
+    """An auth-token scenario over AUTH_TOKEN_KEYS keys (session ``limits``), with
+    HAProxy checking the same keys from a map (plus a stick-table rate limit of
+    ``rate_limit`` per second when given)."""
+    def setup(ctx: SetupContext, map_path: Path) -> WrkPlan:
+        return create_auth_token_keys(ctx, map_path, **limits)
+
+    return Scenario(
+        name=name,
+        description=description,
+        api_definitions=(keyless_api(use_keyless=False, use_standard_auth=True),),
+        gateway_config=gateway_config,
+        needs_redis=needs_redis,
+        # Filled in by the prepare hook (the map's path is the run's).
+        haproxy=keyauth.HAPROXY_PENDING,
+        prepare=keyauth.prepare_key_auth(setup, AUTH_TOKEN_KEYS, rate_limit),
+        refusals=KEY_REFUSALS,
+    )
+
 
 SCENARIOS: list[Scenario] = [
     Scenario(
@@ -134,15 +172,22 @@ SCENARIOS += [
 ]
 
 
-SCENARIOS.append(
-    Scenario(
-        name="auth-token-10k",
-        description=f"auth token, {AUTH_TOKEN_KEYS:,} keys rotating per request (hash_keys)",
-        api_definitions=(keyless_api(use_keyless=False, use_standard_auth=True),),
-        gateway_config={"hash_keys": True},
-        setup=create_auth_token_keys,
-    )
-)
+SCENARIOS.append(key_auth_scenario(
+    "auth-token-10k",
+    f"auth token, {AUTH_TOKEN_KEYS:,} keys rotating per request (hash_keys)",
+    {"hash_keys": True},
+))
+
+#: The local limiter's scenario: a rate of 100,000 per second per key, never reached.
+LOCAL_RATE = 100_000
+
+SCENARIOS.append(key_auth_scenario(
+    "auth-token-10k-ratelimit",
+    (f"auth token + local rate limit ({LOCAL_RATE:,}/s per key, rate_limiter local, "
+     f"memory store), {AUTH_TOKEN_KEYS:,} keys rotating; nothing is refused"),
+    {"hash_keys": True, "rate_limiter": "local"},
+    rate_limit=LOCAL_RATE, rate=LOCAL_RATE, per=1,
+))
 
 
 #: Metrics (on by default) and analytics (off by default) off, then both on:
@@ -166,36 +211,32 @@ SCENARIOS += [
         gateway_config=OBSERVABILITY_ON,
         haproxy=HAPROXY_PLAIN_PROXY,
     ),
-    Scenario(
-        name="auth-token-10k-observability-off",
-        description=f"auth token, {AUTH_TOKEN_KEYS:,} keys rotating, metrics and analytics off",
-        api_definitions=(keyless_api(use_keyless=False, use_standard_auth=True),),
-        gateway_config={"hash_keys": True, **OBSERVABILITY_OFF},
-        setup=create_auth_token_keys,
+    key_auth_scenario(
+        "auth-token-10k-observability-off",
+        f"auth token, {AUTH_TOKEN_KEYS:,} keys rotating, metrics and analytics off",
+        {"hash_keys": True, **OBSERVABILITY_OFF},
     ),
-    Scenario(
-        name="auth-token-10k-observability-on",
-        description=(f"auth token, {AUTH_TOKEN_KEYS:,} keys rotating, Prometheus metrics and "
-                     "analytics records on"),
-        api_definitions=(keyless_api(use_keyless=False, use_standard_auth=True),),
-        gateway_config={"hash_keys": True, **OBSERVABILITY_ON},
-        setup=create_auth_token_keys,
+    key_auth_scenario(
+        "auth-token-10k-observability-on",
+        (f"auth token, {AUTH_TOKEN_KEYS:,} keys rotating, Prometheus metrics and "
+         "analytics records on"),
+        {"hash_keys": True, **OBSERVABILITY_ON},
     ),
 ]
 
 
-SCENARIOS.append(
-    Scenario(
-        name="auth-token-limits-redis",
-        description=(f"auth token + rate limit + quota decided in Redis (redis mode), "
-                     f"{AUTH_TOKEN_KEYS:,} keys rotating; limits high so nothing is refused"),
-        api_definitions=(keyless_api(use_keyless=False, use_standard_auth=True),),
-        gateway_config={"hash_keys": True, "rate_limiter": "redis"},
-        needs_redis=True,
-        setup=lambda ctx: create_auth_token_keys(
-            ctx, rate=1_000_000, per=1, quota_max=1_000_000_000, quota_renewal_rate=3600),
-    )
-)
+#: The Redis scenario's limits: a rate of 1,000,000 per second and a quota of 10^9 an
+#: hour per key, never reached.
+REDIS_RATE = 1_000_000
+
+SCENARIOS.append(key_auth_scenario(
+    "auth-token-limits-redis",
+    (f"auth token + rate limit + quota decided in Redis (redis mode), "
+     f"{AUTH_TOKEN_KEYS:,} keys rotating; limits high so nothing is refused"),
+    {"hash_keys": True, "rate_limiter": "redis"},
+    rate_limit=REDIS_RATE, needs_redis=True,
+    rate=REDIS_RATE, per=1, quota_max=1_000_000_000, quota_renewal_rate=3600,
+))
 
 
 # ---------------------------------------------------------------- signed requests

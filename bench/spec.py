@@ -53,6 +53,16 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class RefusalProbe:
+    """A request the named targets must refuse with the given status before the load
+    (a peer that accepts everything would be a false comparison): e.g. a wrong key,
+    ``{"haproxy": 403, "fastgate": 403}``.  Targets not named are not asked."""
+
+    probe: Probe
+    statuses: Mapping[str, int]
+
+
+@dataclass(frozen=True)
 class FeedRun:
     """What a ``WrkFeed`` made of one wrk run: facts for the JSON, and problems
     (reasons the run is no benchmark, e.g. a token the gateway had already seen)."""
@@ -158,6 +168,8 @@ HAPROXY_PLAIN_PROXY = HaproxyPeer("plain proxy")
 
 @dataclass(frozen=True)
 class Scenario:
+    """One benchmark scenario: what fastgate, nginx and HAProxy are given, what wrk sends."""
+
     name: str
     description: str
     #: Tyk Classic API definitions written to the gateway's ``app_path``, one file each.
@@ -202,3 +214,5 @@ class Scenario:
     #: (``bench/haproxy/relay.cfg``),
     #: pinned with the load, which does.
     client_certificates: bool = False
+    #: Requests that must be refused (by the targets each names) before the load.
+    refusals: tuple[RefusalProbe, ...] = ()

@@ -30,7 +30,8 @@ def test_nginx_templates_render_completely(name, tls):
     values = {"prefix": "/tmp/p", "port": 1, "upstream_port": 2, "upstream_name": "u",
               "locations": "location / { return 204; }",
               "listen_ssl": " ssl" if tls else "",
-              "ssl": "        ssl_certificate /tmp/c.pem;\n" if tls else ""}
+              "ssl": "        ssl_certificate /tmp/c.pem;\n" if tls else "",
+              "workers": 1, "worker_connections": 4096, "rlimit_nofile": 8192}
     rendered = render_template(text, values)
     assert "{{" not in rendered and "}}" not in rendered
     assert "daemon off;" in rendered and "worker_processes 1;" in rendered
@@ -55,6 +56,7 @@ def test_gateway_config_and_api_definitions(tmp_path):
         files={"policies/policies.json": '{"p": "' + UPSTREAM_URL + '"}'},
     )
     bench = Bench.__new__(Bench)
+    bench.settings = parse_args([])
     bench.upstream_url = "http://127.0.0.1:9"
     config_path = bench.write_gateway_config(scenario, tmp_path / "gw", 8000)
     config = json.loads(config_path.read_text())
@@ -128,6 +130,7 @@ def test_mtls_static_gateway_config_allows_the_client_ca_it_is_given(tmp_path):
     scenario = scenarios.by_name(["mtls-static"])[0]
     assert scenario.tls and scenario.client_certificates
     bench = Bench.__new__(Bench)
+    bench.settings = parse_args([])
     bench.upstream_url = "http://127.0.0.1:9"
     bench.tmp = tmp_path
     bench._client_ca_id = None

@@ -397,6 +397,7 @@ def test_cached_scenario_rotates_a_thousand_tokens(cache, tmp_path, keys):
 
 def haproxy_config(scenario, tmp_path: Path, upstream_port: int) -> tuple[Path, int]:
     bench = Bench.__new__(Bench)
+    bench.settings = parse_args([])
     bench.upstream_url = f"http://127.0.0.1:{upstream_port}"
     port = free_port()
     return bench.write_haproxy_config(scenario, tmp_path / "haproxy", port), port
@@ -498,11 +499,11 @@ def test_table_puts_fastgate_beside_haproxy():
     lines = table.splitlines()
     assert lines[0].split() == ["target", "req/s", "x", "nginx", "x", "haproxy", "p50", "p99",
                                 "x", "nginx", "CPU", "us/req", "x", "nginx", "x", "haproxy",
-                                "proxy", "CPU", "errors"]
+                                "proxy", "CPU", "RSS", "errors"]
     # fastgate: 16,000 req/s = 0.27x nginx, 0.80x haproxy; 60 us/req = 4.00x nginx's
     # 15, 1.33x haproxy's 45.
     assert lines[4].split() == ["fastgate", "16,000", "0.27x", "0.80x", "100us", "1.00ms",
-                                "1.00x", "60.0", "4.00x", "1.33x", "96%", "0"]
+                                "1.00x", "60.0", "4.00x", "1.33x", "96%", "-", "0"]
     assert lines[3].split()[3] == "1.00x"
 
 

@@ -114,11 +114,11 @@ def test_table_shows_ratios():
     table = render_table([nginx, fastgate])
     lines = table.splitlines()
     assert lines[0].split() == ["target", "req/s", "ratio", "p50", "p99", "ratio",
-                                "CPU", "us/req", "ratio", "proxy", "CPU", "errors"]
+                                "CPU", "us/req", "ratio", "proxy", "CPU", "RSS", "errors"]
     assert lines[2].split() == ["nginx", "40,000", "1.00x", "500us", "2.00ms", "1.00x",
-                                "20.0", "1.00x", "80%", "0"]
+                                "20.0", "1.00x", "80%", "-", "0"]
     assert lines[3].split() == ["fastgate", "30,000", "0.75x", "750us", "3.00ms", "1.50x",
-                                "30.0", "1.50x", "90%", "0"]
+                                "30.0", "1.50x", "90%", "-", "0"]
 
 
 def test_table_without_baseline():
