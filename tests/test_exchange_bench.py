@@ -137,8 +137,8 @@ def test_measure_gives_ratios_to_keyless(bench: ExchangeBench) -> None:
 def test_above_ceiling_is_reported() -> None:
     fine = ExchangeResult("auth-token", us=12.0, keyless_us=8.0, ceiling=1.6)
     slow = ExchangeResult("auth-token", us=14.0, keyless_us=8.0, ceiling=1.6)
-    assert fine.ok and fine.ratio == 1.5
+    assert fine.ok and fine.ratio == 1.5 and fine.added_us == 4.0
     assert not slow.ok
     table = exchange.format_table([fine, slow])
-    assert "1.50x" in table and "1.75x" in table
+    assert "1.50x" in table and "1.75x" in table and "+6.00" in table
     assert "ABOVE CEILING" in table

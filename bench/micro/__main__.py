@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 print()
             print(exchange.format_table(outcomes))
         report["exchanges"] = [
-            {"case": r.name, "us": r.us, "keyless_us": r.keyless_us, "ratio": r.ratio,
-             "ceiling": r.ceiling, "ok": r.ok}
+            {"case": r.name, "us": r.us, "keyless_us": r.keyless_us, "added_us": r.added_us,
+             "ratio": r.ratio, "ceiling": r.ceiling, "ok": r.ok}
             for r in outcomes
         ]
     if args.json:
