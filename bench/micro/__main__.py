@@ -1,5 +1,8 @@
 """``python -m bench.micro [--short] [-k TEXT] [--json FILE] [--functions | --exchanges]``.
 
+(``python -m bench.micro --spin CASE [--seconds S]`` runs one exchange case in
+a loop, to profile it under ``perf record`` or ``py-spy``.)
+
 Two gates, both run by default (``tools/test`` runs ``--short``):
 
 * **functions** -- each compiled ``_core`` function against its pure-Python
@@ -58,6 +61,21 @@ def _exchanges(short: bool, text: str | None) -> tuple[list[exchange.ExchangeRes
     return results, problems
 
 
+def _spin(name: str, seconds: float) -> int:
+    if name not in exchange.CEILINGS:
+        print(f"bench.micro: --spin: no exchange case {name!r} (cases: "
+              f"{', '.join(exchange.CEILINGS)})", file=sys.stderr)
+        return 2
+    problems: list[str] = []
+    us = exchange.spin(name, seconds, problems)
+    for problem in problems:
+        print(f"bench.micro: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"{name}: {us:.2f} us of CPU per exchange")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,7 +88,14 @@ def main(argv: list[str] | None = None) -> int:
                        help="only the compiled-vs-twin function floors")
     which.add_argument("--exchanges", action="store_true",
                        help="only the whole-exchange ceilings")
+    which.add_argument("--spin", metavar="CASE",
+                       help="run one exchange case for --seconds (to profile it), "
+                            "print its CPU us per exchange, check nothing")
+    parser.add_argument("--seconds", type=float, default=5.0,
+                        help="how long --spin runs (CPU seconds, default 5)")
     args = parser.parse_args(argv)
+    if args.spin is not None:
+        return _spin(args.spin, args.seconds)
 
     problems: list[str] = []
     report: dict[str, Any] = {"extensions": not core.NO_EXTENSIONS}

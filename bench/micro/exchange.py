@@ -60,11 +60,11 @@ import json
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fastgate._core as core
 from fastgate import stats
@@ -92,6 +92,8 @@ TWIN_CEILINGS: dict[str, float] = {
     "jwt-hs256-cached": 2.0,  # 1.42-1.52x
     "hmac-sha256": 4.3,  # 3.08-3.30x
 }
+
+_T = TypeVar("_T")
 
 SECRET = "bench-micro-secret"
 UPSTREAM_HOST = "127.0.0.1"
@@ -249,10 +251,18 @@ class Case:
 
 @dataclass
 class Connection:
-    """A client connection to the gateway and the upstream connection of its API's pool."""
+    """The client connections of one case and the upstream connection of its API's pool.
+
+    ``client`` is timed: it calls the gateway's exchange-finished hook as any
+    connection does.  ``checked`` is the same client with the bench's hook
+    after the gateway's (keeping the last exchange to verify it), so that
+    the hook costs the timed exchanges nothing.
+    """
 
     client: Any
     transport: ClientTransport
+    checked: Any
+    checked_transport: ClientTransport
     upstream: Any
     upstream_transport: UpstreamTransport
     writes: Any
@@ -271,12 +281,8 @@ class ExchangeBench:
         self.gateway = Gateway(load_gateway_config(str(root / "gateway.json")), loop)
         self.cases: dict[str, Case] = {}
         self.connections: dict[str, Connection] = {}
-        #: The last exchange finished (kept by a hook added after the gateway's own).
+        #: The last exchange a checked connection finished (``Connection.checked``).
         self.finished: Any = None
-        self.gateway.add_exchange_hook(self._finished)
-
-    def _finished(self, ex: Any) -> None:
-        self.finished = ex
 
     @classmethod
     def create(cls, loop: asyncio.AbstractEventLoop, root: Path) -> ExchangeBench:
@@ -362,9 +368,8 @@ class ExchangeBench:
     async def admin(self, method: str, path: str, body: bytes = b"") -> bytes:
         """A /tyk/ request to the gateway (in process, on a connection of its
         own): the answer's body.  Raises RuntimeError unless it is a 200."""
-        conn = self._connect_client()
-        conn_transport: ClientTransport = conn.transport
-        conn.client.data_received(
+        client, conn_transport = self._client()
+        client.data_received(
             method.encode() + b" " + path.encode() + b" HTTP/1.1\r\nHost: gw\r\n"
             b"X-Tyk-Authorization: " + SECRET.encode() + b"\r\n"
             b"Content-Type: application/json\r\nContent-Length: "
@@ -373,19 +378,39 @@ class ExchangeBench:
             if conn_transport.writes:
                 break
             await asyncio.sleep(0.001)
-        conn.client.connection_lost(None)
+        client.connection_lost(None)
         head, _, answer = conn_transport.last.partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200 "):
             raise RuntimeError(f"{method} {path} failed: {conn_transport.last[:200]!r}")
         return answer
 
-    def _connect_client(self) -> Connection:
+    def _client(self, checked: bool = False) -> tuple[Any, ClientTransport]:
+        """A new client connection; ``checked``: with the bench's hook after the
+        gateway's (connections take the hook when they are made)."""
         from fastgate._core.proxy import ClientProtocol
 
-        client = ClientProtocol(self.gateway)
+        gateway = self.gateway
+        hook = gateway.exchange_finished
+        if checked:
+            def keep(ex: Any) -> None:
+                if hook is not None:
+                    hook(ex)
+                self.finished = ex
+
+            gateway.exchange_finished = keep
+        try:
+            client = ClientProtocol(gateway)
+        finally:
+            gateway.exchange_finished = hook
         transport = ClientTransport()
         client.connection_made(transport)
-        return Connection(client, transport, None, UpstreamTransport(), None)
+        return client, transport
+
+    def _connect_client(self) -> Connection:
+        client, transport = self._client()
+        checked, checked_transport = self._client(checked=True)
+        return Connection(client, transport, checked, checked_transport, None,
+                          UpstreamTransport(), None)
 
     def _connect(self, case: Case) -> Connection:
         """A client connection for ``case``, and one upstream connection idle in
@@ -410,19 +435,20 @@ class ExchangeBench:
 
     async def _exchange(self, name: str, data: bytes | None) -> bytes:
         conn = self.connections[name]
-        before = conn.transport.writes
+        transport = conn.checked_transport
+        before = transport.writes
         sent = conn.upstream_transport.writes
-        conn.client.data_received(self.cases[name].request if data is None else data)
+        conn.checked.data_received(self.cases[name].request if data is None else data)
         for _ in range(1000):
             conn.writes.flush()
-            if conn.transport.writes != before or conn.upstream_transport.writes != sent:
+            if transport.writes != before or conn.upstream_transport.writes != sent:
                 break
             await asyncio.sleep(0.001)
-        if conn.transport.writes == before:
+        if transport.writes == before:
             if conn.upstream_transport.writes == sent:
                 raise RuntimeError(f"{name}: neither answered nor sent upstream")
             conn.upstream.data_received(RESPONSE)
-        return conn.transport.last
+        return transport.last
 
     def verify(self) -> list[str]:
         """Each case takes the path it names; the problems found (none: [])."""
@@ -506,6 +532,7 @@ class ExchangeBench:
         """Shut the gateway down (its store, pools, metrics)."""
         for conn in self.connections.values():
             conn.client.connection_lost(None)
+            conn.checked.connection_lost(None)
         self.loop.run_until_complete(self.gateway.shutdown())
 
 
@@ -587,6 +614,26 @@ def run(mode: Mode, names: Iterable[str] | None = None,
     """Build the gateway in a new uvloop and a temporary directory, check every
     case's path (adding what is wrong to ``problems``; nothing is timed then),
     measure, and shut it down."""
+    return _with_bench(lambda bench: measure(bench, mode, names), problems, [])
+
+
+def spin(name: str, seconds: float, problems: list[str] | None = None) -> float:
+    """Run case ``name``'s exchanges for about ``seconds`` of CPU (to profile
+    them: ``perf record``, ``py-spy``); the mean CPU us per exchange."""
+    def loop(bench: ExchangeBench) -> float:
+        spent = done = 0.0
+        while spent < seconds:
+            spent += bench.sample(name, 1000) * 1000
+            done += 1000
+        return spent / done * 1e6
+
+    return _with_bench(loop, problems, 0.0)
+
+
+def _with_bench(work: Callable[[ExchangeBench], _T], problems: list[str] | None,
+                failed: _T) -> _T:
+    """``work(bench)`` on a new, verified gateway (``failed`` when a case does
+    not take its path: the problems are added to ``problems``)."""
     import uvloop
 
     found = problems if problems is not None else []
@@ -597,13 +644,13 @@ def run(mode: Mode, names: Iterable[str] | None = None,
             try:
                 found += bench.verify()
                 if found:
-                    return []
+                    return failed
                 # As a worker does once loaded: what lives as long as the
                 # process stays out of the collector's full passes.
                 gc.collect()
                 gc.freeze()
                 try:
-                    return measure(bench, mode, names)
+                    return work(bench)
                 finally:
                     gc.unfreeze()
             finally:
