@@ -90,8 +90,8 @@ def test_a_slower_path_fails_its_ceiling(bench: ExchangeBench) -> None:
 
     def slower(chain: Callable[[Any], Any]) -> Callable[[Any], Any]:
         def run(ex: Any) -> Any:
-            # Work costing about two keyless exchanges, then the real chain.
-            deadline = time.thread_time() + 2 * keyless
+            # Work costing about three keyless exchanges, then the real chain.
+            deadline = time.thread_time() + 3 * keyless
             while time.thread_time() < deadline:
                 hashlib.sha256(b"x").digest()
             return chain(ex)
@@ -102,8 +102,9 @@ def test_a_slower_path_fails_its_ceiling(bench: ExchangeBench) -> None:
     results = {r.name: r for r in exchange.measure(bench, TINY, ["auth-token"])}
     assert set(results) == {"keyless", "auth-token"}
     assert results["keyless"].ratio == 1.0
-    assert results["auth-token"].ratio > 3.0
-    assert not results["auth-token"].ok
+    slow = results["auth-token"]
+    assert slow.ratio > slow.ceiling + 0.5
+    assert not slow.ok
 
 
 def test_a_task_on_the_fast_path_is_caught(bench: ExchangeBench) -> None:

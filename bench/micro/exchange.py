@@ -40,9 +40,10 @@ as that path's ratio rising.
 
 Each case is checked before it is timed (:meth:`ExchangeBench.verify`): the
 right credential gets a 200 with the session it names (the exchange's
-``session_key``), a wrong one gets the refusal (403/401), the limited key
-carries its X-RateLimit headers, and the JWT and HMAC paths are served from
-their caches.  A benchmark of a refusal path would be a lie.
+``session_key``, served from the session cache), a wrong one gets the
+refusal (403/401), the limited key carries its X-RateLimit headers and a key
+allowed one request an hour gets 200 then 429, and the JWT is a hit of the
+verified-token cache.  A benchmark of a refusal path would be a lie.
 
 With ``FASTGATE_NO_EXTENSIONS=1`` the whole gateway runs on the pure-Python
 twins; the exchanges are timed the same way and the ratios are checked
@@ -194,16 +195,26 @@ class ClientTransport:
 
     def __init__(self) -> None:
         self.writes = 0
-        self.last = b""
+        self._last: bytes | Iterable[bytes] = b""
         self.closing = False
+        #: Whether the gateway paused reading (it should not, for these requests).
+        self.paused = False
+
+    @property
+    def last(self) -> bytes:
+        """The bytes of the last write (``writelines`` joined only when asked)."""
+        last = self._last
+        if not isinstance(last, bytes):
+            last = self._last = b"".join(last)
+        return last
 
     def write(self, data: bytes) -> None:
         self.writes += 1
-        self.last = data
+        self._last = data
 
     def writelines(self, data: Iterable[bytes]) -> None:
         self.writes += 1
-        self.last = b"".join(data)
+        self._last = data
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername":
@@ -214,10 +225,10 @@ class ClientTransport:
         return self.closing
 
     def pause_reading(self) -> None:
-        raise AssertionError("the gateway paused reading a client in a benchmark")
+        self.paused = True
 
     def resume_reading(self) -> None:
-        pass
+        self.paused = False
 
     def close(self) -> None:
         self.closing = True
@@ -526,6 +537,8 @@ class ExchangeBench:
                 b"HTTP/1.1 200 "):
             raise RuntimeError(f"{name}: {transport.writes - before} answers to {number} "
                                f"requests, the last {transport.last[:40]!r}")
+        if transport.paused or transport.closing:
+            raise RuntimeError(f"{name}: the gateway paused or closed the connection")
         return elapsed / number
 
     def close(self) -> None:
