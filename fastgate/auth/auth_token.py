@@ -78,6 +78,9 @@ if TYPE_CHECKING:
 
 __all__ = ["METHOD", "AuthToken", "AuthTokenConfig", "CertificateAuth"]
 
+#: Header values remembered per API at most (then the memo starts again).
+MEMO_ENTRIES = 200_000
+
 MISSING = error_response(401, "Authorization field missing")
 DISALLOWED = error_response(403, "Access to this API has been disallowed")
 #: A key bound to other client certificates than the connection's (Tyk's
@@ -151,12 +154,34 @@ class AuthToken:
         #: Static mTLS on the API: keys bound to certificates are checked.
         self.bindings = spec.client_certificates is not None
         self.org_id = spec.org_id
+        #: The header's value -> the cached session it named, for requests
+        #: that took the common path (key read from the header alone, left in
+        #: place, no certificate binding, this method's session the
+        #: request's): the next request with the same value skips the
+        #: Bearer strip, the key names and the cache probe.  An entry is used
+        #: only while the session cache still holds it (``live``).
+        source = self.source
+        self.memo: dict[bytes, CachedSession] | None = (
+            {} if source.header is not None and source.param is None
+            and source.cookie is None and not source.strip and not self.bindings
+            and self.identity.base else None)
+        self.memo_header = source.header or b""
 
     def present(self, req: Request) -> bool:
         """Whether the request carries a key where it is read (``auth_mode: any``)."""
         return bool(self.source.peek(req))
 
     def process(self, req: Request) -> Outcome:
+        memo = self.memo
+        if memo is not None:
+            value = req.header(self.memo_header)
+            if value is not None:
+                entry = memo.get(value)
+                if entry is not None and entry.live:
+                    self.sessions.stats.hits += 1
+                    req.session_key = entry.storage_key
+                    req.session = entry
+                    return None
         key = self.source.read(req)
         if not key:
             return MISSING
@@ -178,6 +203,10 @@ class AuthToken:
             if self.identity.base:
                 req.session_key = skey
                 req.session = found
+                if memo is not None:
+                    if len(memo) >= MEMO_ENTRIES:
+                        memo.clear()
+                    memo[req.header(self.memo_header)] = found  # type: ignore[index]
                 return None
             return self.identity.accept(req, (skey, found))
         try:

@@ -32,6 +32,9 @@ RATE_EXCEEDED = "Rate Limit Exceeded"
 API_RATE_EXCEEDED = "API Rate Limit Exceeded"
 QUOTA_EXCEEDED = "Quota exceeded"
 STORE_UNAVAILABLE = error_response(503, "Rate limit and quota store unavailable")
+#: In ``CachedSession.limits``: the session has neither a rate limit nor a
+#: quota for the API (its requests skip this step at once).
+_UNLIMITED: Any = object()
 
 #: Float noise in computed times (per/rate is rarely an exact binary
 #: fraction): 0.5000000000000004 s must not become a 1 s Retry-After.
@@ -101,8 +104,14 @@ class SessionLimits:
 
     def process(self, ex: Request) -> bytes | Awaitable[bytes | None] | None:
         entry: CachedSession = ex.session  # type: ignore[assignment]  # set by auth
-        rate, per, quota_max, renewal, key, command = self._limits(entry)
+        limits = entry.limits.get(self.api_id)
+        if limits is None:
+            limits = self._limits(entry)
+        elif limits is _UNLIMITED:
+            return None
+        rate, per, quota_max, renewal, key, command = limits
         if not (rate > 0 and per > 0) and quota_max <= 0:
+            entry.limits[self.api_id] = _UNLIMITED
             return None
         limits_with = self.limiter.limits_with
         verdict: asyncio.Future[bytes | None]

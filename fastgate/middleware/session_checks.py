@@ -13,6 +13,7 @@ AccessRightsCheck and GranularAccess middleware, in that order).
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import unquote
@@ -29,6 +30,8 @@ INACTIVE = error_response(403, "Key is inactive, please renew")
 EXPIRED = error_response(401, "Key has expired, please renew")
 API_DISALLOWED = error_response(403, "Access to this API has been disallowed")
 RESOURCE_DISALLOWED = error_response(403, "Access to this resource has been disallowed")
+
+_STEP_KEYS = itertools.count()
 
 
 class SessionChecks:
@@ -54,6 +57,8 @@ class SessionChecks:
         self.default_matching = not (self.prefix_matching or self.suffix_matching)
         # Matched against the decoded path, as Tyk's StripListenPath.
         self.listen_path = unquote(spec.listen_path)
+        #: This step's key in ``CachedSession.verdicts``.
+        self.key = next(_STEP_KEYS)
 
     def process(self, ex: Request) -> bytes | None:
         entry: CachedSession = ex.session  # type: ignore[assignment]  # set by auth
@@ -63,11 +68,15 @@ class SessionChecks:
             return INACTIVE
         if entry.expires > 0 and entry.expired(time.time()):
             return EXPIRED
-        access = entry.access
-        if not self.default_matching:
-            access = access.with_matching(self.prefix_matching, self.suffix_matching)
-        verdict = check_request(access, self.api_id, self.version, ex.path, ex.method,
-                                self.listen_path)
+        verdict = entry.verdicts.get(self.key)
+        if verdict is None:
+            access = entry.access
+            if not self.default_matching:
+                access = access.with_matching(self.prefix_matching, self.suffix_matching)
+            verdict = check_request(access, self.api_id, self.version, ex.path, ex.method,
+                                    self.listen_path)
+            if not access.path_dependent(self.api_id):
+                entry.verdicts[self.key] = verdict
         if verdict == ALLOWED:
             return None
         return API_DISALLOWED if verdict == API_DENIED else RESOURCE_DISALLOWED

@@ -375,6 +375,15 @@ class AccessRights:
             variants[key] = variant
         return variant
 
+    def path_dependent(self, api_id: str) -> bool:
+        """Whether :meth:`check`'s verdict for ``api_id`` can depend on the
+        request's path or method (the API's rights carry ``allowed_urls``)."""
+        rules = self._rules
+        if rules is None:
+            return False
+        rule = rules.get(api_id)
+        return rule is not None and rule.by_method is not None
+
     def check(
         self,
         api_id: str,

@@ -50,15 +50,22 @@ class CachedSession:
     """A session as the checks need it: policies applied, access compiled."""
 
     __slots__ = ("access", "basic_user", "effective", "expires", "inactive", "limits",
-                 "refusal", "session", "storage_key")
+                 "live", "refusal", "session", "storage_key", "verdicts")
 
     def __init__(self, storage_key: str, session: dict[str, Any],
                  policies: dict[str, dict[str, Any]]) -> None:
         self.storage_key = storage_key
         self.session = session
+        #: True while the cache holds this entry: whoever remembers the entry
+        #: itself (a credential -> entry memo) checks it, since the cache sets
+        #: it to False when it drops, evicts or replaces the entry.
+        self.live = True
         #: Rate and quota settings per API id, worked out on first use
         #: (fastgate.middleware.limits.limits_for).
         self.limits: dict[str, Any] = {}
+        #: Access-rights verdicts that do not depend on the request's path or
+        #: method, per session-checks step (fastgate.middleware.session_checks).
+        self.verdicts: dict[int, int] = {}
         #: A prepared refusal when the session cannot be used (bad policies).
         self.refusal: bytes | None = None
         try:
@@ -149,9 +156,11 @@ class SessionCache:
                 entry = None
         if generation == self.generation:
             # Not invalidated while the store was being asked: cache it.
-            if len(self.entries) >= self.max_entries:
-                self.entries.popitem(last=False)
-            self.entries[storage_key] = entry if entry is not None else _ABSENT
+            entries = self.entries
+            if len(entries) >= self.max_entries:
+                _drop(entries.popitem(last=False)[1])
+            _drop(entries.get(storage_key))  # two lookups of one key raced
+            entries[storage_key] = entry if entry is not None else _ABSENT
         return entry
 
     # -- invalidation --------------------------------------------------------------
@@ -166,13 +175,21 @@ class SessionCache:
 
     def invalidate(self, storage_key: str) -> None:
         """Forget one session (it changed or was deleted)."""
-        self.entries.pop(storage_key, None)
+        _drop(self.entries.pop(storage_key, None))
         self.generation += 1
 
     def clear(self) -> None:
         """Forget every session (policies changed, or events may have been missed)."""
+        for entry in self.entries.values():
+            _drop(entry)
         self.entries.clear()
         self.generation += 1
+
+
+def _drop(entry: CachedSession | None) -> None:
+    """Mark an entry the cache no longer holds (see ``CachedSession.live``)."""
+    if entry is not None and entry is not _ABSENT:
+        entry.live = False
 
 
 def _redact(storage_key: str) -> str:

@@ -169,6 +169,37 @@ def test_changed_key_applies_at_once(gw, admin_for):
     check(requests.get(gw.url("/p/x"), headers={"Authorization": "latekey1"}, timeout=10), OK)
 
 
+def test_repeated_credentials_follow_every_change(gateway_factory, make_api, echo, storage,
+                                                  admin_for):
+    """The same header value again is served from the auth step's memo (header
+    value -> cached session, taken when the key's first name is the stored one:
+    no org id here): it must see every change at once, in every spelling the
+    header had."""
+    gw = gateway_factory([protected_api(make_api, echo, org_id=""),
+                          protected_api(make_api, echo, "q", "/q/", org_id="")],
+                         storage=storage)
+    admin = admin_for(gw)
+    admin.add_key("memokey1", session(("p",)))
+    spellings = ("memokey1", "Bearer memokey1", "bearer  memokey1 ")
+    for _ in range(3):
+        for value in spellings:
+            check(requests.get(gw.url("/p/x"), headers={"Authorization": value},
+                               timeout=10), OK)
+    admin.update_key("memokey1", session(("q",)))
+    for value in spellings:
+        check(requests.get(gw.url("/p/x"), headers={"Authorization": value}, timeout=10),
+              DISALLOWED)
+        check(requests.get(gw.url("/q/x"), headers={"Authorization": value}, timeout=10), OK)
+    admin.update_key("memokey1", session(("q",), is_inactive=True))
+    for value in spellings:
+        check(requests.get(gw.url("/q/x"), headers={"Authorization": value}, timeout=10),
+              INACTIVE)
+    admin.delete_key("memokey1")
+    for value in spellings:
+        check(requests.get(gw.url("/q/x"), headers={"Authorization": value}, timeout=10),
+              DISALLOWED)
+
+
 def test_policy_grants_and_revokes_access_at_once(gw, admin_for):
     admin = admin_for(gw)
     admin.put_policy("pol-q", {"id": "pol-q", "rate": 100, "per": 1, "quota_max": -1,
