@@ -25,7 +25,9 @@ Rules, in one place:
   ``public_key_path``, ``coprocess_options.python_path_prefix``) are relative to the directory of
   the configuration file, not to the working directory.
 * fastgate's own additions: ``storage.type: "memory"`` (the default),
-  ``storage.path``, ``workers``, ``rate_limiter``, ``limits_fail_open``, and in
+  ``storage.path``, ``workers``, ``rate_limiter``, ``limits_fail_open``,
+  ``limit_leases`` (``enabled``, ``lifetime_ms``, ``max_block``:
+  :class:`LimitLeasesConfig`, docs/leases.md), and in
   ``http_server_options``: ``idle_timeout``, ``max_header_bytes``,
   ``read_header_timeout``, ``lingering_time``, ``lingering_timeout``,
   ``lingering_max_bytes`` and ``max_connections`` (nginx's names where nginx
@@ -62,6 +64,7 @@ __all__ = [
     "GatewayConfig",
     "HttpServerOptions",
     "JwksConfig",
+    "LimitLeasesConfig",
     "PluginConfig",
     "PoliciesConfig",
     "ServerCertificate",
@@ -982,6 +985,22 @@ class PluginConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitLeasesConfig:
+    """The ``limit_leases`` section (fastgate's): hot keys' rate and quota
+    decided from blocks leased from Redis (:mod:`fastgate.limits.leases`).
+
+    Only with ``rate_limiter: "redis"``; with the memory store it is a no-op
+    (one process decides in memory anyway)."""
+
+    #: Off (the default): one Redis script per request, as before.
+    enabled: bool = False
+    #: How long a leased block may be spent, in milliseconds (1-10000).
+    lifetime_ms: int = 50
+    #: The most units one block may hold (2-1000000).
+    max_block: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     path: str  # absolute path of the config file
     secret: str = field(repr=False)  # never in a repr: those land in logs
@@ -1010,6 +1029,8 @@ class GatewayConfig:
     #: When the store cannot decide a rate limit or quota in time: refuse with
     #: 503 (False, the default) or let the request through (True).
     limits_fail_open: bool = False
+    #: Leased blocks of hot keys' rate and quota (:class:`LimitLeasesConfig`).
+    limit_leases: LimitLeasesConfig = LimitLeasesConfig()
     #: Tyk's allow_master_keys: keys with no access rights (and no policy
     #: giving any) open every API; refused at creation unless this is true.
     allow_master_keys: bool = False
@@ -1158,6 +1179,14 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
     rate_limit_response_headers = top.string(
         "rate_limit_response_headers", "quotas", choices=RATE_LIMIT_HEADER_SOURCES)
     limits_fail_open = top.boolean("limits_fail_open")
+    leases_section = top.section("limit_leases")
+    limit_leases = LimitLeasesConfig(
+        enabled=leases_section.boolean("enabled"),
+        lifetime_ms=leases_section.integer("lifetime_ms", 50, minimum=1, maximum=10000),
+        max_block=leases_section.integer("max_block", 1000, minimum=2, maximum=1_000_000))
+    if limit_leases.enabled and storage.type == "redis" and rate_limiter != "redis":
+        raise leases_section.error("enabled", 'leases need rate_limiter "redis" (with '
+                                   '"local" the rate is decided in memory already)')
     allow_master_keys = top.boolean("allow_master_keys")
     global_session_lifetime = top.integer("global_session_lifetime", 0, minimum=0)
     force_global_session_lifetime = top.boolean("force_global_session_lifetime")
@@ -1224,6 +1253,7 @@ def parse_gateway_config(data: object, path: str) -> GatewayConfig:
         rate_limiter=rate_limiter,
         rate_limit_response_headers=rate_limit_response_headers,
         limits_fail_open=limits_fail_open,
+        limit_leases=limit_leases,
         allow_master_keys=allow_master_keys,
         global_session_lifetime=global_session_lifetime,
         force_global_session_lifetime=force_global_session_lifetime,
