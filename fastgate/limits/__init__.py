@@ -34,6 +34,12 @@ Theory of operation
   refused; proxied responses carry the quota's values (Tyk's default) or,
   with ``rate_limit_response_headers: "rate_limits"``, the rate's.
 
+* Leases (gateway config ``limit_leases``, ``rate_limiter: "redis"`` only):
+  a hot key's decisions are spent from a block of its rate and quota leased
+  in one atomic script, synchronously, still exact; slow keys are decided per
+  request as above (:mod:`fastgate.limits.leases`, docs/leases.md).  With the
+  memory store it is a no-op.
+
 * Store trouble (Redis down or slow): the decision fails within the store's
   timeout and the request gets 503 — or passes, with ``limits_fail_open``.
   A decision is never retried, so it is never counted twice.
@@ -49,6 +55,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from fastgate._core import limiter as core_limiter
+from fastgate.limits.leases import Leases
 from fastgate.storage.base import StoreError, run_now
 
 if TYPE_CHECKING:
@@ -62,6 +69,7 @@ log = logging.getLogger("fastgate.limits")
 #: Seconds between worker heartbeats in local mode (the count of workers
 #: sharing a key's rate follows within about this long).
 HEARTBEAT = 5.0
+_INF = float("inf")
 
 Decision = tuple[bool, int, float, float]  # allowed, remaining, reset_after, retry_after
 #: Decision + (quota_allowed, quota_remaining, renews_at)
@@ -95,14 +103,57 @@ class Limiter:
             if self.inline and not self.split else None
         self.worker_id = uuid.uuid4().hex
         self._heartbeat: asyncio.Task[None] | None = None
+        leases = config.limit_leases
+        #: Leased blocks (``limit_leases``), made at :meth:`start`; only with
+        #: the redis limiter on a store that leases (not the memory store).
+        self.leases: Leases | None = None
+        self._lease_config = leases if (
+            leases.enabled and not self.local and self.store.shared
+            and hasattr(self.store, "lease_with")) else None
+        if self._lease_config is not None:
+            # Every decision goes through limits() (the leases' entry point).
+            self.limits_with = None
+            self.limits_command = None
+            self.decide_limits = None
 
     def start(self) -> None:
+        """Start the heartbeat (local mode) or the leases (``limit_leases``)."""
         if self.split:
             self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+        lease_config = self._lease_config
+        if lease_config is not None and self.leases is None:
+            loop = asyncio.get_running_loop()
+            store: Any = self.store
+
+            def call_at(when: float, callback: Any, *args: Any) -> None:
+                loop.call_later(max(0.0, when - time.monotonic()), callback, *args)
+
+            def limits_with(key: str, rate: float, per: float, quota_max: int, renewal: int,
+                            done: Any) -> None:
+                store.limits_with(key, rate, per, quota_max, renewal, done)
+
+            self.leases = Leases(
+                lifetime=lease_config.lifetime_ms / 1000.0, max_block=lease_config.max_block,
+                clock=time.monotonic, call_at=call_at, new_future=loop.create_future,
+                lease_with=store.lease_with, limits_with=limits_with,
+                lease_return=store.lease_return)
+            # The request path calls the leases straight away.
+            self.limits = self.leases.limits  # type: ignore[method-assign]
 
     def stop(self) -> None:
+        """Stop the heartbeat; give back the unspent quota of every leased
+        block (queued at once: the store's close waits for them)."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self.leases is not None:
+            self.leases.give_back_all()
+
+    async def close(self) -> None:
+        """:meth:`stop`, then wait (within the store's timeout) until the
+        give-backs are answered.  Call before closing the store."""
+        self.stop()
+        if self.leases is not None and self.leases.returns:
+            await asyncio.gather(*self.leases.returns, return_exceptions=True)
 
     async def _beat(self) -> None:
         while True:
@@ -118,6 +169,14 @@ class Limiter:
         """A rate-limit decision alone (the API-wide limit)."""
         if self.split:
             return self.rates.hit(key, rate / self.share, per, time.monotonic())
+        leases = self.leases
+        if leases is not None:
+            if not (0.0 < rate < _INF and 0.0 < per < _INF):
+                return (True, -1, 0.0, 0.0)
+            decision = leases.limits(key, rate, per, 0, 0)
+            if isinstance(decision, tuple):
+                return decision[:4]
+            return _rate_part(decision)
         return self._store_call(self.store.rate_limit(key, rate, per))
 
     def limits(self, key: str, rate: float, per: float, quota_max: int,
@@ -152,3 +211,8 @@ class Limiter:
 
     def _store_call(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return run_now(coro) if self.inline else coro
+
+
+async def _rate_part(pending: Awaitable[Limits]) -> Decision:
+    allowed, remaining, reset_after, retry_after, *_quota = await pending
+    return allowed, remaining, reset_after, retry_after

@@ -660,6 +660,102 @@ class RedisStore(Store):
             done(reply if isinstance(reply, BaseException) else
                  StoreError(f"{self._where}: limits: unexpected reply {reply!r}"))
 
+    # -- leases (fastgate.limits.leases) --
+    async def lease(self, key: str, rate: float, per: float, quota_max: int,
+                    renewal_rate: int, want: int, lifetime: float) -> tuple[Any, ...]:
+        """A block of up to ``want`` units of ``key``'s rate and quota, to be
+        spent within ``lifetime`` seconds, in one EVALSHA of ``lease.lua``:
+        ``(granted, rate_allowed, remaining, reset_after, retry_after,
+        quota_allowed, quota_remaining, renews_at, now_ms, ps, bound)``
+        (see the script)."""
+        rate_on = 0.0 < rate < _INF and 0.0 < per < _INF
+        tag = "{" + key + "}"
+        keys = ((RATE_LIMIT_PREFIX + tag).encode(), (QUOTA_PREFIX + tag).encode())
+        reply = await self._pipe_script(
+            scripts.LEASE, keys,
+            (*_limits_args(rate_on, rate, per, quota_max, renewal_rate),
+             b"%d" % max(1, want), repr(max(0.0, lifetime)).encode()))
+        return _lease_reply(reply)
+
+    def lease_with(self, key: str, rate: float, per: float, quota_max: int, renewal_rate: int,
+                   want: int, lifetime: float, done: Callable[[Any], None]) -> None:
+        """:meth:`lease` in the callback form (as :meth:`limits_with`): ``done``
+        gets the reply tuple or a StoreError; over the lean connection when it
+        is up on a standalone server, else through :meth:`lease`."""
+        request = (key, rate, per, quota_max, renewal_rate, want, lifetime)
+        rate_on = 0.0 < rate < _INF and 0.0 < per < _INF
+        if not self._cluster and self._client is not None and not self._closing:
+            tag = "{" + key + "}"
+            command = encode((
+                b"EVALSHA", scripts.LEASE.sha.encode(), b"2",
+                (RATE_LIMIT_PREFIX + tag).encode(), (QUOTA_PREFIX + tag).encode(),
+                *_limits_args(rate_on, rate, per, quota_max, renewal_rate),
+                b"%d" % max(1, want), repr(max(0.0, lifetime)).encode()))
+            host, port = self._seeds[0]
+            if self._pipe_at(host, port).send_encoded(
+                    command, functools.partial(self._lease_reply, request, done)):
+                return
+        self._lease_slowly(request, done)
+
+    def _lease_slowly(self, request: tuple[Any, ...], done: Callable[[Any], None]) -> None:
+        if self._client is None or self._closing:
+            done(StoreError(f"{self._where}: the store is not started (or closed)"))
+            return
+        task = asyncio.get_running_loop().create_task(self.lease(*request))
+        task.add_done_callback(
+            lambda t: done(t.exception() if t.exception() is not None else t.result()))
+
+    def _lease_reply(self, request: tuple[Any, ...], done: Callable[[Any], None],
+                     reply: Any) -> None:
+        if isinstance(reply, list):
+            done(_lease_reply(reply))
+        elif isinstance(reply, ReplyError) and str(reply).startswith(("NOSCRIPT", "MOVED ")):
+            self._lease_slowly(request, done)
+        elif isinstance(reply, ReplyError):
+            done(StoreError(f"{self._where}: lease: {reply}"))
+        else:
+            done(reply if isinstance(reply, BaseException) else
+                 StoreError(f"{self._where}: lease: unexpected reply {reply!r}"))
+
+    def lease_return(self, key: str, units: int, period: bytes) -> asyncio.Future[Any]:
+        """Give back ``units`` unspent quota units of a lease taken in the period
+        stamped ``period`` (``lease_return.lua``); the future gets the units
+        given back, or a StoreError.  Sent at once over the lean connection
+        when it is up (callable from synchronous code, e.g. at shutdown just
+        before :meth:`close`: the write goes out before the connection
+        closes), else queued like any script call."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_retrieved)
+        name = QUOTA_PREFIX + "{" + key + "}"
+        if self._client is not None:
+            try:
+                pipe: Pipe | None = self._pipe_for(name)
+            except StoreError:
+                pipe = None
+            command = encode((b"EVALSHA", scripts.LEASE_RETURN.sha.encode(), b"1",
+                              name.encode(), b"%d" % units, period))
+            if pipe is not None and pipe.send_encoded(command,
+                                                      functools.partial(self._returned, fut)):
+                return fut
+        try:
+            inner = self._call(scripts.LEASE_RETURN, name, (b"%d" % units, period))
+        except StoreError as exc:
+            fut.set_exception(exc)
+            return fut
+        inner.add_done_callback(functools.partial(_chain, fut))
+        return fut
+
+    def _returned(self, fut: asyncio.Future[Any], reply: Any) -> None:
+        if fut.done():
+            return
+        if isinstance(reply, int):
+            fut.set_result(reply)
+        elif isinstance(reply, BaseException):
+            fut.set_exception(StoreError(f"{self._where}: lease_return: {reply}"))
+        else:
+            fut.set_exception(StoreError(f"{self._where}: lease_return: unexpected reply "
+                                         f"{reply!r}"))
+
     async def _pipe_script(self, script: LuaScript, keys: tuple[bytes, ...],
                            args: tuple[bytes, ...]) -> Any:
         """EVALSHA on the node owning ``keys[0]``; loads the script on NOSCRIPT and
@@ -1006,3 +1102,26 @@ def _limits_args(rate_on: bool, rate: float, per: float, quota_max: int,
         renewal_rate = 0
     return ((repr(rate) if rate_on else "0").encode(), (repr(per) if rate_on else "0").encode(),
             str(max(quota_max, 0)).encode(), repr(renewal_rate).encode())
+
+
+def _lease_reply(reply: list[Any]) -> tuple[Any, ...]:
+    """``lease.lua``'s reply as the tuple :meth:`RedisStore.lease` returns."""
+    (granted, rate_allowed, remaining, reset_after, retry_after, q_allowed, q_remaining,
+     renews_ms, now_ms, period, bound) = reply
+    return (granted, rate_allowed == 1, remaining, float(reset_after), float(retry_after),
+            q_allowed == 1, q_remaining, renews_ms / 1e3, now_ms, period, bound)
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # a failed give-back is logged by its caller, if at all
+
+
+def _chain(fut: asyncio.Future[Any], done: asyncio.Future[Any]) -> None:
+    if fut.done():
+        return
+    exc = done.exception()
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(done.result())

@@ -18,6 +18,8 @@ from importlib import resources
 
 __all__ = [
     "ALL",
+    "LEASE",
+    "LEASE_RETURN",
     "LIMITS",
     "RECORD_TAKE",
     "SESSIONS_DUE",
@@ -49,4 +51,9 @@ WORKERS_COUNT = LuaScript.load("workers_count")
 SESSION_DEADLINE = LuaScript.load("session_deadline")
 SESSIONS_DUE = LuaScript.load("sessions_due")
 RECORD_TAKE = LuaScript.load("record_take")
-ALL = (LIMITS, WORKERS_REGISTER, WORKERS_COUNT, SESSION_DEADLINE, SESSIONS_DUE, RECORD_TAKE)
+#: A leased block of a key's rate and quota, and the give-back of its unspent
+#: quota (fastgate.limits.leases).
+LEASE = LuaScript.load("lease")
+LEASE_RETURN = LuaScript.load("lease_return")
+ALL = (LIMITS, WORKERS_REGISTER, WORKERS_COUNT, SESSION_DEADLINE, SESSIONS_DUE, RECORD_TAKE,
+       LEASE, LEASE_RETURN)
