@@ -283,10 +283,12 @@ class Leases:
         want = min(self.max_block, max(st.size, len(st.waiters)))
         st.pending = True
         self.blocks += 1
-        self._lease_with(key, st.rate, st.per, st.quota_max, st.renewal, want, self.lifetime,
-                         functools.partial(self._granted, key, st, now))
+        limits = (st.rate, st.per, st.quota_max, st.renewal)
+        self._lease_with(key, *limits, want, self.lifetime,
+                         functools.partial(self._granted, key, st, now, limits))
 
-    def _granted(self, key: str, st: _Key, sent_at: float, reply: Any) -> None:
+    def _granted(self, key: str, st: _Key, sent_at: float,
+                 limits: tuple[float, float, int, int], reply: Any) -> None:
         """A block request's reply: hand its units to the waiting requests,
         keep the rest until the deadline."""
         st.pending = False
@@ -319,9 +321,10 @@ class Leases:
             if st.quota_max > 0 and renews_at > 0:
                 span = min(span, (renews_at * 1e3 - now_ms - 1) / 1e3 * (1.0 - CLOCK_MARGIN))
             deadline = sent_at + span
-            if now >= deadline:
-                # Too late to spend any of it: give the quota back and decide
-                # the waiting requests one by one.
+            if now >= deadline or limits != (st.rate, st.per, st.quota_max, st.renewal):
+                # Too late to spend any of it (or taken under limits that
+                # changed since): give the quota back and decide the waiting
+                # requests one by one.
                 st.units, st.period = granted, period
                 self._give_back(key, st)
                 for fut in waiters:
