@@ -83,6 +83,7 @@ def test_rate_exact_across_two_gateways_with_leases(gateway_factory, make_api, e
     expected = 20 + 20 * seconds
     # The bound is GCRA's over the test's span (plus the requests in flight
     # as the clock stopped); the floor is the old test's 10%.
+    print(f"rate over two gateways with leases: {total} admitted (GCRA: {expected:g})")
     assert 0.9 * expected <= total <= expected + 4, total
 
 
