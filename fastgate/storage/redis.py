@@ -734,21 +734,28 @@ class RedisStore(Store):
                 pipe = None
             command = encode((b"EVALSHA", scripts.LEASE_RETURN.sha.encode(), b"1",
                               name.encode(), b"%d" % units, period))
-            if pipe is not None and pipe.send_encoded(command,
-                                                      functools.partial(self._returned, fut)):
+            if pipe is not None and pipe.send_encoded(
+                    command, functools.partial(self._returned, fut, name, units, period)):
                 return fut
+        self._return_slowly(fut, name, units, period)
+        return fut
+
+    def _return_slowly(self, fut: asyncio.Future[Any], name: str, units: int,
+                       period: bytes) -> None:
         try:
             inner = self._call(scripts.LEASE_RETURN, name, (b"%d" % units, period))
         except StoreError as exc:
             fut.set_exception(exc)
-            return fut
+            return
         inner.add_done_callback(functools.partial(_chain, fut))
-        return fut
 
-    def _returned(self, fut: asyncio.Future[Any], reply: Any) -> None:
+    def _returned(self, fut: asyncio.Future[Any], name: str, units: int, period: bytes,
+                  reply: Any) -> None:
         if fut.done():
             return
-        if isinstance(reply, int):
+        if isinstance(reply, ReplyError) and str(reply).startswith(("NOSCRIPT", "MOVED ")):
+            self._return_slowly(fut, name, units, period)  # it did not run
+        elif isinstance(reply, int):
             fut.set_result(reply)
         elif isinstance(reply, BaseException):
             fut.set_exception(StoreError(f"{self._where}: lease_return: {reply}"))

@@ -59,11 +59,14 @@ def test_lease_script_is_its_model_and_one_unit_is_limits_lua(redis_flush):
     give_back = client.register_script(scripts.LEASE_RETURN.source)
     exact = blocks = 0
     periods: dict[str, list[str]] = {}
+    rates = {"k0": (0.0, 0.0), "k1": (5.0, 1.0), "k2": (1000.0, 0.5),
+             "k3": rng.choice([(100.0, 1.0), (0.5, 1.0)])}
     for step in range(600):
         key = f"k{rng.randrange(4)}"
         rl, quota = f"rl-{{{key}}}", f"quota-{{{key}}}"
-        rate, per = rng.choice([(0.0, 0.0), (5.0, 1.0), (100.0, 1.0), (1000.0, 0.5),
-                                (0.5, 1.0)])
+        # One rate per key (a bucket read under another rate than it was
+        # written with may expire before the model says it is full).
+        rate, per = rates[key]
         quota_max, renewal = rng.choice([(0, 0), (12, 0), (40, 1), (1000, 3600)])
         _load_state(client, model, key)
         before_t = client.time()
@@ -178,5 +181,34 @@ def test_store_lease_grants_blocks_and_takes_back_unspent_quota(store_backend, r
         assert rate_block[0] == 40 and rate_block[2] == 60
         await store.reset_quota("lk1")
         assert await store.lease_return("lk1", 3, period) == 0  # the period is gone
+
+    run(scenario())
+
+
+@SHARED_KINDS
+def test_lease_scripts_lost_by_the_server_are_sent_again(store_backend, run, request):
+    """SCRIPT FLUSH (a restarted or flushed server): a block request and a
+    give-back answered NOSCRIPT are sent again (they did not run) and count
+    once."""
+    import asyncio
+
+    store = store_backend.new()
+    if store_backend.kind == "redis":
+        nodes = [request.getfixturevalue("redis_server")]
+    else:
+        nodes = request.getfixturevalue("redis_cluster").nodes
+
+    async def scenario() -> None:
+        first = await store.lease("lf1", 0.0, 0.0, 100, 3600, 30, 0.05)
+        assert first[0] == 30
+        for node in nodes:
+            node.client().script_flush()
+        assert await store.lease_return("lf1", 10, first[9]) == 10
+        for node in nodes:
+            node.client().script_flush()
+        fut = asyncio.get_running_loop().create_future()
+        store.lease_with("lf1", 0.0, 0.0, 100, 3600, 30, 0.05, fut.set_result)
+        second = await fut
+        assert (second[0], second[6]) == (30, 50)  # 30 - 10 + 30 used
 
     run(scenario())
