@@ -363,15 +363,29 @@ def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
-def connection_limits(connections: int) -> dict[str, int]:
+def connection_limits(connections: int, nofile: int | None = None) -> dict[str, int]:
     """The peers' limits for ``connections`` client connections: nginx's
     ``worker_connections`` (client and upstream connections both count) and
-    ``worker_rlimit_nofile``, HAProxy's ``maxconn``; at least the 4096 of a normal
-    run."""
+    ``worker_rlimit_nofile`` (at most ``nofile``, the file limit it inherits, when
+    given), HAProxy's ``maxconn``; at least the 4096 of a normal run."""
     worker_connections = max(4096, connections + 1024)
-    return {"worker_connections": worker_connections,
-            "rlimit_nofile": 2 * worker_connections,
+    rlimit = 2 * worker_connections
+    if nofile is not None:
+        rlimit = min(rlimit, nofile)
+    return {"worker_connections": worker_connections, "rlimit_nofile": rlimit,
             "maxconn": max(4096, connections + 256)}
+
+
+def haproxy_fds(maxconn: int) -> int:
+    """The file limit HAProxy insists on for ``maxconn`` (two sockets a connection,
+    a client's and a server's, plus a few of its own); it refuses to start below."""
+    return 2 * maxconn + 64
+
+
+def open_file_limit() -> int:
+    """This process's soft open-file limit (what the processes it starts inherit)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
 def raise_file_limit(connections: int) -> tuple[int, int]:
@@ -547,7 +561,7 @@ class Bench:
             {"port": port, "upstream_port": upstream_port, "upstream_name": NGINX_UPSTREAM,
              "locations": scenario.nginx_locations, "listen_ssl": listen_ssl,
              "ssl": ssl_block, "workers": self.settings.workers,
-             **connection_limits(self.settings.connections)},
+             **connection_limits(self.settings.connections, open_file_limit())},
         )
         wait_ready(proc, lambda: port_open(port), f"nginx listened on {port}")
         return Target(BASELINE, f"{scheme}://127.0.0.1:{port}", proc)
@@ -580,7 +594,7 @@ class Bench:
     def write_gateway_config(self, scenario: Scenario, gw_dir: Path, port: int) -> Path:
         apps = gw_dir / "apps"
         apps.mkdir(parents=True)
-        base = {
+        base: dict[str, Any] = {
             "listen_address": "127.0.0.1",
             "listen_port": port,
             "secret": SECRET,
@@ -594,9 +608,16 @@ class Bench:
             base["storage"] = {"type": "redis", "host": "127.0.0.1", "port": self.start_redis()}
         if workers > 1:
             base["workers"] = workers
+        if self.settings.connections > 4096:
+            # fastgate's default (half the file limit, for an upstream socket per
+            # client) would refuse past 9,872 under a hard limit of 20,000; set as
+            # HAProxy's maxconn is (the idle-ish connections share a few upstream ones).
+            base["http_server_options"] = {
+                "max_connections": connection_limits(self.settings.connections)["maxconn"]}
         if scenario.tls:
             cert, key = self.tls_files()
-            base["http_server_options"] = {"use_ssl": True, "certificates": [
+            base["http_server_options"] = {**base.get("http_server_options", {}),
+                                           "use_ssl": True, "certificates": [
                 {"domain_name": "localhost", "cert_file": str(cert), "key_file": str(key)}]}
         extra = dict(scenario.gateway_config)
         if workers > 1 and extra.get("storage", {}).get("type") == "memory":
@@ -639,13 +660,13 @@ class Bench:
 
     # -- load
 
-    def paced_script(self, plan: WrkPlan, rate: float, connections: int) -> Path:
+    def paced_script(self, plan: WrkPlan, rate: float) -> Path:
         """The plan's script (or plain GETs) paced at ``rate`` requests/s in all."""
         self._paced_scripts += 1
         directory = self.tmp / "paced"
         directory.mkdir(exist_ok=True)
         return luagen.write_paced_script(directory / f"paced-{self._paced_scripts}.lua",
-                                         luagen.mean_delay_ms(rate, connections), plan.script)
+                                         luagen.interval_ms(rate, WRK_THREADS), plan.script)
 
     def run_wrk(self, target: Target, scenario: Scenario, plan: WrkPlan, duration_s: int,
                 round_no: int, *, rate: float | None = None,
@@ -656,7 +677,7 @@ class Bench:
         rate = rate if rate is not None else self.settings.rate
         script = plan.script
         if rate is not None:
-            script = self.paced_script(plan, rate, connections)
+            script = self.paced_script(plan, rate)
         argv = [self.tools.wrk, f"-t{WRK_THREADS}", f"-c{connections}",
                 f"-d{duration_s}s", "--latency"]
         if script is not None:
@@ -830,11 +851,17 @@ class Bench:
                     upstream_url=self.upstream_url, work_dir=setup_dir, plan=plan,
                 ))
             # After the setup hook: its files (a key map, say) are complete now.
+            maxconn = connection_limits(self.settings.connections)["maxconn"]
             if scenario.haproxy is not None:
-                if self.tools.haproxy is not None:
-                    targets.insert(len(targets) - 1, self.start_haproxy(scenario, work))
-                else:
+                if self.tools.haproxy is None:
                     peer_notes.append(f"no HAProxy row: {self.tools.haproxy_missing}")
+                elif haproxy_fds(maxconn) > open_file_limit():
+                    peer_notes.append(
+                        f"no HAProxy row: maxconn {maxconn} needs a file limit of "
+                        f"{haproxy_fds(maxconn)} (two sockets a connection), this one is "
+                        f"{open_file_limit()} and cannot be raised")
+                else:
+                    targets.insert(len(targets) - 1, self.start_haproxy(scenario, work))
             if self.settings.workers > 1:
                 peer_notes.append(self.workers_note())
             if scenario.client_certificates:
