@@ -113,7 +113,7 @@ class Settings:
     #: measured req/s, with ``latency_connections`` connections.
     latency: bool = False
     latency_load: float = 0.5
-    latency_connections: int = 1000
+    latency_connections: int = 128
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings | None:
@@ -149,8 +149,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings | None:
                              "measured req/s: p50-p99.99 and fastgate's p99 over nginx's")
     parser.add_argument("--latency-load", type=float, default=0.5, metavar="FRACTION",
                         help="the paced rate as a fraction of nginx's req/s (default 0.5)")
-    parser.add_argument("--latency-connections", type=int, default=1000, metavar="N",
-                        help="connections of the paced latency runs (default 1000)")
+    parser.add_argument("--latency-connections", type=int, default=128, metavar="N",
+                        help="connections of the paced latency runs (default 128)")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args(argv)
     if args.list:

@@ -95,6 +95,10 @@ class RunMeasurement:
             if not 0.95 <= reached <= 1.05:
                 found.append(f"paced at {self.target_rate:,.0f} req/s, reached "
                              f"{self.wrk.requests_per_sec:,.0f} ({reached:.0%})")
+            if self.load_core_busy_s is not None and wall > 0 \
+                    and self.load_core_busy_s / wall > 0.9:
+                found.append(f"the load core was {self.load_core_busy_s / wall:.0%} busy: "
+                             "the latency includes wrk's and the upstream's own waits")
             # Paced: the proxy is meant to idle part of the time.
             return found + list(self.feed_notes)
         if self.shared_cores:

@@ -321,6 +321,11 @@ def test_paced_summary_reports_the_p99_fastgate_adds():
         requests=8000, duration_us=1e6, requests_per_sec=8000, bytes_read=0), wall_s=1.0,
         proxy_cpu_s=0.2, target_rate=10_000)
     assert slow.notes() == ["paced at 10,000 req/s, reached 8,000 (80%)"]
+    busy = RunMeasurement(target="nginx", round=2, wrk=WrkResult(
+        requests=10_000, duration_us=1e6, requests_per_sec=10_000, bytes_read=0), wall_s=1.0,
+        proxy_cpu_s=0.2, target_rate=10_000, load_core_busy_s=0.97)
+    assert busy.notes() == ["the load core was 97% busy: the latency includes wrk's and the "
+                            "upstream's own waits"]
 
 
 def test_latency_options():
