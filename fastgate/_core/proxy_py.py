@@ -143,9 +143,14 @@ except ImportError:  # interpreted without Cython installed
 from fastgate import responses
 
 __all__ = [
+    "COUNTED_METHODS",
+    "STATUS_CLASSES",
+    "ApiCounters",
     "BadRequestHead",
+    "Chain",
     "ClientProtocol",
     "Exchange",
+    "ExchangeCounter",
     "Route",
     "Router",
     "UpstreamConnection",
@@ -557,7 +562,7 @@ class Exchange:
             raise RuntimeError("set_path() after the request was forwarded")
         if not path.startswith(b"/") or not _valid_path(path):
             raise ValueError("invalid request path")
-        if (b"/." in path or b"%" in path) and _has_dot_segment(path):
+        if (path.find(b"/.") >= 0 or path.find(b"%") >= 0) and _has_dot_segment(path):
             raise ValueError("request path with a dot segment")
         self.path = path
         self.headers_modified = True
@@ -1108,7 +1113,7 @@ class ClientProtocol:
                                                           close=True), True)
                 return
             path = origin_path
-        if (b"/." in path or b"%" in path) and _has_dot_segment(path):
+        if (path.find(b"/.") >= 0 or path.find(b"%") >= 0) and _has_dot_segment(path):
             self._answer(ex, responses.error_response(400, "Malformed request path",
                                                       close=True), True)
             return
@@ -2391,6 +2396,8 @@ class Route:
     #: The middleware chain: called with the Exchange, answers None (go on),
     #: bytes (a complete response) or an awaitable of either; None for none.
     chain = cython.declare(object, visibility="readonly")
+    #: The metrics' counters of this API (set on its first exchange).
+    counters = cython.declare(object, visibility="public")
 
     def __init__(self, spec: Any, listen_path: bytes, strip: bool, target_path: bytes,
                  host_header: bytes | None, pool: UpstreamPool,
@@ -2403,6 +2410,7 @@ class Route:
         self.pool = pool
         self.refusal = refusal
         self.chain = chain
+        self.counters = None
 
 
 @cython.cclass
@@ -2440,6 +2448,185 @@ class Router:
                 if route is not None:
                     return cython.cast(Route, route)
         return None
+
+
+# -- the middleware chain ---------------------------------------------------------------
+
+
+@cython.cclass
+class Chain:
+    """Runs an API's middleware steps in order until one refuses the request
+    (built by :func:`fastgate.middleware.chain.build_chain`).
+
+    Each step's ``process(request)`` answers None (go on), bytes (a complete
+    response: the refusal) or an awaitable of either.  While every step
+    answers synchronously the chain costs no coroutine and no Task; the first
+    awaitable turns the rest of the chain into one coroutine -- except the
+    last step's, which is handed back as it is.  A refusal is recorded on the
+    request as ``refused_by = (step name, refusal)``; ``(None, refusal)`` is
+    the proxy's, when the last step's awaitable refuses.
+    """
+
+    steps = cython.declare(tuple, visibility="readonly")
+
+    def __init__(self, steps: Any) -> None:
+        self.steps = tuple(steps)
+
+    def __call__(self, req: Any) -> Any:
+        steps: tuple = self.steps
+        n: cython.Py_ssize_t = len(steps)
+        index: cython.Py_ssize_t
+        for index in range(n):
+            step = steps[index]
+            result = step.process(req)
+            if result is None:
+                continue
+            if type(result) is bytes:
+                req.refused_by = (step.name, result)
+                return result
+            if index == n - 1:
+                return result
+            return self._resume(result, index, req)
+        return None
+
+    async def _resume(self, pending: Any, waiting: cython.Py_ssize_t, req: Any) -> Any:
+        """The rest of the chain once step ``waiting``'s awaitable resolves."""
+        steps: tuple = self.steps
+        result = await pending
+        if result is not None:
+            req.refused_by = (steps[waiting].name, result)
+            return result
+        index: cython.Py_ssize_t
+        for index in range(waiting + 1, len(steps)):
+            step = steps[index]
+            outcome = step.process(req)
+            if outcome is None:
+                continue
+            if isinstance(outcome, bytes):
+                req.refused_by = (step.name, outcome)
+                return outcome
+            result = await outcome
+            if result is not None:
+                req.refused_by = (step.name, result)
+                return result
+        return None
+
+
+# -- request counters -------------------------------------------------------------------
+
+#: Methods the counters name; any other counts as the last index ("OTHER").
+COUNTED_METHODS: tuple = (b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"HEAD",
+                          b"OPTIONS")
+_METHOD_INDEX: dict = {name: index for index, name in enumerate(COUNTED_METHODS)}
+#: Status classes per method: 0 ("none": no answer started, or past 599), 1xx..5xx.
+STATUS_CLASSES: int = 6
+
+
+@cython.cclass
+class ApiCounters:
+    """One API's request counters (or the unrouted requests'), filled by
+    :class:`ExchangeCounter` and read by the metrics' export.
+
+    ``requests[method index * STATUS_CLASSES + status // 100]``; ``total``,
+    ``upstream`` and ``gateway`` (total minus upstream) count latencies per
+    bucket of the counter's bounds (one more past the last); ``sums`` are
+    their seconds summed; ``refusals`` is the metrics' own
+    (``(step, status, reason) -> count``).
+    """
+
+    api_id = cython.declare(str, visibility="readonly")
+    requests = cython.declare(list, visibility="readonly")
+    total = cython.declare(list, visibility="readonly")
+    upstream = cython.declare(list, visibility="readonly")
+    gateway = cython.declare(list, visibility="readonly")
+    sums = cython.declare(list, visibility="readonly")
+    refusals = cython.declare(dict, visibility="readonly")
+
+    def __init__(self, api_id: str, nbuckets: int) -> None:
+        self.api_id = api_id
+        self.requests = [0] * ((len(COUNTED_METHODS) + 1) * STATUS_CLASSES)
+        self.total = [0] * (nbuckets + 1)
+        self.upstream = [0] * (nbuckets + 1)
+        self.gateway = [0] * (nbuckets + 1)
+        self.sums = [0.0, 0.0, 0.0]
+        self.refusals = {}
+
+
+@cython.cfunc
+@cython.inline
+def _bucket(bounds: tuple, value: cython.double) -> cython.Py_ssize_t:
+    """``bisect_left(bounds, value)``."""
+    lo: cython.Py_ssize_t = 0
+    hi: cython.Py_ssize_t = len(bounds)
+    mid: cython.Py_ssize_t
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if cython.cast(cython.double, bounds[mid]) < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@cython.cclass
+class ExchangeCounter:
+    """The metrics' exchange-finished hook: a few list increments per exchange.
+
+    ``counters(api_id)`` gives the :class:`ApiCounters` of an API (kept by the
+    metrics, so they outlive reloads); the route remembers them.
+    ``on_refused(counters, route, status, refused_by)`` is called for an
+    exchange the chain refused.
+    """
+
+    bounds = cython.declare(tuple, visibility="readonly")
+    unrouted = cython.declare(ApiCounters, visibility="readonly")
+    counters: Any
+    on_refused: Any
+
+    def __init__(self, bounds: Any, counters: Any, on_refused: Any) -> None:
+        self.bounds = tuple(float(bound) for bound in bounds)
+        self.counters = counters
+        self.on_refused = on_refused
+        self.unrouted = counters("")
+
+    def __call__(self, ex: Exchange) -> None:
+        route = ex.route
+        api: ApiCounters
+        if route is None:
+            api = self.unrouted
+        else:
+            found = cython.cast(Route, route).counters
+            if found is None:
+                found = cython.cast(Route, route).counters = self.counters(
+                    cython.cast(Route, route).spec.api_id)
+            api = cython.cast(ApiCounters, found)
+        status: cython.int = ex.status
+        klass: cython.Py_ssize_t = status // 100 if 0 <= status < 600 else 0
+        method = _METHOD_INDEX.get(ex.method)
+        index: cython.Py_ssize_t = (
+            (len(COUNTED_METHODS) if method is None else cython.cast(cython.Py_ssize_t, method))
+            * STATUS_CLASSES + klass)
+        requests: list = api.requests
+        requests[index] += 1
+        bounds: tuple = self.bounds
+        total: cython.double = ex.ended_at - ex.started_at if ex.finished else 0.0
+        upstream: cython.double = 0.0
+        if ex.upstream_at and ex.upstream_head_at > ex.upstream_at:
+            upstream = ex.upstream_head_at - ex.upstream_at
+        sums: list = api.sums
+        counts: list = api.total
+        counts[_bucket(bounds, total)] += 1
+        sums[0] += total
+        if upstream:
+            counts = api.upstream
+            counts[_bucket(bounds, upstream)] += 1
+            sums[1] += upstream
+            total -= upstream
+        counts = api.gateway
+        counts[_bucket(bounds, total)] += 1
+        sums[2] += total
+        if ex.refused_by is not None:
+            self.on_refused(api, route, status, ex.refused_by)
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -92,9 +92,6 @@ class ApiSpec:
     plugins: Any = None
     #: The plugins once loaded for the chain (:func:`fastgate.plugins.runtime.plugins_for`).
     loaded_plugins: Any = field(default=None, repr=False, compare=False)
-    #: This API's counters (:class:`fastgate.observability.metrics.ApiStats`),
-    #: attached by the metrics on the API's first exchange.
-    metrics: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.listen_path_bytes:

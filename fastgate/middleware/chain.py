@@ -23,9 +23,9 @@ first step that needs I/O turns the rest of the chain into one coroutine.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
+from fastgate._core.proxy import Chain
 from fastgate.auth.hmac.request_signing import RequestSigning
 from fastgate.auth.jwt.split_token import SplitTokenEndpoint, SplitTokenUpstream
 from fastgate.auth.oauth2.endpoints import OAuthEndpoints
@@ -50,52 +50,6 @@ class Middleware(Protocol):
     name: ClassVar[str]
 
     def process(self, req: Request, /) -> Outcome: ...
-
-
-class Chain:
-    """Runs its steps in order until one refuses the request."""
-
-    __slots__ = ("steps",)
-
-    def __init__(self, steps: Sequence[Middleware]) -> None:
-        self.steps = tuple(steps)
-
-    def __call__(self, req: Request) -> Outcome:
-        steps = self.steps
-        for index in range(len(steps)):
-            result = steps[index].process(req)
-            if result is None:
-                continue
-            if result.__class__ is bytes:
-                req.refused_by = (steps[index].name, result)
-                return result
-            if index == len(steps) - 1:
-                # The last step: its awaitable is the chain's (no coroutine
-                # around it); the proxy records its refusal as (None, refusal).
-                return result
-            return self._resume(result, index, req)  # type: ignore[arg-type]
-        return None
-
-    async def _resume(self, pending: Awaitable[bytes | None], waiting: int,
-                      req: Request) -> bytes | None:
-        """The rest of the chain once step ``waiting``'s awaitable resolves."""
-        steps = self.steps
-        result = await pending
-        if result is not None:
-            req.refused_by = (steps[waiting].name, result)
-            return result
-        for index in range(waiting + 1, len(steps)):
-            outcome = steps[index].process(req)
-            if outcome is None:
-                continue
-            if isinstance(outcome, bytes):
-                req.refused_by = (steps[index].name, outcome)
-                return outcome
-            result = await outcome
-            if result is not None:
-                req.refused_by = (steps[index].name, result)
-                return result
-        return None
 
 
 def build_chain(spec: ApiSpec, services: Services) -> Chain | None:

@@ -1,9 +1,10 @@
 """Prometheus metrics: counted in the exchange-finished hook, rendered when scraped.
 
-Per exchange the hook does a few integer increments on the API's
-:class:`ApiStats` (attached to its :class:`~fastgate.apidef.ApiSpec` on the
-API's first exchange): the request by method and status class, and three
-latency histograms (total, upstream, gateway-added: total minus upstream).
+Per exchange the hook -- :class:`fastgate._core.proxy.ExchangeCounter`,
+compiled -- does a few integer increments on the API's :class:`ApiCounters`
+(kept here by API id, remembered by the API's route on its first exchange):
+the request by method and status class, and three latency histograms (total,
+upstream, gateway-added: total minus upstream).
 No label dict, no lock, no string work: labels exist only at export.  A
 refused request (a chain step answered instead of the upstream) also counts
 its refusal by ``(step, status, reason)``, the reason read from the refusal's
@@ -52,19 +53,19 @@ import contextlib
 import logging
 import math
 import os
-from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from fastgate import __version__, stats
+from fastgate._core.proxy import COUNTED_METHODS, STATUS_CLASSES, ApiCounters, ExchangeCounter
 from fastgate.auth import REGISTRY
 
 if TYPE_CHECKING:
     from fastgate.config import MetricsConfig
 
-__all__ = ["ApiStats", "Family", "Metrics", "render"]
+__all__ = ["Family", "Metrics", "render"]
 
 log = logging.getLogger("fastgate.metrics")
 
@@ -86,14 +87,12 @@ class Family(NamedTuple):
 
 
 #: Methods counted by name; any other is ``OTHER``.
-METHODS: tuple[bytes, ...] = (b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"HEAD",
-                              b"OPTIONS")
-_METHOD_INDEX: dict[bytes, int] = {name: index for index, name in enumerate(METHODS)}
-_OTHER_METHOD = len(METHODS)
+METHODS: tuple[bytes, ...] = COUNTED_METHODS
 _METHOD_NAMES = (*(name.decode() for name in METHODS), "OTHER")
 #: ``status // 100``: 0 is "none" (no answer was started).
 _CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
 _NCLASSES = len(_CLASSES)
+assert _NCLASSES == STATUS_CLASSES
 
 #: Chain steps whose refusals are authentication (or session) failures.
 AUTH_STEPS: frozenset[str] = frozenset(
@@ -106,24 +105,6 @@ LIMIT_STEPS: frozenset[str] = frozenset({"session_limits", "global_rate_limit"})
 MAX_REASONS = 64
 
 
-class ApiStats:
-    """The counters of one API (or of the requests no API served)."""
-
-    __slots__ = ("api_id", "gateway", "refusals", "requests", "sums", "total", "upstream")
-
-    def __init__(self, api_id: str, nbuckets: int) -> None:
-        self.api_id = api_id
-        #: By ``method index * 6 + status // 100``.
-        self.requests = [0] * ((len(METHODS) + 1) * _NCLASSES)
-        self.total = [0] * (nbuckets + 1)
-        self.upstream = [0] * (nbuckets + 1)
-        self.gateway = [0] * (nbuckets + 1)
-        #: Seconds summed: total, upstream, gateway.
-        self.sums = [0.0, 0.0, 0.0]
-        #: (step, status, reason) -> refusals.
-        self.refusals: dict[tuple[str, int, str], int] = {}
-
-
 class Metrics:
     """This worker's counters and the ``/metrics`` answer."""
 
@@ -133,17 +114,19 @@ class Metrics:
         self.bounds = config.latency_buckets
         self.worker_id = worker_id
         self.metrics_dir = metrics_dir
-        self.apis: dict[str, ApiStats] = {}
-        self.unrouted = self._stats("")
+        self.apis: dict[str, ApiCounters] = {}
+        #: The exchange-finished hook (compiled): counts into ``apis``.
+        self.exchange_finished = ExchangeCounter(self.bounds, self._stats, self._refused)
+        self.unrouted = self.exchange_finished.unrouted
         self._collectors: list[Callable[[], Iterable[Family]]] = []
         self._task: asyncio.Task[None] | None = None
         self._snapshot_path = (os.path.join(metrics_dir, f"worker-{os.getpid()}.json")
                                if metrics_dir else None)
 
-    def _stats(self, api_id: str) -> ApiStats:
+    def _stats(self, api_id: str) -> ApiCounters:
         found = self.apis.get(api_id)
         if found is None:
-            found = self.apis[api_id] = ApiStats(api_id, len(self.bounds))
+            found = self.apis[api_id] = ApiCounters(api_id, len(self.bounds))
         return found
 
     def add_collector(self, collect: Callable[[], Iterable[Family]]) -> None:
@@ -152,35 +135,7 @@ class Metrics:
 
     # -- the request path ---------------------------------------------------------
 
-    def exchange_finished(self, ex: Any) -> None:
-        """Count one ended exchange (the gateway's exchange-finished hook)."""
-        route = ex.route
-        if route is None:
-            api = self.unrouted
-        else:
-            api = route.spec.metrics
-            if api is None:
-                api = route.spec.metrics = self._stats(route.spec.api_id)
-        status = ex.status
-        api.requests[_METHOD_INDEX.get(ex.method, _OTHER_METHOD) * _NCLASSES
-                     + (status // 100 if status < 600 else 0)] += 1
-        bounds = self.bounds
-        total = ex.total_time
-        api.total[bisect_left(bounds, total)] += 1
-        upstream = ex.upstream_time
-        sums = api.sums
-        sums[0] += total
-        if upstream:
-            api.upstream[bisect_left(bounds, upstream)] += 1
-            sums[1] += upstream
-            total -= upstream
-        api.gateway[bisect_left(bounds, total)] += 1
-        sums[2] += total
-        refused = ex.refused_by
-        if refused is not None:
-            self._refused(api, route, status, refused)
-
-    def _refused(self, api: ApiStats, route: Any, status: int,
+    def _refused(self, api: ApiCounters, route: Any, status: int,
                  refused: tuple[str | None, bytes]) -> None:
         step, response = refused
         if step is None:

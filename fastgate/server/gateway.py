@@ -645,7 +645,7 @@ class Gateway:
             pool.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        self.limiter.stop()
+        await self.limiter.close()  # leased quota given back before the store closes
         await self.observability.close()
         await self.jwks.close()
         await self.http.close()
