@@ -63,6 +63,9 @@ log = logging.getLogger("fastgate")
 
 #: Sweeper period in seconds: timeouts are precise to one tick.
 TICK = 0.25
+#: The listening sockets' accept queue (the kernel caps it at net.core.somaxconn):
+#: a burst of new connections waits there instead of being reset.
+LISTEN_BACKLOG = 4096
 #: Descriptors kept back from max_connections' default for upstream
 #: connections, the store, listeners and files.
 RESERVED_DESCRIPTORS = 256
@@ -526,14 +529,15 @@ class Gateway:
             sock = bind_socket(cfg.listen_address, port, reuse_port=cfg.workers > 1)
             if tls is None:
                 server = await self.loop.create_server(
-                    functools.partial(ClientProtocol, self, mode), sock=sock, backlog=2048)
+                    functools.partial(ClientProtocol, self, mode), sock=sock,
+                    backlog=LISTEN_BACKLOG)
             else:
                 # A handshake is due as a request head is (read_header_timeout);
                 # a closing connection waits for the client's close_notify at
                 # most TLS_SHUTDOWN_TIMEOUT (nginx does not wait at all).
                 server = await self.loop.create_server(
                     functools.partial(ClientProtocol, self, mode, True), sock=sock,
-                    backlog=2048, ssl=tls.context,
+                    backlog=LISTEN_BACKLOG, ssl=tls.context,
                     ssl_handshake_timeout=cfg.http_server_options.read_header_timeout,
                     ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT)
             self.servers.append(server)
