@@ -85,6 +85,18 @@ class SessionLimits:
         self.api_id = spec.api_id
         self.limiter: Limiter = services.limiter
         self.quota_headers = services.config.rate_limit_response_headers == "quotas"
+        #: The gateway's loop, taken on first use: asyncio.get_running_loop()
+        #: costs a getpid() system call per call on CPython 3.11.
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    def _future(self) -> asyncio.Future[bytes | None]:
+        return self._running_loop().create_future()
 
     def _limits(self, entry: CachedSession) -> tuple[float, float, int, int, str, bytes | None]:
         """This API's limits for the session, the store key of its counters
@@ -118,7 +130,7 @@ class SessionLimits:
         if limits_with is not None:
             # The Redis store calls back from the read that parsed its reply:
             # no Task, and one future (the chain's) per request.
-            verdict = asyncio.get_running_loop().create_future()
+            verdict = self._future()
             limits_with(key, rate, per, quota_max, renewal,
                         functools.partial(self._decided, verdict, ex, rate, quota_max), command)
             return verdict
@@ -128,8 +140,8 @@ class SessionLimits:
             return self._store_failed(exc)
         if isinstance(decision, tuple):
             return self._verdict(ex, decision, rate, quota_max)
-        verdict = asyncio.get_running_loop().create_future()
-        asyncio.ensure_future(decision).add_done_callback(
+        verdict = self._future()
+        asyncio.ensure_future(decision, loop=self._running_loop()).add_done_callback(
             lambda done: self._decided(verdict, ex, rate, quota_max,
                                        done.exception() or done.result()))
         return verdict
