@@ -143,8 +143,6 @@ except ImportError:  # interpreted without Cython installed
 from fastgate import responses
 
 __all__ = [
-    "COUNTED_METHODS",
-    "STATUS_CLASSES",
     "ApiCounters",
     "BadRequestHead",
     "Chain",
