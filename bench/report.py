@@ -333,15 +333,7 @@ def render_table(summaries: Sequence[TargetSummary], baseline: str = BASELINE,
             format_rss(summary.rss_kb),
             str(summary.errors),
         ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])]
-        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        lines.append("  ".join(cells).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return _render_table(rows)
 
 
 #: The latency target of issue 14: fastgate's p99 at most this much over nginx's,
@@ -386,15 +378,7 @@ def render_paced_table(summary: Mapping[str, Any]) -> str:
                      *(format_latency(lat.get(p)) for p in names),
                      _fmt(data["cpu_us_per_request"], ".1f"),
                      format_rss(data["proxy_rss_kb"]), str(data["errors"])))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])]
-        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        lines.append("  ".join(cells).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return _render_table(rows)
 
 
 def describe_paced_goal(summary: Mapping[str, Any], target: str = "fastgate") -> str | None:
@@ -406,3 +390,17 @@ def describe_paced_goal(summary: Mapping[str, Any], target: str = "fastgate") ->
     got = "not measured" if added is None else f"{added / 1e3:+.2f}ms"
     return (f"goal: {target} p99 - {goal['vs']} p99 <= {goal['max_us'] / 1e3:.2f}ms at "
             f"{summary['rate']:,.0f} req/s: {got}, {'met' if goal['met'] else 'MISSED'}")
+
+
+def _render_table(rows: list[tuple[str, ...]]) -> str:
+    """``rows`` (the header first) as aligned text: the first column left,
+    the others right, a rule under the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)

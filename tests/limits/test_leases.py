@@ -15,6 +15,7 @@ import requests
 from fastgate.config import ConfigError, parse_gateway_config
 
 from .conftest import limited_session
+from .test_limits import admitted_within
 
 pytestmark = pytest.mark.redis
 
@@ -41,16 +42,6 @@ def hammer(gw, key: str, count: int) -> list[int]:
     with requests.Session() as client:
         return [client.get(gw.url("/p/x"), headers={"Authorization": key},
                            timeout=10).status_code for _ in range(count)]
-
-
-def admitted_within(gw, key: str, seconds: float) -> int:
-    admitted = 0
-    deadline = time.monotonic() + seconds
-    with requests.Session() as client:
-        while time.monotonic() < deadline:
-            resp = client.get(gw.url("/p/x"), headers={"Authorization": key}, timeout=10)
-            admitted += resp.status_code == 200
-    return admitted
 
 
 def test_quota_exact_across_two_gateways_with_leases(gateway_factory, make_api, echo,
